@@ -1,0 +1,191 @@
+//! TUS 1.0.0 header names, the extension list Spool's server speaks, and strict
+//! parsers for header values. Parsers reject rather than guess: a value with a
+//! sign, spaces inside, or an overflow is an error, because a lenient parse of
+//! an offset is how uploads get corrupted.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+/// The protocol version Spool speaks, for `Tus-Resumable` and `Tus-Version`.
+pub const TUS_VERSION: &str = "1.0.0";
+/// Every extension the server implements, for `Tus-Extension`.
+pub const TUS_EXTENSIONS: &str = "creation,creation-with-upload,creation-defer-length,expiration,checksum,termination,concatenation";
+/// Checksum algorithms the server accepts, for `Tus-Checksum-Algorithm`.
+pub const CHECKSUM_ALGORITHMS: &str = "sha1,sha256";
+/// The only Content-Type a PATCH (or a creation-with-upload POST) body may have.
+pub const OFFSET_OCTET_STREAM: &str = "application/offset+octet-stream";
+
+pub const TUS_RESUMABLE: &str = "tus-resumable";
+pub const TUS_VERSION_HEADER: &str = "tus-version";
+pub const TUS_EXTENSION: &str = "tus-extension";
+pub const TUS_MAX_SIZE: &str = "tus-max-size";
+pub const TUS_CHECKSUM_ALGORITHM: &str = "tus-checksum-algorithm";
+pub const UPLOAD_OFFSET: &str = "upload-offset";
+pub const UPLOAD_LENGTH: &str = "upload-length";
+pub const UPLOAD_DEFER_LENGTH: &str = "upload-defer-length";
+pub const UPLOAD_METADATA: &str = "upload-metadata";
+pub const UPLOAD_EXPIRES: &str = "upload-expires";
+pub const UPLOAD_CHECKSUM: &str = "upload-checksum";
+pub const UPLOAD_CONCAT: &str = "upload-concat";
+pub const METHOD_OVERRIDE: &str = "x-http-method-override";
+
+/// Headers a browser client must be allowed to send (CORS preflight).
+pub const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Tus-Resumable, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Checksum, Upload-Concat, X-HTTP-Method-Override, X-Requested-With";
+/// Headers a browser client must be allowed to read (CORS).
+pub const CORS_EXPOSE_HEADERS: &str = "Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, Upload-Concat";
+
+/// Why a numeric header value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NumberError {
+    #[error("is empty")]
+    Empty,
+    #[error("is not a non-negative decimal integer")]
+    NotDigits,
+    #[error("is too large")]
+    Overflow,
+}
+
+/// Parses an offset or length: ASCII digits only, at most `u64::MAX`.
+pub fn parse_u64(value: &str) -> Result<u64, NumberError> {
+    if value.is_empty() {
+        return Err(NumberError::Empty);
+    }
+    if !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(NumberError::NotDigits);
+    }
+    value.parse::<u64>().map_err(|_| NumberError::Overflow)
+}
+
+/// A checksum algorithm of the checksum extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumAlgorithm {
+    Sha1,
+    Sha256,
+}
+
+impl ChecksumAlgorithm {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Sha1 => "sha1",
+            ChecksumAlgorithm::Sha256 => "sha256",
+        }
+    }
+
+    /// Digest length in bytes.
+    pub fn digest_len(self) -> usize {
+        match self {
+            ChecksumAlgorithm::Sha1 => 20,
+            ChecksumAlgorithm::Sha256 => 32,
+        }
+    }
+
+    /// Parses a wire name (case-insensitive).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "sha1" => Some(ChecksumAlgorithm::Sha1),
+            "sha256" => Some(ChecksumAlgorithm::Sha256),
+            _ => None,
+        }
+    }
+}
+
+/// A parsed `Upload-Checksum` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checksum {
+    pub algorithm: ChecksumAlgorithm,
+    pub digest: Vec<u8>,
+}
+
+impl Checksum {
+    /// The header value, `<algorithm> <base64 digest>`.
+    pub fn to_header(&self) -> String {
+        format!("{} {}", self.algorithm.as_str(), STANDARD.encode(&self.digest))
+    }
+}
+
+/// Why an `Upload-Checksum` header was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChecksumError {
+    #[error("unsupported checksum algorithm (supported: sha1, sha256)")]
+    UnknownAlgorithm,
+    #[error("malformed Upload-Checksum: expected '<algorithm> <base64 digest>'")]
+    Malformed,
+}
+
+/// Parses `Upload-Checksum: <algorithm> <base64>`, checking the digest length.
+pub fn parse_checksum(value: &str) -> Result<Checksum, ChecksumError> {
+    let (name, digest) = value.trim().split_once(' ').ok_or(ChecksumError::Malformed)?;
+    let algorithm = ChecksumAlgorithm::parse(name).ok_or(ChecksumError::UnknownAlgorithm)?;
+    let digest = STANDARD.decode(digest.trim()).map_err(|_| ChecksumError::Malformed)?;
+    if digest.len() != algorithm.digest_len() {
+        return Err(ChecksumError::Malformed);
+    }
+    Ok(Checksum { algorithm, digest })
+}
+
+/// A parsed `Upload-Concat` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Concat {
+    /// This upload is a part of a later final upload.
+    Partial,
+    /// This upload is the concatenation of the listed part URLs, in order.
+    Final(Vec<String>),
+}
+
+/// Why an `Upload-Concat` header was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed Upload-Concat: expected 'partial' or 'final;<url> <url> ...'")]
+pub struct ConcatError;
+
+/// Parses `Upload-Concat: partial` or `final;<url> <url>…` (at least one URL).
+pub fn parse_concat(value: &str) -> Result<Concat, ConcatError> {
+    let value = value.trim();
+    if value == "partial" {
+        return Ok(Concat::Partial);
+    }
+    let urls = value.strip_prefix("final;").ok_or(ConcatError)?;
+    let urls: Vec<String> = urls.split_ascii_whitespace().map(str::to_owned).collect();
+    if urls.is_empty() {
+        return Err(ConcatError);
+    }
+    Ok(Concat::Final(urls))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_strict() {
+        assert_eq!(parse_u64("0"), Ok(0));
+        assert_eq!(parse_u64("18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_u64("18446744073709551616"), Err(NumberError::Overflow));
+        for bad in ["-1", "+1", " 1", "1 ", "0x10", "1.0", "abc"] {
+            assert_eq!(parse_u64(bad), Err(NumberError::NotDigits), "{bad:?}");
+        }
+        assert_eq!(parse_u64(""), Err(NumberError::Empty));
+    }
+
+    #[test]
+    fn checksum_header() {
+        let c = parse_checksum("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=").unwrap();
+        assert_eq!(c.algorithm, ChecksumAlgorithm::Sha1);
+        assert_eq!(c.to_header(), "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=");
+        assert_eq!(parse_checksum("md5 1B2M2Y8AsgTpgAmY7PhCfg=="), Err(ChecksumError::UnknownAlgorithm));
+        assert_eq!(parse_checksum("sha256 Kq5sNclPz7QV2+lfQIuc6R7oRu0="), Err(ChecksumError::Malformed));
+        assert_eq!(parse_checksum("sha1"), Err(ChecksumError::Malformed));
+        assert_eq!(parse_checksum("sha1 !!!"), Err(ChecksumError::Malformed));
+    }
+
+    #[test]
+    fn concat_header() {
+        assert_eq!(parse_concat("partial"), Ok(Concat::Partial));
+        assert_eq!(
+            parse_concat("final;/v1/uploads/a http://h/v1/uploads/b?sig=x"),
+            Ok(Concat::Final(vec!["/v1/uploads/a".into(), "http://h/v1/uploads/b?sig=x".into()]))
+        );
+        assert_eq!(parse_concat("final;"), Err(ConcatError));
+        assert_eq!(parse_concat("whole"), Err(ConcatError));
+    }
+}
