@@ -1,1 +1,222 @@
-fn main() {}
+//! The `spool` command: a thin shell that parses arguments, wires Spool's
+//! crates together and presents results. `spool serve` runs the upload server.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use spool_proto::webhook::WebhookSecret;
+use spool_server::config::defaults;
+use spool_server::{Config, CredentialSource, Credentials, Server, WebhookConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "spool",
+    version,
+    about = "Record your screen and share it while it uploads."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the upload server: signed upload API, TUS 1.0 endpoint, share pages, webhooks.
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, env = "SPOOL_LISTEN", default_value = defaults::LISTEN)]
+    listen: SocketAddr,
+    /// Directory for the database and uploaded bytes.
+    #[arg(long, env = "SPOOL_DATA", default_value = defaults::DATA_DIR)]
+    data: PathBuf,
+    /// Base URL clients reach this server at (default: from --listen).
+    #[arg(long, env = "SPOOL_PUBLIC_URL")]
+    public_url: Option<url::Url>,
+    /// API token id (default: generated on first start, kept in DATA/credentials).
+    #[arg(long, env = "SPOOL_TOKEN_ID", requires = "token_secret")]
+    token_id: Option<String>,
+    /// API token secret.
+    #[arg(
+        long,
+        env = "SPOOL_TOKEN_SECRET",
+        requires = "token_id",
+        hide_env_values = true
+    )]
+    token_secret: Option<String>,
+    /// Where to send signed webhooks.
+    #[arg(long, env = "SPOOL_WEBHOOK_URL", requires = "webhook_secret")]
+    webhook_url: Option<url::Url>,
+    /// Webhook signing secret, whsec_ followed by base64.
+    #[arg(
+        long,
+        env = "SPOOL_WEBHOOK_SECRET",
+        requires = "webhook_url",
+        hide_env_values = true
+    )]
+    webhook_secret: Option<String>,
+    /// Largest upload accepted, in bytes.
+    #[arg(long, env = "SPOOL_MAX_SIZE", default_value_t = defaults::MAX_SIZE)]
+    max_size: u64,
+    /// Seconds a fresh upload URL may wait for its first byte.
+    #[arg(long, env = "SPOOL_UPLOAD_TTL", default_value_t = defaults::UPLOAD_TTL.as_secs())]
+    upload_ttl: u64,
+    /// Seconds without incoming bytes after which an unfinished upload expires.
+    #[arg(long, env = "SPOOL_UPLOAD_EXPIRY", default_value_t = defaults::UPLOAD_EXPIRY.as_secs())]
+    upload_expiry: u64,
+    /// Seconds a request body may deliver nothing before it is cut off (what arrived is kept).
+    #[arg(long, env = "SPOOL_IDLE_TIMEOUT", default_value_t = defaults::IDLE_TIMEOUT.as_secs())]
+    idle_timeout: u64,
+}
+
+impl ServeArgs {
+    fn into_config(self) -> anyhow::Result<Config> {
+        if self.max_size == 0 || self.max_size > i64::MAX as u64 {
+            bail!("--max-size must be between 1 and {}", i64::MAX);
+        }
+        for (name, v) in [
+            ("--upload-ttl", self.upload_ttl),
+            ("--upload-expiry", self.upload_expiry),
+            ("--idle-timeout", self.idle_timeout),
+        ] {
+            if v == 0 || v > 10 * 365 * 24 * 3600 {
+                bail!(
+                    "{name} must be between 1 and {} seconds",
+                    10 * 365 * 24 * 3600
+                );
+            }
+        }
+        let mut config = Config::new(self.data);
+        config.listen = self.listen;
+        config.public_url = self.public_url;
+        config.max_size = self.max_size;
+        config.upload_ttl = Duration::from_secs(self.upload_ttl);
+        config.upload_expiry = Duration::from_secs(self.upload_expiry);
+        config.idle_timeout = Duration::from_secs(self.idle_timeout);
+        if let (Some(token_id), Some(token_secret)) = (self.token_id, self.token_secret) {
+            if token_id.is_empty() || token_id.contains(':') || token_secret.is_empty() {
+                bail!("--token-id must be non-empty without ':' and --token-secret non-empty");
+            }
+            config.credentials = Some(Credentials {
+                token_id,
+                token_secret,
+            });
+        }
+        if let (Some(url), Some(secret)) = (self.webhook_url, self.webhook_secret) {
+            let secret = WebhookSecret::parse(&secret).context("--webhook-secret")?;
+            config.webhook = Some(WebhookConfig { url, secret });
+        }
+        Ok(config)
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.into_config()?;
+    let data_dir = config.data_dir.clone();
+    let server = Server::bind(config).await?;
+    let base = server.app.public_url.clone();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{}", server.addr)?;
+    let creds = &server.app.credentials;
+    match &server.credential_source {
+        CredentialSource::Generated(path) => {
+            writeln!(
+                out,
+                "generated API credentials (kept in {}):",
+                path.display()
+            )?;
+            writeln!(out, "  token id:     {}", creds.token_id)?;
+            writeln!(out, "  token secret: {}", creds.token_secret)?;
+        }
+        CredentialSource::Loaded(path) => writeln!(
+            out,
+            "API credentials: token id {} (secret in {})",
+            creds.token_id,
+            path.display()
+        )?,
+        CredentialSource::Configured => writeln!(
+            out,
+            "API credentials: token id {} (from the command line or environment)",
+            creds.token_id
+        )?,
+    }
+    if !matches!(server.credential_source, CredentialSource::Configured) {
+        let cred_file = data_dir.join("credentials");
+        writeln!(out, "try it:")?;
+        writeln!(
+            out,
+            "  curl -s -u \"$(cat {})\" -X POST {base}/v1/on-demand -H 'content-type: application/json' -d '{{\"metadata\":{{\"title\":\"demo\"}}}}'",
+            cred_file.display()
+        )?;
+        writeln!(
+            out,
+            "  # then PATCH bytes to the upload_url it returns, e.g.:"
+        )?;
+        writeln!(
+            out,
+            "  curl -s -X PATCH \"$UPLOAD_URL\" -H 'tus-resumable: 1.0.0' -H 'upload-offset: 0' -H 'upload-length: 5' -H 'content-type: application/offset+octet-stream' --data-binary hello"
+        )?;
+        writeln!(out, "  # and open the share_url it returned")?;
+    }
+    out.flush()?;
+    drop(out);
+    server.run(shutdown_signal()).await
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("spool: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spool: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -120,7 +120,10 @@ pub struct ErrorBody {
 impl ErrorBody {
     /// A body for `code` with `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrorBody { code: code.as_str().to_owned(), message: message.into() }
+        ErrorBody {
+            code: code.as_str().to_owned(),
+            message: message.into(),
+        }
     }
 
     /// The known code, if this version knows it.
@@ -149,7 +152,10 @@ mod tests {
     fn body_serialises_as_code_and_message() {
         let body = ErrorBody::new(ErrorCode::MismatchedOffset, "expected 5");
         let json = serde_json::to_string(&body).unwrap();
-        assert_eq!(json, r#"{"code":"ERR_MISMATCHED_OFFSET","message":"expected 5"}"#);
+        assert_eq!(
+            json,
+            r#"{"code":"ERR_MISMATCHED_OFFSET","message":"expected 5"}"#
+        );
         let back: ErrorBody = serde_json::from_str(&json).unwrap();
         assert_eq!(back.error_code(), Some(ErrorCode::MismatchedOffset));
     }

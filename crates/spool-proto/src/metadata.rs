@@ -39,7 +39,9 @@ pub fn decode(header: &str) -> Result<Metadata, MetadataError> {
             return Err(MetadataError::BadKey);
         }
         let value = match fields.next() {
-            Some(v) => STANDARD.decode(v).map_err(|_| MetadataError::BadValue(key.to_owned()))?,
+            Some(v) => STANDARD
+                .decode(v)
+                .map_err(|_| MetadataError::BadValue(key.to_owned()))?,
             None => Vec::new(),
         };
         if fields.next().is_some() {
@@ -57,7 +59,13 @@ pub fn decode(header: &str) -> Result<Metadata, MetadataError> {
 pub fn encode(metadata: &[(String, Vec<u8>)]) -> String {
     metadata
         .iter()
-        .map(|(k, v)| if v.is_empty() { k.clone() } else { format!("{k} {}", STANDARD.encode(v)) })
+        .map(|(k, v)| {
+            if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k} {}", STANDARD.encode(v))
+            }
+        })
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -69,14 +77,23 @@ mod tests {
     #[test]
     fn round_trip() {
         let md = decode("filename d29ybGRfZG9taW5hdGlvbl9wbGFuLnBkZg==,is_confidential").unwrap();
-        assert_eq!(md, vec![("filename".into(), b"world_domination_plan.pdf".to_vec()), ("is_confidential".into(), vec![])]);
+        assert_eq!(
+            md,
+            vec![
+                ("filename".into(), b"world_domination_plan.pdf".to_vec()),
+                ("is_confidential".into(), vec![])
+            ]
+        );
         assert_eq!(decode(&encode(&md)).unwrap(), md);
         assert!(decode("").unwrap().is_empty());
     }
 
     #[test]
     fn rejects_bad_input() {
-        assert_eq!(decode("a Zm9v,a YmFy"), Err(MetadataError::DuplicateKey("a".into())));
+        assert_eq!(
+            decode("a Zm9v,a YmFy"),
+            Err(MetadataError::DuplicateKey("a".into()))
+        );
         assert_eq!(decode("a !!!"), Err(MetadataError::BadValue("a".into())));
         assert_eq!(decode(",a Zm9v"), Err(MetadataError::BadKey));
         assert_eq!(decode("a Zm9v extra"), Err(MetadataError::ExtraField));

@@ -35,12 +35,16 @@ pub struct Token {
 }
 
 fn kid_is_valid(kid: &str) -> bool {
-    (1..=32).contains(&kid.len()) && kid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    (1..=32).contains(&kid.len())
+        && kid
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 fn mac_for(secret: &[u8], upload_id: &str, exp: u64) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    let mut mac = HmacSha256::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    let mut mac = HmacSha256::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
     mac.update(format!("v1|tus|{upload_id}|{exp}").as_bytes());
     mac
 }
@@ -56,26 +60,38 @@ impl Token {
     /// Parses `v1.<kid>.<exp>.<mac>`.
     pub fn parse(token: &str) -> Result<Token, TokenError> {
         let mut parts = token.split('.');
-        let (Some("v1"), Some(kid), Some(exp), Some(mac), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("v1"), Some(kid), Some(exp), Some(mac), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(TokenError::Malformed);
         };
         if !kid_is_valid(kid) {
             return Err(TokenError::Malformed);
         }
         let exp = crate::tus::parse_u64(exp).map_err(|_| TokenError::Malformed)?;
-        let mac = URL_SAFE_NO_PAD.decode(mac).map_err(|_| TokenError::Malformed)?;
+        let mac = URL_SAFE_NO_PAD
+            .decode(mac)
+            .map_err(|_| TokenError::Malformed)?;
         if mac.len() != 32 {
             return Err(TokenError::Malformed);
         }
-        Ok(Token { kid: kid.to_owned(), exp, mac })
+        Ok(Token {
+            kid: kid.to_owned(),
+            exp,
+            mac,
+        })
     }
 
     /// Checks the MAC for `upload_id` with the key this token names. Expiry is
     /// the caller's policy (see the server's upload rules), not checked here.
     pub fn verify(&self, secret: &[u8], upload_id: &str) -> Result<(), TokenError> {
-        mac_for(secret, upload_id, self.exp).verify_slice(&self.mac).map_err(|_| TokenError::BadMac)
+        mac_for(secret, upload_id, self.exp)
+            .verify_slice(&self.mac)
+            .map_err(|_| TokenError::BadMac)
     }
 }
 
@@ -98,12 +114,24 @@ mod tests {
     fn tampered_expiry_fails() {
         let t = sign("k1", b"secret", "abc", 100);
         let forged = t.replacen(".100.", ".999999.", 1);
-        assert_eq!(Token::parse(&forged).unwrap().verify(b"secret", "abc"), Err(TokenError::BadMac));
+        assert_eq!(
+            Token::parse(&forged).unwrap().verify(b"secret", "abc"),
+            Err(TokenError::BadMac)
+        );
     }
 
     #[test]
     fn malformed_tokens() {
-        for bad in ["", "v1", "v2.k.1.AAAA", "v1.k.x.AAAA", "v1.k.1.!!", "v1.k.1.AAAA", "v1.k k.1.AAAA", "v1.k.1.a.b"] {
+        for bad in [
+            "",
+            "v1",
+            "v2.k.1.AAAA",
+            "v1.k.x.AAAA",
+            "v1.k.1.!!",
+            "v1.k.1.AAAA",
+            "v1.k k.1.AAAA",
+            "v1.k.1.a.b",
+        ] {
             assert_eq!(Token::parse(bad), Err(TokenError::Malformed), "{bad:?}");
         }
     }

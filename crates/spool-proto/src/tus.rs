@@ -100,7 +100,11 @@ pub struct Checksum {
 impl Checksum {
     /// The header value, `<algorithm> <base64 digest>`.
     pub fn to_header(&self) -> String {
-        format!("{} {}", self.algorithm.as_str(), STANDARD.encode(&self.digest))
+        format!(
+            "{} {}",
+            self.algorithm.as_str(),
+            STANDARD.encode(&self.digest)
+        )
     }
 }
 
@@ -115,9 +119,14 @@ pub enum ChecksumError {
 
 /// Parses `Upload-Checksum: <algorithm> <base64>`, checking the digest length.
 pub fn parse_checksum(value: &str) -> Result<Checksum, ChecksumError> {
-    let (name, digest) = value.trim().split_once(' ').ok_or(ChecksumError::Malformed)?;
+    let (name, digest) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(ChecksumError::Malformed)?;
     let algorithm = ChecksumAlgorithm::parse(name).ok_or(ChecksumError::UnknownAlgorithm)?;
-    let digest = STANDARD.decode(digest.trim()).map_err(|_| ChecksumError::Malformed)?;
+    let digest = STANDARD
+        .decode(digest.trim())
+        .map_err(|_| ChecksumError::Malformed)?;
     if digest.len() != algorithm.digest_len() {
         return Err(ChecksumError::Malformed);
     }
@@ -160,7 +169,10 @@ mod tests {
     fn numbers_are_strict() {
         assert_eq!(parse_u64("0"), Ok(0));
         assert_eq!(parse_u64("18446744073709551615"), Ok(u64::MAX));
-        assert_eq!(parse_u64("18446744073709551616"), Err(NumberError::Overflow));
+        assert_eq!(
+            parse_u64("18446744073709551616"),
+            Err(NumberError::Overflow)
+        );
         for bad in ["-1", "+1", " 1", "1 ", "0x10", "1.0", "abc"] {
             assert_eq!(parse_u64(bad), Err(NumberError::NotDigits), "{bad:?}");
         }
@@ -172,8 +184,14 @@ mod tests {
         let c = parse_checksum("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=").unwrap();
         assert_eq!(c.algorithm, ChecksumAlgorithm::Sha1);
         assert_eq!(c.to_header(), "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=");
-        assert_eq!(parse_checksum("md5 1B2M2Y8AsgTpgAmY7PhCfg=="), Err(ChecksumError::UnknownAlgorithm));
-        assert_eq!(parse_checksum("sha256 Kq5sNclPz7QV2+lfQIuc6R7oRu0="), Err(ChecksumError::Malformed));
+        assert_eq!(
+            parse_checksum("md5 1B2M2Y8AsgTpgAmY7PhCfg=="),
+            Err(ChecksumError::UnknownAlgorithm)
+        );
+        assert_eq!(
+            parse_checksum("sha256 Kq5sNclPz7QV2+lfQIuc6R7oRu0="),
+            Err(ChecksumError::Malformed)
+        );
         assert_eq!(parse_checksum("sha1"), Err(ChecksumError::Malformed));
         assert_eq!(parse_checksum("sha1 !!!"), Err(ChecksumError::Malformed));
     }
@@ -183,7 +201,10 @@ mod tests {
         assert_eq!(parse_concat("partial"), Ok(Concat::Partial));
         assert_eq!(
             parse_concat("final;/v1/uploads/a http://h/v1/uploads/b?sig=x"),
-            Ok(Concat::Final(vec!["/v1/uploads/a".into(), "http://h/v1/uploads/b?sig=x".into()]))
+            Ok(Concat::Final(vec![
+                "/v1/uploads/a".into(),
+                "http://h/v1/uploads/b?sig=x".into()
+            ]))
         );
         assert_eq!(parse_concat("final;"), Err(ConcatError));
         assert_eq!(parse_concat("whole"), Err(ConcatError));

@@ -49,7 +49,8 @@ impl WebhookSecret {
     }
 
     fn mac(&self, id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(format!("{id}.{timestamp}.").as_bytes());
         mac.update(body);
         mac
@@ -57,14 +58,27 @@ impl WebhookSecret {
 
     /// The `webhook-signature` header value for one delivery attempt.
     pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
-        format!("v1,{}", STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes()))
+        format!(
+            "v1,{}",
+            STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes())
+        )
     }
 
     /// Checks a `webhook-signature` header (space-separated `v1,<sig>` entries).
-    pub fn verify(&self, id: &str, timestamp: i64, body: &[u8], header: &str) -> Result<(), WebhookError> {
+    pub fn verify(
+        &self,
+        id: &str,
+        timestamp: i64,
+        body: &[u8],
+        header: &str,
+    ) -> Result<(), WebhookError> {
         for entry in header.split_ascii_whitespace() {
-            let Some(sig) = entry.strip_prefix("v1,") else { continue };
-            let Ok(sig) = STANDARD.decode(sig) else { continue };
+            let Some(sig) = entry.strip_prefix("v1,") else {
+                continue;
+            };
+            let Ok(sig) = STANDARD.decode(sig) else {
+                continue;
+            };
             if self.mac(id, timestamp, body).verify_slice(&sig).is_ok() {
                 return Ok(());
             }
@@ -81,9 +95,20 @@ mod tests {
     fn standard_webhooks_reference_vector() {
         // The example from the Standard Webhooks specification's test suite.
         let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
-        let sig = secret.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let sig = secret.sign(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1614265330,
+            br#"{"test": 2432232314}"#,
+        );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        secret.verify("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#, &format!("v1,bad {sig}")).unwrap();
+        secret
+            .verify(
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#,
+                &format!("v1,bad {sig}"),
+            )
+            .unwrap();
         assert!(secret.verify("msg_other", 1614265330, b"{}", &sig).is_err());
     }
 
@@ -91,6 +116,12 @@ mod tests {
     fn secrets_are_checked() {
         assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
         assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
-        assert!(format!("{:?}", WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()).contains("redacted"));
+        assert!(
+            format!(
+                "{:?}",
+                WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()
+            )
+            .contains("redacted")
+        );
     }
 }

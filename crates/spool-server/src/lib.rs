@@ -1,1 +1,171 @@
-//! placeholder
+//! Spool's upload server. A backend holding API credentials calls
+//! [`api::on_demand`] to get a short-lived signed upload URL for a new asset;
+//! the recorder appends bytes to it over TUS 1.0.0 ([`tus`]), which streams
+//! them into a [`store::Store`] and acknowledges only what is durable; the
+//! asset's life is recorded in SQLite ([`db`]) and announced through signed
+//! webhooks from a durable outbox ([`webhooks`]); anyone with the share link
+//! watches it on [`share`]'s page. [`Server`] binds, reconciles state with the
+//! disk after a crash, runs the background tasks, and serves until shutdown.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod http_util;
+pub mod ids;
+pub mod locks;
+pub mod share;
+pub mod store;
+pub mod tus;
+pub mod webhooks;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use tokio_util::task::TaskTracker;
+
+pub use app::{App, CredentialSource};
+pub use config::{Config, Credentials, WebhookConfig};
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::new(spool_proto::ErrorCode::NotFound, "no such route")
+}
+
+/// Logs each request by method and path only: query strings carry upload
+/// signatures and never reach the log.
+async fn log_requests(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let start = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = start.elapsed().as_millis() as u64;
+    if status >= 500 {
+        tracing::warn!(%method, %path, status, ms, "request");
+    } else {
+        tracing::debug!(%method, %path, status, ms, "request");
+    }
+    resp
+}
+
+async fn health(State(_app): State<App>) -> &'static str {
+    "ok\n"
+}
+
+/// The HTTP routes over `app`; usable without a socket (router tests).
+pub fn router(app: App) -> Router {
+    Router::new()
+        .route("/v1/on-demand", axum::routing::post(api::on_demand))
+        .route(
+            "/v1/assets/{id}",
+            get(api::get_asset).delete(api::delete_asset),
+        )
+        .route("/v1/assets/{id}/original", get(api::get_original))
+        .route("/v1/uploads", any(tus::creation_endpoint))
+        .route("/v1/uploads/{id}", any(tus::upload_endpoint))
+        .route("/v/{id}", get(share::share_page))
+        .route("/v/{id}/media", get(share::share_media))
+        .route("/healthz", get(health))
+        .fallback(|| async { not_found().await.into_response() })
+        .layer(axum::middleware::from_fn(log_requests))
+        .with_state(app)
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    pub addr: SocketAddr,
+    pub app: App,
+    pub credential_source: CredentialSource,
+    listener: tokio::net::TcpListener,
+}
+
+fn default_public_url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    match addr {
+        SocketAddr::V6(_) if !addr.ip().is_unspecified() => {
+            format!("http://[{host}]:{}", addr.port())
+        }
+        _ => format!("http://{host}:{}", addr.port()),
+    }
+}
+
+impl Server {
+    /// Binds the listener and opens the data directory.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let public_url = config
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| default_public_url(addr));
+        let (app, credential_source) = App::open(config, &public_url).await?;
+        Ok(Server {
+            addr,
+            app,
+            credential_source,
+            listener,
+        })
+    }
+
+    /// Serves until `shutdown` resolves; then stops taking connections, lets
+    /// in-flight PATCHes save what arrived, and waits for them (bounded).
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Server { app, listener, .. } = self;
+        let tasks = TaskTracker::new();
+        let worker_app = app.clone();
+        tasks.spawn(async move { webhooks::run(worker_app).await });
+        let sweep_app = app.clone();
+        tasks.spawn(async move {
+            let period = Duration::from_secs(5)
+                .min(sweep_app.config.upload_ttl.max(Duration::from_millis(500)));
+            loop {
+                tokio::select! {
+                    _ = sweep_app.shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                if let Err(e) = tus::sweep_expired(&sweep_app).await {
+                    tracing::error!(code = %e.code, "expiry sweep failed");
+                }
+            }
+        });
+        tasks.close();
+
+        let token = app.shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: saving in-flight uploads");
+            token.cancel();
+        });
+        let grace = app.config.shutdown_timeout;
+        let token = app.shutdown.clone();
+        let serve = axum::serve(listener, router(app.clone()))
+            .with_graceful_shutdown(async move { token.cancelled().await });
+        let serve = tokio::spawn(async move { serve.await });
+        app.shutdown.cancelled().await;
+        match tokio::time::timeout(grace, serve).await {
+            Ok(r) => r.context("server task")?.context("serving")?,
+            Err(_) => tracing::warn!("connections still open after {grace:?}; closing them"),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,131 @@
+//! Who may do what. The upload API and upload creation need the API
+//! credentials (HTTP Basic). A request to one upload resource is allowed with
+//! either those credentials or a valid signature for that very upload; a
+//! signature's expiry bounds only how long an *unused* URL stays good, so a
+//! recording that keeps sending bytes is never cut off by it.
+
+use axum::http::HeaderMap;
+use base64::Engine as _;
+use spool_proto::ErrorCode;
+use spool_proto::token::{QUERY_PARAM, Token};
+
+use crate::app::App;
+use crate::db::UploadRow;
+use crate::error::{ApiError, ApiResult};
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `None` when no Basic credentials were sent, else whether they are right.
+pub fn basic(app: &App, headers: &HeaderMap) -> Option<bool> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, b64) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok();
+    let Some((id, secret)) = decoded
+        .as_deref()
+        .and_then(|d| std::str::from_utf8(d).ok())
+        .and_then(|s| s.split_once(':'))
+    else {
+        return Some(false);
+    };
+    let c = &app.credentials;
+    // Both compared in full, in constant time, so timing tells nothing.
+    let id_ok = ct_eq(id.as_bytes(), c.token_id.as_bytes());
+    let secret_ok = ct_eq(secret.as_bytes(), c.token_secret.as_bytes());
+    Some(id_ok & secret_ok)
+}
+
+/// Requires the API credentials.
+pub fn require_basic(app: &App, headers: &HeaderMap) -> ApiResult<()> {
+    match basic(app, headers) {
+        Some(true) => Ok(()),
+        Some(false) => Err(unauthorized("wrong API credentials")),
+        None => Err(unauthorized(
+            "API credentials required (HTTP Basic: token id and secret)",
+        )),
+    }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Unauthorized, message)
+        .with_header("www-authenticate", "Basic realm=\"spool\"")
+}
+
+/// The token in a request's query string, if any.
+pub fn query_token(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query?.as_bytes())
+        .find(|(k, _)| k == QUERY_PARAM)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// How a request to an upload resource was authorised.
+#[derive(Debug)]
+pub enum UploadAuth {
+    /// API credentials: no further conditions.
+    Credentials,
+    /// A signature whose MAC matched this upload; its expiry is checked
+    /// against the upload's state by [`check_signature_time`].
+    Signature(Token),
+}
+
+/// Checks credentials or the upload signature for `upload_id`, before the
+/// upload is even looked up, so a forged URL learns nothing about it.
+pub fn authorize_upload(
+    app: &App,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    upload_id: &str,
+) -> ApiResult<UploadAuth> {
+    if basic(app, headers) == Some(true) {
+        return Ok(UploadAuth::Credentials);
+    }
+    let Some(raw) = query_token(query) else {
+        return Err(match basic(app, headers) {
+            Some(false) => unauthorized("wrong API credentials"),
+            _ => unauthorized("a signed upload URL or API credentials are required"),
+        });
+    };
+    let token = Token::parse(&raw)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSignature, e.to_string()))?;
+    let secret = app.keys.keys.get(&token.kid).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidSignature,
+            "upload signature was made with an unknown key",
+        )
+    })?;
+    token.verify(secret, upload_id).map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidSignature,
+            "upload signature does not match this upload",
+        )
+    })?;
+    Ok(UploadAuth::Signature(token))
+}
+
+/// A signature past its expiry still works for an upload that has started
+/// receiving bytes (so long recordings are never cut off) or is complete.
+pub fn check_signature_time(auth: &UploadAuth, row: &UploadRow) -> ApiResult<()> {
+    match auth {
+        UploadAuth::Credentials => Ok(()),
+        UploadAuth::Signature(t) => {
+            let now = chrono::Utc::now().timestamp().max(0) as u64;
+            if now <= t.exp || row.first_byte_at.is_some() || row.is_complete() {
+                Ok(())
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::SignatureExpired,
+                    "the upload URL expired before the upload received its first byte",
+                ))
+            }
+        }
+    }
+}

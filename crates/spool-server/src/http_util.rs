@@ -1,0 +1,191 @@
+//! Small HTTP pieces the handlers share: the method override, CORS answers,
+//! byte-range responses over stored bytes, and header readers.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use spool_proto::ErrorCode;
+use spool_proto::tus;
+
+use crate::app::App;
+use crate::error::{ApiError, ApiResult};
+
+/// The method a request means: `X-HTTP-Method-Override` on a POST wins, as
+/// TUS requires for clients behind proxies that only pass GET and POST.
+pub fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
+    if method == Method::POST
+        && let Some(m) = headers.get(tus::METHOD_OVERRIDE).and_then(|v| v.to_str().ok())
+        && let Ok(m) = Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
+    {
+        return m;
+    }
+    method.clone()
+}
+
+/// A header as text; `None` if absent. Non-text values count as absent
+/// only for optional headers — callers that need a value treat them as malformed.
+pub fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+}
+
+/// Which origins may read an answer.
+pub enum CorsPolicy<'a> {
+    /// Any origin (the creation endpoint, uploads created without an origin).
+    Any,
+    /// Only this origin.
+    Only(&'a str),
+}
+
+/// Adds CORS headers for the request's Origin, if allowed, and the preflight
+/// headers on OPTIONS.
+pub fn apply_cors(
+    resp: &mut Response,
+    req_headers: &HeaderMap,
+    is_options: bool,
+    policy: CorsPolicy<'_>,
+) {
+    let Some(origin) = req_headers.get(header::ORIGIN) else {
+        return;
+    };
+    let allowed = match policy {
+        CorsPolicy::Any => true,
+        CorsPolicy::Only(o) => origin.as_bytes() == o.as_bytes(),
+    };
+    let h = resp.headers_mut();
+    h.append(header::VARY, HeaderValue::from_static("Origin"));
+    if !allowed {
+        return;
+    }
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(tus::CORS_EXPOSE_HEADERS),
+    );
+    if is_options {
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, GET, HEAD, PATCH, DELETE, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static(tus::CORS_ALLOW_HEADERS),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+    }
+}
+
+/// Parses a single `bytes=` range against a resource of `len` bytes.
+/// `Ok(None)`: serve the whole resource (no header, or a form we do not serve
+/// partially such as several ranges). `Err`: unsatisfiable.
+/// A Range header that does not fit the resource.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
+pub fn parse_range(value: Option<&str>, len: u64) -> Result<Option<std::ops::Range<u64>>, Unsatisfiable> {
+    let Some(value) = value else { return Ok(None) };
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let n = tus::parse_u64(b).map_err(|_| Unsatisfiable)?;
+        if n == 0 {
+            return Err(Unsatisfiable);
+        }
+        len.saturating_sub(n)..len
+    } else {
+        let start = tus::parse_u64(a).map_err(|_| Unsatisfiable)?;
+        let end = if b.is_empty() {
+            len
+        } else {
+            tus::parse_u64(b)
+                .map_err(|_| Unsatisfiable)?
+                .saturating_add(1)
+                .min(len)
+        };
+        if start >= len || end <= start {
+            return Err(Unsatisfiable);
+        }
+        start..end
+    };
+    Ok(Some(range))
+}
+
+/// Answers GET (or HEAD) for stored bytes of upload `upload_id` of `len`
+/// bytes, honouring Range.
+pub async fn serve_bytes(
+    app: &App,
+    upload_id: &str,
+    len: u64,
+    headers: &HeaderMap,
+    content_type: &str,
+    head_only: bool,
+) -> ApiResult<Response> {
+    let range = parse_range(header_str(headers, header::RANGE.as_str()), len).map_err(|_| {
+        ApiError::new(
+            ErrorCode::RangeNotSatisfiable,
+            format!("the resource has {len} bytes"),
+        )
+        .with_header("content-range", format!("bytes */{len}"))
+    })?;
+    let (status, span) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.clone()),
+        None => (StatusCode::OK, 0..len),
+    };
+    let body = if head_only || span.is_empty() {
+        Body::empty()
+    } else {
+        Body::from_stream(app.store.read(upload_id, span.clone()).await?)
+    };
+    let mut resp = Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CONTENT_LENGTH, span.end - span.start)
+        .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    if range.is_some() {
+        resp = resp.header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{len}", span.start, span.end.saturating_sub(1)),
+        );
+    }
+    resp.body(body).map_err(ApiError::internal)
+}
+
+/// The media type of stored bytes, from their first bytes: MP4 (and other
+/// ISO-BMFF) is recognised by its `ftyp` box; anything else is served as
+/// opaque bytes. A client-chosen type is never trusted.
+pub async fn sniff_content_type(app: &App, upload_id: &str) -> &'static str {
+    match app.store.head_bytes(upload_id, 12).await {
+        Ok(b) if b.len() >= 8 && &b[4..8] == b"ftyp" => "video/mp4",
+        Ok(b) if b.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) => "video/webm",
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-4"), 10), Ok(Some(0..5)));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some(5..10)));
+        assert_eq!(parse_range(Some("bytes=-3"), 10), Ok(Some(7..10)));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some(8..10)));
+        assert_eq!(parse_range(Some("bytes=0-1,3-4"), 10), Ok(None));
+        assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(Unsatisfiable));
+        assert_eq!(parse_range(Some("bytes=5-2"), 10), Err(Unsatisfiable));
+        assert_eq!(parse_range(Some("bytes=x-2"), 10), Err(Unsatisfiable));
+        assert_eq!(parse_range(Some("bytes=-0"), 10), Err(Unsatisfiable));
+    }
+}
