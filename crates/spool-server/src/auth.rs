@@ -112,13 +112,18 @@ pub fn authorize_upload(
 }
 
 /// A signature past its expiry still works for an upload that has started
-/// receiving bytes (so long recordings are never cut off) or is complete.
-pub fn check_signature_time(auth: &UploadAuth, row: &UploadRow) -> ApiResult<()> {
+/// receiving bytes (so long recordings are never cut off), has a writer
+/// streaming into it right now, or is complete.
+pub fn check_signature_time(
+    auth: &UploadAuth,
+    row: &UploadRow,
+    writer_active: bool,
+) -> ApiResult<()> {
     match auth {
         UploadAuth::Credentials => Ok(()),
         UploadAuth::Signature(t) => {
             let now = chrono::Utc::now().timestamp().max(0) as u64;
-            if now <= t.exp || row.first_byte_at.is_some() || row.is_complete() {
+            if now <= t.exp || writer_active || row.first_byte_at.is_some() || row.is_complete() {
                 Ok(())
             } else {
                 Err(ApiError::new(

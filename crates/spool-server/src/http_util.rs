@@ -14,7 +14,9 @@ use crate::error::{ApiError, ApiResult};
 /// TUS requires for clients behind proxies that only pass GET and POST.
 pub fn effective_method(method: &Method, headers: &HeaderMap) -> Method {
     if method == Method::POST
-        && let Some(m) = headers.get(tus::METHOD_OVERRIDE).and_then(|v| v.to_str().ok())
+        && let Some(m) = headers
+            .get(tus::METHOD_OVERRIDE)
+            .and_then(|v| v.to_str().ok())
         && let Ok(m) = Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes())
     {
         return m;
@@ -84,7 +86,10 @@ pub fn apply_cors(
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unsatisfiable;
 
-pub fn parse_range(value: Option<&str>, len: u64) -> Result<Option<std::ops::Range<u64>>, Unsatisfiable> {
+pub fn parse_range(
+    value: Option<&str>,
+    len: u64,
+) -> Result<Option<std::ops::Range<u64>>, Unsatisfiable> {
     let Some(value) = value else { return Ok(None) };
     let Some(spec) = value.trim().strip_prefix("bytes=") else {
         return Ok(None);

@@ -61,7 +61,9 @@ impl WriteGuard {
 impl Drop for WriteGuard {
     fn drop(&mut self) {
         if let Ok(mut map) = self.locks.map.lock()
-            && map.get(&self.id).is_some_and(|h| Arc::ptr_eq(h, &self.holder))
+            && map
+                .get(&self.id)
+                .is_some_and(|h| Arc::ptr_eq(h, &self.holder))
         {
             map.remove(&self.id);
         }

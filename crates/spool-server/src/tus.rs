@@ -210,7 +210,10 @@ async fn authorize_and_load(
 ) -> ApiResult<UploadRow> {
     let auth = auth::authorize_upload(app, headers, query, id)?;
     let row = load(app, id).await?;
-    auth::check_signature_time(&auth, &row)?;
+    // An upload that is gone says so (410) whatever its URL's age.
+    let writer_active = app.locks.is_held(id);
+    check_live(&row, writer_active)?;
+    auth::check_signature_time(&auth, &row, writer_active)?;
     Ok(row)
 }
 
@@ -222,7 +225,6 @@ async fn head(
 ) -> ApiResult<Response> {
     check_version(headers)?;
     let row = authorize_and_load(app, id, headers, query).await?;
-    check_live(&row, app.locks.is_held(id))?;
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -286,7 +288,6 @@ async fn patch(app: &App, id: &str, req: Request) -> ApiResult<Response> {
             "a final concatenated upload cannot be patched",
         ));
     }
-    check_live(&row, app.locks.is_held(id))?;
 
     let guard = lock(
         app,
@@ -308,7 +309,7 @@ async fn patch(app: &App, id: &str, req: Request) -> ApiResult<Response> {
     if row.is_complete() {
         // An idempotent repeat of the final PATCH (empty body) succeeds; more
         // bytes do not fit.
-        if content_length.unwrap_or(0) > 0 {
+        if content_length.unwrap_or(0) > 0 || body_has_bytes(body, app.config.idle_timeout).await {
             return Err(ApiError::new(
                 ErrorCode::UploadComplete,
                 "the upload is already complete",
@@ -320,6 +321,18 @@ async fn patch(app: &App, id: &str, req: Request) -> ApiResult<Response> {
     drop(guard);
     app.events_enqueued();
     Ok(patch_ok(app, &row))
+}
+
+/// Whether a body (of unknown length) carries at least one byte.
+async fn body_has_bytes(body: Body, idle: Duration) -> bool {
+    let mut stream = body.into_data_stream();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(Ok(data))) if data.is_empty() => continue,
+            Ok(Some(Ok(_))) => return true,
+            _ => return false,
+        }
+    }
 }
 
 fn mismatch(server: u64, client: u64) -> ApiError {
@@ -706,7 +719,8 @@ pub async fn create_upload(
         cors_origin,
         created_at: now,
         expires_at: now + ttl_ms,
-        sig_exp: ((now + ttl_ms) / 1000).max(0) as u64,
+        // Rounded up so the URL is never shorter-lived than the upload.
+        sig_exp: ((now + ttl_ms + 999) / 1000).max(0) as u64,
     };
     // Storage first: a row without bytes behind it must never exist.
     app.store.create(&up.id).await?;
@@ -818,8 +832,7 @@ async fn terminate(
     query: Option<&str>,
 ) -> ApiResult<Response> {
     check_version(headers)?;
-    let row = authorize_and_load(app, id, headers, query).await?;
-    check_live(&row, app.locks.is_held(id))?;
+    authorize_and_load(app, id, headers, query).await?;
     end_upload(app, id, UploadState::Terminated).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -844,7 +857,6 @@ async fn download(
     query: Option<&str>,
 ) -> ApiResult<Response> {
     let row = authorize_and_load(app, id, headers, query).await?;
-    check_live(&row, true)?;
     if !row.is_complete() {
         return Err(ApiError::new(
             ErrorCode::UploadIncomplete,
