@@ -1,7 +1,7 @@
 //! Protocol tests of the router without a socket: one test per rule of the
+//! TUS 1.0.0 text and of Spool's upload API, each on its own data directory.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-//! TUS 1.0.0 text and of Spool's upload API, each on its own data directory.
 
 use std::time::Duration;
 
