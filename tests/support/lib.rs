@@ -1,1 +1,368 @@
-//! placeholder
+//! Helpers for Spool's end-to-end suites: start and kill the real `spool`
+//! binary on its own data directory and port, run the third-party peers
+//! (npm and PyPI packages installed by `scripts/setup.sh`), make random
+//! source files, and speak minimal TUS over real HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+
+pub const TOKEN_ID: &str = "e2e-token";
+pub const TOKEN_SECRET: &str = "e2e-secret-0123456789";
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The third-party peers' folder.
+pub fn peers() -> PathBuf {
+    root().join("tests/peers")
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// The `spool` binary under test: `$SPOOL_BIN`, else the debug build.
+pub fn spool_bin() -> PathBuf {
+    let bin = std::env::var_os("SPOOL_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/spool"));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p spool-cli` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// `Authorization` header value for the test credentials.
+pub fn basic_auth() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{TOKEN_ID}:{TOKEN_SECRET}"))
+    )
+}
+
+/// A free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A child process whose stdout lines are collected on a thread.
+pub struct Proc {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Proc {
+    /// Spawns `cmd` with piped stdout.
+    pub fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdout(Stdio::piped()).stdin(Stdio::null());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Proc {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a stdout line satisfying `pred`; panics after `timeout`.
+    pub fn wait_line(&mut self, timeout: Duration, mut pred: impl FnMut(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "no matching line within {timeout:?}; saw {:?}; exit {:?}",
+                    self.seen,
+                    self.child.try_wait()
+                ),
+            }
+        }
+    }
+
+    /// Every line printed until the process exits.
+    pub fn finish(mut self, timeout: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return (status, std::mem::take(&mut self.seen));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "process did not exit within {timeout:?}; saw {:?}",
+                    self.seen
+                );
+            }
+            if let Ok(l) = self.lines.recv_timeout(Duration::from_millis(50)) {
+                self.seen.push(l);
+            }
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "kill -TERM failed");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A running `spool serve`.
+pub struct SpoolServer {
+    pub proc: Proc,
+    pub addr: SocketAddr,
+    pub base: String,
+    pub data: PathBuf,
+}
+
+impl SpoolServer {
+    /// Starts `spool serve` on `data` and `port` (0 picks one) with the test
+    /// credentials and `extra` arguments; returns once it is listening.
+    pub fn start(data: &Path, port: u16, extra: &[&str]) -> SpoolServer {
+        let mut cmd = Command::new(spool_bin());
+        cmd.arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data")
+            .arg(data)
+            .args(["--token-id", TOKEN_ID, "--token-secret", TOKEN_SECRET])
+            .args(extra)
+            .env("SPOOL_LOG", "info");
+        // The server's log goes beside its data directory, for post-mortems.
+        let log = data.with_extension("log");
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+        {
+            cmd.stderr(f);
+        }
+        let mut proc = Proc::spawn(cmd);
+        let line = proc.wait_line(Duration::from_secs(20), |l| {
+            l.starts_with("listening on http://")
+        });
+        let addr: SocketAddr = line
+            .trim_start_matches("listening on http://")
+            .parse()
+            .unwrap();
+        SpoolServer {
+            proc,
+            addr,
+            base: format!("http://{addr}"),
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// The creation endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("{}/v1/uploads", self.base)
+    }
+
+    /// The bytes currently on disk for upload `id` (test-only knowledge of
+    /// the filesystem store's layout).
+    pub fn disk_len(&self, id: &str) -> u64 {
+        std::fs::metadata(self.data.join("uploads").join(id))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+}
+
+/// Runs a Node script from the peers' folder.
+pub fn node(script: &str) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(peers().join(script)).current_dir(peers());
+    cmd
+}
+
+/// Runs a Python script from the peers' folder with their packages.
+pub fn python(script: &str) -> Command {
+    let mut cmd = Command::new("python3");
+    cmd.arg(peers().join(script))
+        .env("PYTHONPATH", peers().join(".py"))
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    cmd
+}
+
+/// Writes `size` pseudo-random bytes (from `seed`) to `path`; returns their SHA-256.
+pub fn random_file(path: &Path, size: usize, seed: u64) -> String {
+    let data = random_bytes(size, seed);
+    std::fs::write(path, &data).unwrap();
+    sha256_hex(&data)
+}
+
+pub fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut data = vec![0u8; size];
+    rand::rngs::StdRng::seed_from_u64(seed).fill_bytes(&mut data);
+    data
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// The id (last path segment) of an upload URL.
+pub fn upload_id(url: &str) -> String {
+    url.split('?')
+        .next()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// Minimal TUS over HTTP for tests.
+#[derive(Clone)]
+pub struct Tus {
+    pub http: reqwest::Client,
+}
+
+impl Default for Tus {
+    fn default() -> Self {
+        Tus {
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap(),
+        }
+    }
+}
+
+impl Tus {
+    /// Creates an upload with the test credentials; `None` defers the length.
+    pub async fn create(&self, endpoint: &str, length: Option<u64>) -> String {
+        let mut req = self
+            .http
+            .post(endpoint)
+            .header("tus-resumable", "1.0.0")
+            .header("authorization", basic_auth());
+        req = match length {
+            Some(l) => req.header("upload-length", l),
+            None => req.header("upload-defer-length", "1"),
+        };
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
+        resp.headers()["location"].to_str().unwrap().to_owned()
+    }
+
+    /// HEAD: (status, offset, length).
+    pub async fn head(&self, url: &str) -> (u16, Option<u64>, Option<u64>) {
+        let resp = self
+            .http
+            .head(url)
+            .header("tus-resumable", "1.0.0")
+            .send()
+            .await
+            .unwrap();
+        let num = |h: &str| {
+            resp.headers()
+                .get(h)
+                .map(|v| v.to_str().unwrap().parse().unwrap())
+        };
+        (
+            resp.status().as_u16(),
+            num("upload-offset"),
+            num("upload-length"),
+        )
+    }
+
+    /// PATCH a whole body; returns (status, new offset).
+    pub async fn patch(
+        &self,
+        url: &str,
+        offset: u64,
+        data: Vec<u8>,
+        length: Option<u64>,
+    ) -> (u16, Option<u64>) {
+        let mut req = self
+            .http
+            .patch(url)
+            .header("tus-resumable", "1.0.0")
+            .header("content-type", "application/offset+octet-stream")
+            .header("upload-offset", offset);
+        if let Some(l) = length {
+            req = req.header("upload-length", l);
+        }
+        let resp = req.body(data).send().await.unwrap();
+        let off = resp
+            .headers()
+            .get("upload-offset")
+            .map(|v| v.to_str().unwrap().parse().unwrap());
+        (resp.status().as_u16(), off)
+    }
+
+    /// GET a completed upload's bytes.
+    pub async fn get(&self, url: &str) -> Vec<u8> {
+        let resp = self.http.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.bytes().await.unwrap().to_vec()
+    }
+}
+
+/// Reads all of a child's stderr (for failure messages).
+pub fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
