@@ -183,7 +183,7 @@ async fn kill_9_mid_upload_keeps_durable_bytes_and_the_upload_resumes() {
     assert_eq!(length, Some(total as u64));
     // HEAD tells exactly what is durable: at least what was acknowledged,
     // everything the disk holds, and those bytes are the source's.
-    assert!(offset >= 13 << 20 && offset <= 14 << 20, "offset {offset}");
+    assert!((13 << 20..=14 << 20).contains(&offset), "offset {offset}");
     assert_eq!(offset, server.disk_len(&id));
     let on_disk = std::fs::read(data.join("uploads").join(&id)).unwrap();
     assert_eq!(&on_disk[..], &source[..offset as usize]);
