@@ -155,7 +155,10 @@ struct FsWriter {
     stage: Option<PathBuf>,
     start: u64,
     written: u64,
-    buf: Vec<u8>,
+    /// Received frames not yet written, kept as the `Bytes` hyper handed us
+    /// (no copy); `pending` is their total size.
+    buf: Vec<Bytes>,
+    pending: usize,
 }
 
 impl FsWriter {
@@ -163,10 +166,17 @@ impl FsWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BUFFER));
+        let frames = std::mem::take(&mut self.buf);
+        self.pending = 0;
         let file = self.file.clone();
         let id = self.id.clone();
-        blocking(move || (&*file).write_all(&buf).map_err(io_err(&id))).await
+        blocking(move || {
+            for frame in frames {
+                (&*file).write_all(&frame).map_err(io_err(&id))?;
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -174,8 +184,9 @@ impl FsWriter {
 impl ChunkWriter for FsWriter {
     async fn write(&mut self, data: Bytes) -> Result<(), StoreError> {
         self.written += data.len() as u64;
-        self.buf.extend_from_slice(&data);
-        if self.buf.len() >= WRITE_BUFFER {
+        self.pending += data.len();
+        self.buf.push(data);
+        if self.pending >= WRITE_BUFFER {
             self.flush_buf().await?;
         }
         Ok(())
@@ -295,7 +306,8 @@ impl Store for FsStore {
             stage,
             start: offset,
             written: 0,
-            buf: Vec::with_capacity(WRITE_BUFFER),
+            buf: Vec::new(),
+            pending: 0,
         }))
     }
 

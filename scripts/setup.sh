@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Installs what Spool's build, `make run` and `make test` need on Debian 12,
+# idempotently: Debian packages (only those missing), then the third-party
+# test peers from npm and PyPI (only when their lock files changed).
+#   scripts/setup.sh          everything
+#   scripts/setup.sh system   Debian packages only (what `make run` needs)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+what="${1:-all}"
+
+# Debian packages. build-essential/pkg-config: C parts of crates (SQLite,
+# ring); python3-pip: the PyPI peers where the image lacks pip.
+APT_PACKAGES=(build-essential pkg-config ca-certificates)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    echo "setup: need root (or sudo) to run: $*" >&2; exit 1; fi
+}
+
+install_system() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+stamp_ok() { [ -f "$1" ] && [ "$(cat "$1")" = "$2" ]; }
+
+install_peers() {
+  local peers=tests/peers
+  command -v node >/dev/null || { echo "setup: Node.js 20 is required for the test peers" >&2; exit 1; }
+  local npm_hash; npm_hash=$(sha256sum "$peers/package-lock.json" | cut -d' ' -f1)
+  if ! stamp_ok "$peers/node_modules/.spool-stamp" "$npm_hash"; then
+    echo "setup: installing npm test peers (tus-js-client, @tus/server)"
+    (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$npm_hash" > "$peers/node_modules/.spool-stamp"
+  fi
+  local py_hash; py_hash=$(sha256sum "$peers/requirements.txt" | cut -d' ' -f1)
+  if ! stamp_ok "$peers/.py/.spool-stamp" "$py_hash"; then
+    echo "setup: installing PyPI test peers (tuspy, standardwebhooks)"
+    rm -rf "$peers/.py"
+    # --target keeps them out of the system's Python; PEP 668 does not apply there.
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check \
+      --root-user-action=ignore --target "$peers/.py" -r "$peers/requirements.txt"
+    echo "$py_hash" > "$peers/.py/.spool-stamp"
+  fi
+}
+
+case "$what" in
+  system) install_system ;;
+  peers) install_peers ;;
+  all) install_system; install_peers ;;
+  *) echo "usage: $0 [all|system|peers]" >&2; exit 2 ;;
+esac
