@@ -1,5 +1,8 @@
 //! The `spool` command: a thin shell that parses arguments, wires Spool's
-//! crates together and presents results. `spool serve` runs the upload server.
+//! crates together and presents results. `spool serve` runs the upload
+//! server; `spool upload`, `resume` and `uploads` drive the resumable client.
+
+mod upload;
 
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -7,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use spool_proto::webhook::WebhookSecret;
 use spool_server::config::defaults;
 use spool_server::{Config, CredentialSource, Credentials, Server, WebhookConfig};
@@ -27,6 +30,12 @@ struct Cli {
 enum Command {
     /// Run the upload server: signed upload API, TUS 1.0 endpoint, share pages, webhooks.
     Serve(ServeArgs),
+    /// Upload a file, resumably: drops cost one chunk, crashes cost nothing.
+    Upload(upload::UploadArgs),
+    /// Continue every unfinished upload in the journal.
+    Resume(upload::ResumeArgs),
+    /// List the uploads in the journal with their state and offsets.
+    Uploads(upload::ListArgs),
 }
 
 #[derive(Args)]
@@ -188,15 +197,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     server.run(shutdown_signal()).await
 }
 
+/// The server logs at info; client commands only warn, so their own output
+/// (progress, JSON lines) stays readable.
+fn default_filter() -> &'static str {
+    match std::env::args().nth(1).as_deref() {
+        Some("serve") => "info",
+        _ => "warn",
+    }
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SPOOL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter())),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -210,6 +232,15 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
+            Command::Upload(args) => {
+                let sub = matches
+                    .subcommand_matches("upload")
+                    .cloned()
+                    .unwrap_or_default();
+                upload::upload(args, &sub).await
+            }
+            Command::Resume(args) => upload::resume(args).await,
+            Command::Uploads(args) => upload::list(args).await,
         }
     });
     match result {

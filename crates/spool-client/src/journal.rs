@@ -1,0 +1,432 @@
+//! The durable journal (SQLite, WAL, synchronous=FULL): for each upload its
+//! URL, asset, the pieces of local bytes with their byte ranges and SHA-256,
+//! the offset the server acknowledged, and whether the length is declared.
+//! The rule it enforces: nothing is sent that is not already on local disk
+//! and recorded here; the created URL is written before the first PATCH and
+//! the acknowledged offset after every PATCH, so a crash or a reboot costs
+//! nothing that was already on disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ClientError, Result};
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    target TEXT NOT NULL,
+    source TEXT NOT NULL,
+    options TEXT NOT NULL,
+    upload_url TEXT,
+    asset_id TEXT,
+    share_url TEXT,
+    acked INTEGER NOT NULL DEFAULT 0,
+    produced INTEGER NOT NULL DEFAULT 0,
+    finished INTEGER NOT NULL DEFAULT 0,
+    length_declared INTEGER NOT NULL DEFAULT 0,
+    sha256 TEXT,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pieces (
+    upload_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    file_offset INTEGER NOT NULL,
+    len INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (upload_id, seq)
+);
+"#;
+
+/// Where an upload is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadState {
+    /// Registered; the upload resource is being created.
+    Creating,
+    /// Bytes are flowing (or waiting for the producer).
+    Uploading,
+    /// Retrying after the per-chunk failure cap; nothing is lost.
+    Stalled,
+    /// The server acknowledged every byte and the length.
+    Complete,
+    /// Cannot go on without the user (see `last_error`).
+    Failed,
+}
+
+impl UploadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UploadState::Creating => "creating",
+            UploadState::Uploading => "uploading",
+            UploadState::Stalled => "stalled",
+            UploadState::Complete => "complete",
+            UploadState::Failed => "failed",
+        }
+    }
+    fn parse(s: &str) -> Self {
+        match s {
+            "creating" => UploadState::Creating,
+            "stalled" => UploadState::Stalled,
+            "complete" => UploadState::Complete,
+            "failed" => UploadState::Failed,
+            _ => UploadState::Uploading,
+        }
+    }
+}
+
+/// How the upload resource is (re)created. Secrets are never stored: an
+/// on-demand target keeps the server and token id, and the secret comes from
+/// the caller when a new upload must be created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetRecord {
+    OnDemand { server: String, token_id: String },
+    Endpoint { url: String },
+    Attached,
+}
+
+/// Where the bytes come from, so a resumed upload can go on producing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SourceRecord {
+    /// A whole file, cut into pieces as it is read.
+    File {
+        path: PathBuf,
+        size: u64,
+        modified_ms: i64,
+    },
+    /// Bytes appended by a producer (a recorder); what is on disk is all there is.
+    Stream { label: String },
+}
+
+/// Per-upload options that must survive a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OptionsRecord {
+    /// `None` = adaptive.
+    pub chunk_size: Option<u64>,
+    pub min_chunk: u64,
+    /// "sha1" or "sha256".
+    pub checksum: Option<String>,
+}
+
+/// One journaled upload.
+#[derive(Debug, Clone)]
+pub struct UploadRecord {
+    pub id: String,
+    pub state: UploadState,
+    pub target: TargetRecord,
+    pub source: SourceRecord,
+    pub options: OptionsRecord,
+    pub upload_url: Option<String>,
+    pub asset_id: Option<String>,
+    pub share_url: Option<String>,
+    pub acked: u64,
+    pub produced: u64,
+    pub finished: bool,
+    pub length_declared: bool,
+    pub sha256: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A range of local bytes queued for upload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub seq: u64,
+    pub path: PathBuf,
+    pub file_offset: u64,
+    pub len: u64,
+    /// Offset of its first byte in the upload.
+    pub start: u64,
+    pub sha256: String,
+}
+
+impl Piece {
+    pub fn end(&self) -> u64 {
+        self.start + self.len
+    }
+}
+
+/// The journal handle.
+#[derive(Clone)]
+pub struct Journal {
+    conn: Arc<Mutex<Connection>>,
+    dir: PathBuf,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(s: &str) -> rusqlite::Result<T> {
+    serde_json::from_str(s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
+    Ok(UploadRecord {
+        id: r.get("id")?,
+        state: UploadState::parse(&r.get::<_, String>("state")?),
+        target: from_json(&r.get::<_, String>("target")?)?,
+        source: from_json(&r.get::<_, String>("source")?)?,
+        options: from_json(&r.get::<_, String>("options")?)?,
+        upload_url: r.get("upload_url")?,
+        asset_id: r.get("asset_id")?,
+        share_url: r.get("share_url")?,
+        acked: r.get("acked")?,
+        produced: r.get("produced")?,
+        finished: r.get("finished")?,
+        length_declared: r.get("length_declared")?,
+        sha256: r.get("sha256")?,
+        last_error: r.get("last_error")?,
+        created_at: r.get("created_at")?,
+        updated_at: r.get("updated_at")?,
+    })
+}
+
+impl Journal {
+    /// Opens (creating) the journal under `dir`.
+    pub fn open(dir: &Path) -> Result<Journal> {
+        std::fs::create_dir_all(dir).map_err(|e| ClientError::io(dir, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // Upload URLs are capabilities: keep the journal private.
+            let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let conn = Connection::open(dir.join("journal.db"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Journal {
+            conn: Arc::new(Mutex::new(conn)),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// The journal's directory (spooled bytes live under it).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    pub async fn call<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = conn
+                .lock()
+                .map_err(|_| ClientError::Internal("journal mutex poisoned".into()))?;
+            f(&conn).map_err(ClientError::from)
+        })
+        .await
+        .map_err(|e| ClientError::Internal(e.to_string()))?
+    }
+
+    pub async fn insert(
+        &self,
+        id: &str,
+        target: &TargetRecord,
+        source: &SourceRecord,
+        options: &OptionsRecord,
+    ) -> Result<()> {
+        let (id, target, source, options) =
+            (id.to_owned(), json(target), json(source), json(options));
+        self.call(move |c| {
+            let now = now_ms();
+            c.execute(
+                "INSERT INTO uploads(id, state, target, source, options, created_at, updated_at) VALUES (?1, 'creating', ?2, ?3, ?4, ?5, ?5)",
+                params![id, target, source, options, now],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<UploadRecord>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.query_row("SELECT * FROM uploads WHERE id = ?1", [id], record_from_row)
+                .optional()
+        })
+        .await
+    }
+
+    /// Every upload, newest first.
+    pub async fn list(&self) -> Result<Vec<UploadRecord>> {
+        self.call(|c| {
+            let mut stmt = c.prepare("SELECT * FROM uploads ORDER BY created_at DESC")?;
+            let rows = stmt.query_map([], record_from_row)?;
+            rows.collect()
+        })
+        .await
+    }
+
+    pub async fn pieces(&self, id: &str) -> Result<Vec<Piece>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            let mut stmt = c.prepare("SELECT seq, path, file_offset, len, start, sha256 FROM pieces WHERE upload_id = ?1 ORDER BY seq")?;
+            let rows = stmt.query_map([id], |r| {
+                Ok(Piece {
+                    seq: r.get(0)?,
+                    path: PathBuf::from(r.get::<_, String>(1)?),
+                    file_offset: r.get(2)?,
+                    len: r.get(3)?,
+                    start: r.get(4)?,
+                    sha256: r.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    /// Records the created upload resource, before any byte is sent to it.
+    pub async fn set_created(
+        &self,
+        id: &str,
+        url: &str,
+        asset_id: Option<&str>,
+        share_url: Option<&str>,
+    ) -> Result<()> {
+        let (id, url, asset_id, share_url) = (
+            id.to_owned(),
+            url.to_owned(),
+            asset_id.map(str::to_owned),
+            share_url.map(str::to_owned),
+        );
+        self.call(move |c| {
+            c.execute(
+                "UPDATE uploads SET upload_url = ?2, asset_id = ?3, share_url = ?4, acked = 0, length_declared = 0, state = 'uploading', updated_at = ?5 WHERE id = ?1",
+                params![id, url, asset_id, share_url, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records a piece (its bytes already durable on disk).
+    pub async fn add_piece(&self, id: &str, piece: &Piece) -> Result<()> {
+        let (id, p) = (id.to_owned(), piece.clone());
+        self.call(move |c| {
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO pieces(upload_id, seq, path, file_offset, len, start, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![id, p.seq, p.path.to_string_lossy(), p.file_offset, p.len, p.start, p.sha256],
+            )?;
+            tx.execute("UPDATE uploads SET produced = ?2, updated_at = ?3 WHERE id = ?1", params![id, p.end(), now_ms()])?;
+            tx.commit()
+        })
+        .await
+    }
+
+    /// The producer is done: the total length is `produced`.
+    pub async fn set_finished(&self, id: &str, sha256: &str) -> Result<()> {
+        let (id, sha) = (id.to_owned(), sha256.to_owned());
+        self.call(move |c| {
+            c.execute(
+                "UPDATE uploads SET finished = 1, sha256 = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, sha, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Records the server's acknowledged offset (and whether it now knows the length).
+    pub async fn set_acked(&self, id: &str, acked: u64, length_declared: bool) -> Result<()> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE uploads SET acked = ?2, length_declared = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, acked, length_declared, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    pub async fn set_state(&self, id: &str, state: UploadState, error: Option<&str>) -> Result<()> {
+        let (id, error) = (id.to_owned(), error.map(str::to_owned));
+        self.call(move |c| {
+            c.execute(
+                "UPDATE uploads SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+                params![id, state.as_str(), error, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// Forgets an upload and its pieces.
+    pub async fn delete(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute("DELETE FROM pieces WHERE upload_id = ?1", [&id])?;
+            c.execute("DELETE FROM uploads WHERE id = ?1", [&id])
+                .map(|_| ())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let target = TargetRecord::OnDemand {
+            server: "http://s".into(),
+            token_id: "t".into(),
+        };
+        let source = SourceRecord::Stream {
+            label: "rec".into(),
+        };
+        j.insert("u1", &target, &source, &OptionsRecord::default())
+            .await
+            .unwrap();
+        j.set_created("u1", "http://s/v1/uploads/x?sig=1", Some("a"), None)
+            .await
+            .unwrap();
+        let p = Piece {
+            seq: 0,
+            path: "/tmp/x".into(),
+            file_offset: 0,
+            len: 10,
+            start: 0,
+            sha256: "00".into(),
+        };
+        j.add_piece("u1", &p).await.unwrap();
+        j.set_acked("u1", 7, false).await.unwrap();
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        let r = j.get("u1").await.unwrap().unwrap();
+        assert_eq!(
+            (r.acked, r.produced, r.finished, r.state),
+            (7, 10, false, UploadState::Uploading)
+        );
+        assert_eq!(r.target, target);
+        assert_eq!(j.pieces("u1").await.unwrap(), vec![p]);
+        assert_eq!(j.list().await.unwrap().len(), 1);
+    }
+}

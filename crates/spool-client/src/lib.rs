@@ -1,0 +1,68 @@
+//! Spool's resumable upload client. A [`Session`] appends bytes to a TUS
+//! upload of deferred length while its producer is still producing them
+//! (fragments of a recording, slices of a file) and declares the length on
+//! `finish`. Every piece is on local disk and in the [`journal::Journal`]
+//! before it may be sent; the worker sends pieces in order, one PATCH in
+//! flight, in chunks sized by [`policy::ChunkSizer`]; after any failure it
+//! asks the server (HEAD) where it stands and goes on from there, backing
+//! off per [`policy::RetryPolicy`]. [`Client`] opens the journal, starts
+//! sessions, and resumes every unfinished upload after a crash or restart.
+
+pub mod error;
+pub mod journal;
+pub mod policy;
+pub mod session;
+pub mod source;
+pub mod tus;
+
+use std::path::Path;
+
+pub use error::{ClientError, Result};
+pub use journal::{Journal, SourceRecord, UploadRecord, UploadState};
+pub use session::{Checksum, Completed, Event, Options, Session, State, Status, Target};
+
+/// The entry point: a journal plus sessions over it.
+#[derive(Clone)]
+pub struct Client {
+    journal: Journal,
+}
+
+impl Client {
+    /// Opens the journal in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<Client> {
+        Ok(Client {
+            journal: Journal::open(state_dir)?,
+        })
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    /// Starts a new upload.
+    pub async fn start(
+        &self,
+        target: Target,
+        source: SourceRecord,
+        options: Options,
+    ) -> Result<Session> {
+        Session::start(self.journal.clone(), target, source, options).await
+    }
+
+    /// Continues a journaled upload (`target` supplies credentials if a new
+    /// upload must be created).
+    pub async fn resume(&self, id: &str, target: Option<Target>) -> Result<Session> {
+        Session::resume(self.journal.clone(), id, target).await
+    }
+
+    /// Every upload in the journal that is not complete.
+    pub async fn unfinished(&self) -> Result<Vec<UploadRecord>> {
+        Ok(self
+            .journal
+            .list()
+            .await?
+            .into_iter()
+            .filter(|r| r.state != UploadState::Complete)
+            .collect())
+    }
+}

@@ -1,0 +1,157 @@
+//! Retry and chunking policy. Backoff is exponential with jitter — about
+//! min(2^n × 500 ms, 16 s) plus up to 20 % — and honours `Retry-After`; a
+//! chunk that keeps failing (6 failures or 90 s by default) makes the session
+//! "stalled", which keeps retrying at the capped interval. Chunk sizes adapt
+//! to measured throughput so a PATCH takes a few seconds, within 256 KiB –
+//! 64 MiB, never below the server's minimum (except the last) nor above its
+//! maximum, and shrink after a 413.
+
+use std::time::Duration;
+
+use rand::Rng;
+
+pub const MIN_CHUNK: u64 = 256 * 1024;
+pub const MAX_CHUNK: u64 = 64 * 1024 * 1024;
+/// The first chunk, before any throughput is measured.
+pub const INITIAL_CHUNK: u64 = 4 * 1024 * 1024;
+/// What a PATCH should take at the measured throughput.
+pub const TARGET_PATCH: Duration = Duration::from_secs(3);
+
+/// How retries back off and when a session counts as stalled.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    pub base: Duration,
+    pub max_delay: Duration,
+    /// Failures of one chunk before the session is reported stalled.
+    pub stall_failures: u32,
+    /// Time one chunk may keep failing before the session is reported stalled.
+    pub stall_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_millis(500),
+            max_delay: Duration::from_secs(16),
+            stall_failures: 6,
+            stall_after: Duration::from_secs(90),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry `attempt` (1-based).
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let exp = self
+            .base
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_delay);
+        let jitter = exp.mul_f64(rand::thread_rng().gen_range(0.0..0.2));
+        let d = exp + jitter;
+        match retry_after {
+            Some(ra) => d.max(ra.min(Duration::from_secs(300))),
+            None => d,
+        }
+    }
+}
+
+/// Picks the next chunk size.
+#[derive(Debug, Clone)]
+pub struct ChunkSizer {
+    fixed: Option<u64>,
+    current: u64,
+    /// The server's smallest acceptable non-final PATCH.
+    pub min_chunk: u64,
+    /// The server's largest acceptable upload (`Tus-Max-Size`), if known.
+    pub max_size: Option<u64>,
+    /// Ceiling lowered by 413 answers.
+    ceiling: u64,
+}
+
+impl ChunkSizer {
+    pub fn new(fixed: Option<u64>, min_chunk: u64) -> Self {
+        let current = fixed.unwrap_or(INITIAL_CHUNK).max(min_chunk);
+        ChunkSizer {
+            fixed,
+            current,
+            min_chunk,
+            max_size: None,
+            ceiling: MAX_CHUNK.max(min_chunk),
+        }
+    }
+
+    /// The size to aim for now.
+    pub fn target(&self) -> u64 {
+        self.current
+            .min(self.ceiling)
+            .max(self.min_chunk.min(self.ceiling))
+            .max(1)
+    }
+
+    /// Feeds back how long a successful PATCH of `bytes` took.
+    pub fn record(&mut self, bytes: u64, took: Duration) {
+        if self.fixed.is_some() || bytes < MIN_CHUNK / 4 {
+            return;
+        }
+        let rate = bytes as f64 / took.as_secs_f64().max(0.001);
+        let ideal = (rate * TARGET_PATCH.as_secs_f64()) as u64;
+        // Move halfway, so one odd measurement does not swing it.
+        let next = (self.current / 2 + ideal / 2).clamp(MIN_CHUNK, MAX_CHUNK);
+        self.current = next.max(self.min_chunk);
+    }
+
+    /// After a 413 for a chunk of `bytes`: halve below it. Returns false when
+    /// it cannot shrink further (the server refuses even the minimum).
+    pub fn shrink(&mut self, bytes: u64) -> bool {
+        let floor = self.min_chunk.clamp(1, MIN_CHUNK);
+        if bytes <= floor {
+            return false;
+        }
+        self.ceiling = (bytes / 2).max(floor);
+        self.current = self.current.min(self.ceiling);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_with_jitter() {
+        let p = RetryPolicy::default();
+        for (attempt, base) in [(1, 500), (2, 1000), (3, 2000), (6, 16_000), (20, 16_000)] {
+            let d = p.delay(attempt, None).as_millis() as u64;
+            assert!(d >= base && d <= base * 12 / 10, "attempt {attempt}: {d}");
+        }
+        assert!(p.delay(1, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
+    }
+
+    #[test]
+    fn chunks_adapt_within_bounds() {
+        let mut c = ChunkSizer::new(None, 0);
+        assert_eq!(c.target(), INITIAL_CHUNK);
+        // 100 MB/s → aim for ~300 MB, capped.
+        for _ in 0..10 {
+            c.record(INITIAL_CHUNK, Duration::from_millis(40));
+        }
+        assert_eq!(c.target(), MAX_CHUNK);
+        // 100 KB/s → floor.
+        for _ in 0..20 {
+            c.record(MIN_CHUNK, Duration::from_secs(3));
+        }
+        assert_eq!(c.target(), MIN_CHUNK);
+    }
+
+    #[test]
+    fn min_chunk_and_413() {
+        let mut c = ChunkSizer::new(None, 5 * 1024 * 1024);
+        c.record(1 << 20, Duration::from_secs(10));
+        assert_eq!(c.target(), 5 * 1024 * 1024);
+        let mut c = ChunkSizer::new(Some(8 << 20), 0);
+        assert!(c.shrink(8 << 20));
+        assert_eq!(c.target(), 4 << 20);
+        while c.shrink(c.target()) {}
+        assert_eq!(c.target(), MIN_CHUNK);
+    }
+}

@@ -1,0 +1,423 @@
+//! TUS 1.0.0 requests over reqwest: creation (Spool's on-demand API or any
+//! TUS creation endpoint, deferred length), HEAD, and PATCH with a body
+//! streamed from the journaled pieces on disk. Every request has a connect
+//! timeout; a PATCH also has a no-progress watchdog on its body (a stalled
+//! connection is cut, not waited on forever) and a timeout for the answer.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::Stream;
+use reqwest::header::HeaderMap;
+use sha1::Digest as _;
+use spool_proto::tus as h;
+use spool_proto::{ErrorBody, ErrorCode};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::error::{ClientError, Result};
+use crate::journal::Piece;
+
+/// Timeouts that catch dead connections.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// For HEAD/POST answers, and for a PATCH answer once its body is sent.
+    pub response: Duration,
+    /// A PATCH body that makes no progress for this long is cut.
+    pub no_progress: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            response: Duration::from_secs(30),
+            no_progress: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What HEAD says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadInfo {
+    pub offset: u64,
+    pub length: Option<u64>,
+}
+
+/// A created upload.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub url: String,
+    pub asset_id: Option<String>,
+    pub share_url: Option<String>,
+}
+
+/// The HTTP side of the client.
+#[derive(Clone)]
+pub struct Tus {
+    http: reqwest::Client,
+    pub timeouts: Timeouts,
+}
+
+const READ_BLOCK: usize = 256 * 1024;
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    httpdate::parse_http_date(v).ok().map(|t| {
+        t.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default()
+    })
+}
+
+async fn server_error(resp: reqwest::Response) -> ClientError {
+    let status = resp.status().as_u16();
+    let ra = retry_after(resp.headers());
+    let body = resp.bytes().await.unwrap_or_default();
+    let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(b) => (b.error_code(), b.message),
+        Err(_) => (
+            None,
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+                .trim()
+                .to_owned(),
+        ),
+    };
+    ClientError::Server {
+        status,
+        code,
+        message,
+        retry_after: ra,
+    }
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>> {
+    headers
+        .get(name)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| h::parse_u64(s).ok())
+                .ok_or_else(|| ClientError::Protocol(format!("malformed {name} from the server")))
+        })
+        .transpose()
+}
+
+/// Counts a PATCH body's progress for the watchdog and the sent figure.
+#[derive(Debug, Default)]
+pub struct BodyProgress {
+    pub pulled: AtomicU64,
+    last_ms: AtomicI64,
+    done_ms: AtomicI64,
+}
+
+fn mono_ms(start: Instant) -> i64 {
+    start.elapsed().as_millis() as i64
+}
+
+/// The bytes [start, start+len) of the upload, read from the pieces.
+pub fn piece_stream(
+    pieces: Vec<Piece>,
+    start: u64,
+    len: u64,
+    progress: Arc<BodyProgress>,
+    epoch: Instant,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    struct St {
+        pieces: std::vec::IntoIter<Piece>,
+        cur: Option<(tokio::fs::File, u64)>,
+        pos: u64,
+        end: u64,
+        progress: Arc<BodyProgress>,
+        epoch: Instant,
+    }
+    let st = St {
+        pieces: pieces.into_iter(),
+        cur: None,
+        pos: start,
+        end: start + len,
+        progress,
+        epoch,
+    };
+    futures_util::stream::try_unfold(st, |mut st| async move {
+        loop {
+            if st.pos >= st.end {
+                st.progress
+                    .done_ms
+                    .store(mono_ms(st.epoch).max(1), Ordering::Relaxed);
+                return Ok(None);
+            }
+            if let Some((file, left)) = st.cur.as_mut() {
+                if *left > 0 {
+                    let want = (*left).min(READ_BLOCK as u64).min(st.end - st.pos) as usize;
+                    let mut buf = vec![0u8; want];
+                    file.read_exact(&mut buf).await?;
+                    *left -= want as u64;
+                    st.pos += want as u64;
+                    st.progress.pulled.fetch_add(want as u64, Ordering::Relaxed);
+                    st.progress
+                        .last_ms
+                        .store(mono_ms(st.epoch), Ordering::Relaxed);
+                    return Ok(Some((Bytes::from(buf), st)));
+                }
+                st.cur = None;
+            }
+            let piece = st.pieces.next().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "no piece covers the next byte",
+                )
+            })?;
+            if piece.end() <= st.pos {
+                continue;
+            }
+            let skip = st.pos - piece.start;
+            let mut file = tokio::fs::File::open(&piece.path).await?;
+            file.seek(std::io::SeekFrom::Start(piece.file_offset + skip))
+                .await?;
+            st.cur = Some((file, piece.len - skip));
+        }
+    })
+}
+
+/// The checksum header of bytes [start, start+len) of the pieces.
+pub async fn checksum_of(
+    pieces: &[Piece],
+    start: u64,
+    len: u64,
+    algorithm: &str,
+) -> Result<String> {
+    use futures_util::TryStreamExt;
+    let progress = Arc::new(BodyProgress::default());
+    let mut stream = std::pin::pin!(piece_stream(
+        pieces.to_vec(),
+        start,
+        len,
+        progress,
+        Instant::now()
+    ));
+    enum H {
+        S1(sha1::Sha1),
+        S256(sha2::Sha256),
+    }
+    let mut hasher = if algorithm == "sha1" {
+        H::S1(sha1::Sha1::new())
+    } else {
+        H::S256(sha2::Sha256::new())
+    };
+    while let Some(b) = stream.try_next().await.map_err(|e| ClientError::Io {
+        path: "queued pieces".into(),
+        source: e,
+    })? {
+        match &mut hasher {
+            H::S1(h) => h.update(&b),
+            H::S256(h) => h.update(&b),
+        }
+    }
+    let digest = match hasher {
+        H::S1(h) => h.finalize().to_vec(),
+        H::S256(h) => h.finalize().to_vec(),
+    };
+    Ok(format!(
+        "{algorithm} {}",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    ))
+}
+
+impl Tus {
+    pub fn new(timeouts: Timeouts) -> Result<Tus> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .user_agent(concat!("spool/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ClientError::network)?;
+        Ok(Tus { http, timeouts })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        match tokio::time::timeout(self.timeouts.response, req.send()).await {
+            Ok(Err(e)) if e.is_connect() => Err(ClientError::Unreachable(
+                ClientError::network(e).to_string(),
+            )),
+            Ok(r) => r.map_err(ClientError::network),
+            Err(_) => Err(ClientError::Network(format!(
+                "no answer within {:?}",
+                self.timeouts.response
+            ))),
+        }
+    }
+
+    /// Spool's `POST /v1/on-demand`.
+    pub async fn on_demand(
+        &self,
+        server: &str,
+        token_id: &str,
+        secret: &str,
+        metadata: &serde_json::Value,
+    ) -> Result<Created> {
+        let url = format!("{}/v1/on-demand", server.trim_end_matches('/'));
+        let req = self
+            .http
+            .post(url)
+            .basic_auth(token_id, Some(secret))
+            .json(&serde_json::json!({ "inputs": [{"type": "video"}], "metadata": metadata }));
+        let resp = self.send(req).await?;
+        if resp.status().as_u16() != 201 {
+            return Err(server_error(resp).await);
+        }
+        let v: serde_json::Value = resp.json().await.map_err(ClientError::network)?;
+        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        Ok(Created {
+            url: s("upload_url").ok_or_else(|| {
+                ClientError::Protocol("on-demand answer without upload_url".into())
+            })?,
+            asset_id: s("asset_id"),
+            share_url: s("share_url"),
+        })
+    }
+
+    /// TUS creation with `Upload-Defer-Length: 1` at `endpoint`.
+    pub async fn create(
+        &self,
+        endpoint: &str,
+        headers: &[(String, String)],
+        metadata: &str,
+    ) -> Result<Created> {
+        let mut req = self
+            .http
+            .post(endpoint)
+            .header(h::TUS_RESUMABLE, h::TUS_VERSION)
+            .header(h::UPLOAD_DEFER_LENGTH, "1");
+        if !metadata.is_empty() {
+            req = req.header(h::UPLOAD_METADATA, metadata);
+        }
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = self.send(req).await?;
+        if resp.status().as_u16() != 201 {
+            return Err(server_error(resp).await);
+        }
+        let loc = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Protocol("creation answer without Location".into()))?;
+        let url = url::Url::parse(endpoint)
+            .and_then(|base| base.join(loc))
+            .map_err(|_| ClientError::Protocol("unusable Location".into()))?;
+        Ok(Created {
+            url: url.to_string(),
+            asset_id: None,
+            share_url: None,
+        })
+    }
+
+    /// `Tus-Max-Size` from OPTIONS, if the server says.
+    pub async fn max_size(&self, url: &str) -> Option<u64> {
+        let resp = self
+            .send(self.http.request(reqwest::Method::OPTIONS, url))
+            .await
+            .ok()?;
+        header_u64(resp.headers(), h::TUS_MAX_SIZE).ok().flatten()
+    }
+
+    pub async fn head(&self, url: &str) -> Result<HeadInfo> {
+        let resp = self
+            .send(self.http.head(url).header(h::TUS_RESUMABLE, h::TUS_VERSION))
+            .await?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let code = match status {
+                404 => Some(ErrorCode::UploadNotFound),
+                410 => Some(ErrorCode::UploadExpired),
+                _ => None,
+            };
+            return Err(ClientError::Server {
+                status,
+                code,
+                message: "HEAD failed".into(),
+                retry_after: retry_after(resp.headers()),
+            });
+        }
+        let offset = header_u64(resp.headers(), h::UPLOAD_OFFSET)?
+            .ok_or_else(|| ClientError::Protocol("HEAD answer without Upload-Offset".into()))?;
+        let length = header_u64(resp.headers(), h::UPLOAD_LENGTH)?;
+        Ok(HeadInfo { offset, length })
+    }
+
+    /// PATCHes bytes [start, start+len) from `pieces`; `upload_length`
+    /// declares the length. Returns the server's new offset.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        url: &str,
+        pieces: Vec<Piece>,
+        start: u64,
+        len: u64,
+        upload_length: Option<u64>,
+        checksum: Option<String>,
+        progress: Arc<BodyProgress>,
+    ) -> Result<u64> {
+        let epoch = Instant::now();
+        progress.last_ms.store(0, Ordering::Relaxed);
+        progress.done_ms.store(0, Ordering::Relaxed);
+        let body =
+            reqwest::Body::wrap_stream(piece_stream(pieces, start, len, progress.clone(), epoch));
+        let mut req = self
+            .http
+            .patch(url)
+            .header(h::TUS_RESUMABLE, h::TUS_VERSION)
+            .header(reqwest::header::CONTENT_TYPE, h::OFFSET_OCTET_STREAM)
+            .header(h::UPLOAD_OFFSET, start)
+            .header(reqwest::header::CONTENT_LENGTH, len);
+        if let Some(l) = upload_length {
+            req = req.header(h::UPLOAD_LENGTH, l);
+        }
+        if let Some(c) = checksum {
+            req = req.header(h::UPLOAD_CHECKSUM, c);
+        }
+        let send = req.body(body).send();
+        let watchdog = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = mono_ms(epoch);
+                let done = progress.done_ms.load(Ordering::Relaxed);
+                if done > 0 {
+                    if now - done > self.timeouts.response.as_millis() as i64 {
+                        return format!(
+                            "no answer within {:?} after the body was sent",
+                            self.timeouts.response
+                        );
+                    }
+                } else if now - progress.last_ms.load(Ordering::Relaxed)
+                    > self.timeouts.no_progress.as_millis() as i64
+                {
+                    return format!(
+                        "the connection made no progress for {:?}",
+                        self.timeouts.no_progress
+                    );
+                }
+            }
+        };
+        let resp = tokio::select! {
+            r = send => r.map_err(ClientError::network)?,
+            why = watchdog => return Err(ClientError::Network(why)),
+        };
+        progress.done_ms.store(0, Ordering::Relaxed);
+        if resp.status().as_u16() != 204 {
+            return Err(server_error(resp).await);
+        }
+        header_u64(resp.headers(), h::UPLOAD_OFFSET)?
+            .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))
+    }
+}
