@@ -264,12 +264,12 @@ async fn drive(
         json,
         id_in_output.then(|| session.id.clone()),
     ));
-    if let Some(source) = produce {
-        if let Err(e) = spool_client::source::produce_file(&session, &source).await {
-            session.stop();
-            let _ = session.wait().await;
-            return Err(e.into());
-        }
+    if let Some(source) = produce
+        && let Err(e) = spool_client::source::produce_file(&session, &source).await
+    {
+        session.stop();
+        let _ = session.wait().await;
+        return Err(e.into());
     }
     let result = session.wait().await;
     let _ = printer.await;
