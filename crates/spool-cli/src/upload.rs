@@ -101,6 +101,9 @@ pub struct UploadOptions {
     /// Upload-Checksum on every PATCH.
     #[arg(long, default_value = "none", value_parser = ["sha256", "sha1", "none"])]
     pub checksum: String,
+    /// Seconds a PATCH body may make no progress before the connection is cut and recovered.
+    #[arg(long, default_value_t = 15)]
+    pub stall_timeout: u64,
 }
 
 impl UploadOptions {

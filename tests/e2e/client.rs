@@ -1,0 +1,652 @@
+//! End-to-end tests of the resumable client: `spool upload` and `spool
+//! resume` as real processes against `spool serve` and @tus/server (npm),
+//! through a fault-injecting proxy. Each fault costs at most one chunk, the
+//! stored bytes equal the source, and progress never goes backwards.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use spool_e2e::proxy::{Action, FaultProxy, Faults};
+use spool_e2e::*;
+
+const SIZE: usize = 100_000_000;
+const CHUNK: u64 = 8 * 1024 * 1024;
+
+fn spool_upload(file: &Path, state: &Path, target: &[&str], extra: &[&str]) -> Command {
+    let mut cmd = Command::new(spool_bin());
+    cmd.arg("upload")
+        .arg(file)
+        .args(target)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--json")
+        .args(extra)
+        .env("SPOOL_LOG", "warn");
+    for k in [
+        "SPOOL_SERVER_URL",
+        "SPOOL_TOKEN_ID",
+        "SPOOL_TOKEN_SECRET",
+        "SPOOL_STATE_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+fn server_target(base: &str) -> Vec<String> {
+    vec![
+        "--server".into(),
+        base.into(),
+        "--token-id".into(),
+        TOKEN_ID.into(),
+        "--token-secret".into(),
+        TOKEN_SECRET.into(),
+    ]
+}
+
+fn events(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// Progress never goes backwards; returns the complete event.
+fn check_events(lines: &[String]) -> serde_json::Value {
+    let evs = events(lines);
+    let (mut confirmed, mut sent) = (0, 0);
+    for e in &evs {
+        if e["event"] == "progress" {
+            let (c, s) = (
+                e["confirmed"].as_u64().unwrap(),
+                e["sent"].as_u64().unwrap(),
+            );
+            assert!(
+                c >= confirmed && s >= sent,
+                "progress went backwards: {e} after confirmed {confirmed} sent {sent}"
+            );
+            assert!(s >= c, "sent below confirmed: {e}");
+            (confirmed, sent) = (c, s);
+        }
+    }
+    evs.into_iter()
+        .rev()
+        .find(|e| e["event"] == "complete")
+        .unwrap_or_else(|| panic!("no complete event in {lines:?}"))
+}
+
+/// The path and query of a URL, against another base.
+fn rebase(url: &str, base: &str) -> String {
+    let u = reqwest::Url::parse(url).unwrap();
+    format!("{base}{}?{}", u.path(), u.query().unwrap_or_default())
+}
+
+async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, proxy) = server_behind_proxy(dir.path(), faults).await;
+    let file = dir.path().join("source.bin");
+    let sha = random_file(&file, SIZE, 7);
+    let target = server_target(&proxy.url());
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let mut args = vec!["--chunk-size", "8388608", "--stall-timeout", "5"];
+    args.extend_from_slice(extra);
+    let (status, lines) = Proc::spawn(spool_upload(
+        &file,
+        &dir.path().join("state"),
+        &target,
+        &args,
+    ))
+    .finish(Duration::from_secs(300));
+    assert!(status.success(), "spool upload failed: {lines:?}");
+    let complete = check_events(&lines);
+    assert_eq!(complete["sha256"], sha.as_str());
+    assert_eq!(complete["bytes"], SIZE as u64);
+    assert!(complete["share_url"].as_str().unwrap().contains("/v/"));
+    assert!(complete["asset_id"].is_string());
+    let stored = Tus::default()
+        .get(&rebase(
+            complete["upload_url"].as_str().unwrap(),
+            &server.base,
+        ))
+        .await;
+    assert_eq!(
+        sha256_hex(&stored),
+        sha,
+        "stored bytes differ from the source"
+    );
+    assert_eq!(
+        proxy.stats.fired.load(std::sync::atomic::Ordering::Relaxed),
+        expected_faults,
+        "faults fired"
+    );
+    let sent = proxy
+        .stats
+        .body_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let resent = sent.saturating_sub(SIZE as u64);
+    assert!(
+        resent <= expected_faults as u64 * CHUNK,
+        "{resent} bytes sent twice for {expected_faults} faults"
+    );
+    let reconnects = events(&lines)
+        .iter()
+        .filter(|e| e["event"] == "reconnecting")
+        .count();
+    assert!(
+        reconnects >= expected_faults.min(1),
+        "a fault must show as reconnecting: {lines:?}"
+    );
+}
+
+/// `spool serve` behind a fault proxy: the upload URLs it hands out point
+/// at the proxy, so every request goes through it.
+async fn server_behind_proxy(dir: &Path, faults: Faults) -> (SpoolServer, FaultProxy) {
+    let proxy = FaultProxy::start_unconnected(faults).await;
+    let public = proxy.url();
+    let server = SpoolServer::start(&dir.join("data"), 0, &["--public-url", &public]);
+    proxy.set_upstream(server.addr);
+    (server, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_closed_mid_body_costs_one_chunk_each() {
+    fault_case(
+        Faults {
+            triggers: vec![(30_000_000, Action::Close), (70_000_000, Action::Close)],
+            ..Faults::default()
+        },
+        2,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connection_reset_costs_one_chunk() {
+    fault_case(
+        Faults {
+            triggers: vec![(45_000_000, Action::Reset)],
+            ..Faults::default()
+        },
+        1,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_30_second_stall_is_cut_and_recovered() {
+    fault_case(
+        Faults {
+            triggers: vec![(50_000_000, Action::Stall(Duration::from_secs(30)))],
+            ..Faults::default()
+        },
+        1,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_throttled_link_completes_without_resending() {
+    fault_case(
+        Faults {
+            throttle_bps: Some(40_000_000),
+            ..Faults::default()
+        },
+        0,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_5xx_answers_is_retried() {
+    fault_case(
+        Faults {
+            burst_5xx: Some((3, 4)),
+            ..Faults::default()
+        },
+        4,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_buffering_proxy_cut_mid_chunk_costs_that_chunk() {
+    fault_case(
+        Faults {
+            buffer_bodies: true,
+            triggers: vec![(53_000_000, Action::Close)],
+            ..Faults::default()
+        },
+        1,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupted_byte_is_caught_by_the_checksum_and_resent() {
+    fault_case(
+        Faults {
+            triggers: vec![(40_000_000, Action::Corrupt)],
+            ..Faults::default()
+        },
+        1,
+        &["--checksum", "sha256"],
+    )
+    .await;
+}
+
+/// Kills `spool upload` once it reports `at` confirmed bytes; returns the
+/// last confirmed figure it printed.
+fn kill_upload_at(cmd: Command, at: u64) -> u64 {
+    let mut p = Proc::spawn(cmd);
+    let line = p.wait_line(Duration::from_secs(120), |l| {
+        serde_json::from_str::<serde_json::Value>(l)
+            .ok()
+            .and_then(|v| v["confirmed"].as_u64())
+            .is_some_and(|c| c >= at)
+    });
+    p.kill9();
+    serde_json::from_str::<serde_json::Value>(&line).unwrap()["confirmed"]
+        .as_u64()
+        .unwrap()
+}
+
+fn spool_resume(state: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(spool_bin());
+    cmd.arg("resume")
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--json")
+        .args(extra)
+        .env("SPOOL_LOG", "warn");
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_of_spool_upload_then_resume_sends_nothing_acknowledged_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, proxy) = server_behind_proxy(
+        dir.path(),
+        Faults {
+            throttle_bps: Some(60_000_000),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let file = dir.path().join("source.bin");
+    let sha = random_file(&file, SIZE, 8);
+    let state = dir.path().join("state");
+    let target = server_target(&proxy.url());
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let confirmed = kill_upload_at(
+        spool_upload(&file, &state, &target, &["--chunk-size", "8388608"]),
+        40_000_000,
+    );
+    let before = proxy
+        .stats
+        .body_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+
+    let (status, lines) = Proc::spawn(spool_resume(&state, &[])).finish(Duration::from_secs(120));
+    assert!(status.success(), "{lines:?}");
+    let complete = check_events(&lines);
+    assert_eq!(complete["sha256"], sha.as_str());
+    let resent = proxy
+        .stats
+        .body_bytes
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(
+        resent <= SIZE as u64 - confirmed,
+        "resume sent {resent} bytes but only {} were unacknowledged",
+        SIZE as u64 - confirmed
+    );
+    let stored = Tus::default()
+        .get(&rebase(
+            complete["upload_url"].as_str().unwrap(),
+            &server.base,
+        ))
+        .await;
+    assert_eq!(sha256_hex(&stored), sha);
+    // The journal says it is done; a second resume has nothing to do.
+    let (status, lines) = Proc::spawn(spool_resume(&state, &[])).finish(Duration::from_secs(30));
+    assert!(status.success() && lines.is_empty(), "{lines:?}");
+}
+
+/// @tus/server (npm) with its file store, on a free port.
+struct NodeTus {
+    proc: Proc,
+    base: String,
+    dir: std::path::PathBuf,
+}
+
+fn node_tus(dir: &Path) -> NodeTus {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = node("tus_node_server.mjs");
+    cmd.args(["0", dir.to_str().unwrap()]);
+    let mut proc = Proc::spawn(cmd);
+    let line = proc.wait_line(Duration::from_secs(20), |l| {
+        l.starts_with("listening on http://")
+    });
+    NodeTus {
+        proc,
+        base: line.trim_start_matches("listening on ").to_owned(),
+        dir: dir.to_path_buf(),
+    }
+}
+
+impl NodeTus {
+    fn endpoint(&self) -> String {
+        format!("{}/files", self.base)
+    }
+    fn stored_sha(&self, url: &str) -> String {
+        sha256_hex(&std::fs::read(self.dir.join(upload_id(url))).unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tus_node_server_plain_upload_and_resume_after_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let tus = node_tus(&dir.path().join("tus-store"));
+    let file = dir.path().join("source.bin");
+    let size = 40_000_000;
+    let sha = random_file(&file, size, 9);
+    let endpoint = tus.endpoint();
+    let target = ["--endpoint", endpoint.as_str()];
+
+    let state = dir.path().join("state-plain");
+    let (status, lines) =
+        Proc::spawn(spool_upload(&file, &state, &target, &[])).finish(Duration::from_secs(120));
+    assert!(status.success(), "{lines:?}");
+    let complete = check_events(&lines);
+    assert_eq!(complete["sha256"], sha.as_str());
+    assert_eq!(
+        tus.stored_sha(complete["upload_url"].as_str().unwrap()),
+        sha
+    );
+
+    // Killed mid-way, resumed from the journal.
+    let proxy = FaultProxy::start(
+        tus.base.trim_start_matches("http://").parse().unwrap(),
+        Faults {
+            throttle_bps: Some(30_000_000),
+            ..Faults::default()
+        },
+    )
+    .await;
+    let endpoint = format!("{}/files", proxy.url());
+    let state = dir.path().join("state-kill");
+    let confirmed = kill_upload_at(
+        spool_upload(
+            &file,
+            &state,
+            &["--endpoint", &endpoint],
+            &["--chunk-size", "4194304"],
+        ),
+        12_000_000,
+    );
+    assert!(confirmed < size as u64);
+    let (status, lines) = Proc::spawn(spool_resume(&state, &[])).finish(Duration::from_secs(120));
+    assert!(status.success(), "{lines:?}");
+    let complete = check_events(&lines);
+    assert_eq!(
+        tus.stored_sha(complete["upload_url"].as_str().unwrap()),
+        sha
+    );
+    drop(tus.proc);
+}
+
+/// A producer that appends `n` pieces of `piece` bytes with pauses, like a
+/// recorder emitting fragments.
+async fn stream_upload(
+    client: &spool_client::Client,
+    target: spool_client::Target,
+    options: spool_client::Options,
+    n: usize,
+    piece: usize,
+) -> (spool_client::Completed, String, Vec<spool_client::Event>) {
+    let mut session = client
+        .start(
+            target,
+            spool_client::SourceRecord::Stream {
+                label: "test stream".into(),
+            },
+            options,
+        )
+        .await
+        .unwrap();
+    let mut rx = session.take_events().unwrap();
+    let collector = tokio::spawn(async move {
+        let mut v = Vec::new();
+        while let Some(e) = rx.recv().await {
+            v.push(e);
+        }
+        v
+    });
+    let mut all = Vec::new();
+    for i in 0..n {
+        let data = random_bytes(piece, 100 + i as u64);
+        all.extend_from_slice(&data);
+        session.append(Bytes::from(data)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    session.finish().await.unwrap();
+    let done = session.wait().await.unwrap();
+    (done, sha256_hex(&all), collector.await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deferred_length_streaming_to_tus_node_server_and_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = spool_client::Client::open(&dir.path().join("state")).unwrap();
+    let tus = node_tus(&dir.path().join("tus-store"));
+    let (done, sha, _) = stream_upload(
+        &client,
+        spool_client::Target::Endpoint {
+            url: tus.endpoint(),
+            headers: vec![],
+        },
+        spool_client::Options::default(),
+        24,
+        700_000,
+    )
+    .await;
+    assert_eq!(done.sha256, sha);
+    assert_eq!(tus.stored_sha(&done.upload_url), sha);
+
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let target = spool_client::Target::OnDemand {
+        server: server.base.clone(),
+        token_id: TOKEN_ID.into(),
+        token_secret: TOKEN_SECRET.into(),
+    };
+    let (done, sha, events) = stream_upload(
+        &client,
+        target,
+        spool_client::Options::default(),
+        24,
+        700_000,
+    )
+    .await;
+    assert_eq!(sha256_hex(&Tus::default().get(&done.upload_url).await), sha);
+    assert!(done.share_url.is_some() && done.asset_id.is_some());
+    assert!(matches!(
+        events.last(),
+        Some(spool_client::Event::Complete { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_needs_5_mib_chunks_gets_none_smaller_but_the_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, proxy) = server_behind_proxy(dir.path(), Faults::default()).await;
+    let client = spool_client::Client::open(&dir.path().join("state")).unwrap();
+    let target = spool_client::Target::OnDemand {
+        server: proxy.url(),
+        token_id: TOKEN_ID.into(),
+        token_secret: TOKEN_SECRET.into(),
+    };
+    let min = 5 * 1024 * 1024;
+    let options = spool_client::Options {
+        min_chunk: min,
+        ..spool_client::Options::default()
+    };
+    // 1 MB pieces trickling in, 23 MB in all.
+    let (done, sha, _) = stream_upload(&client, target, options, 23, 1_000_000).await;
+    assert_eq!(
+        sha256_hex(
+            &Tus::default()
+                .get(&rebase(&done.upload_url, &server.base))
+                .await
+        ),
+        sha
+    );
+    let patches: Vec<_> = proxy
+        .stats
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH")
+        .collect();
+    assert!(patches.len() >= 2, "{patches:?}");
+    let (last, rest) = patches.split_last().unwrap();
+    for p in rest {
+        assert!(
+            p.content_length.unwrap() >= min,
+            "a non-final PATCH of {:?} bytes",
+            p.content_length
+        );
+    }
+    assert_eq!(last.upload_length, Some(23_000_000));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_gone_from_the_server_is_created_again_from_local_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let client = spool_client::Client::open(&dir.path().join("state")).unwrap();
+    let target = spool_client::Target::OnDemand {
+        server: server.base.clone(),
+        token_id: TOKEN_ID.into(),
+        token_secret: TOKEN_SECRET.into(),
+    };
+    let session = client
+        .start(
+            target.clone(),
+            spool_client::SourceRecord::Stream {
+                label: "gone".into(),
+            },
+            spool_client::Options::default(),
+        )
+        .await
+        .unwrap();
+    let first = random_bytes(3_000_000, 11);
+    session.append(Bytes::from(first.clone())).await.unwrap();
+    let mut status = session.status();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.confirmed == 3_000_000),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    session.stop();
+    let id = session.id.clone();
+    assert!(matches!(
+        session.wait().await,
+        Err(spool_client::ClientError::Stopped)
+    ));
+
+    // The asset is deleted on the server: its upload answers 410.
+    let rec = client.journal().get(&id).await.unwrap().unwrap();
+    let s = reqwest::Client::new()
+        .delete(format!(
+            "{}/v1/assets/{}",
+            server.base,
+            rec.asset_id.clone().unwrap()
+        ))
+        .header("authorization", basic_auth())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 204);
+
+    let mut session = client.resume(&id, Some(target)).await.unwrap();
+    let mut rx = session.take_events().unwrap();
+    let second = random_bytes(2_000_000, 12);
+    session.append(Bytes::from(second.clone())).await.unwrap();
+    session.finish().await.unwrap();
+    let done = session.wait().await.unwrap();
+    let mut recreated = false;
+    while let Ok(e) = rx.try_recv() {
+        recreated |= matches!(e, spool_client::Event::Recreated { .. });
+    }
+    assert!(recreated, "the recreation is reported");
+    assert_ne!(Some(done.upload_url.clone()), rec.upload_url);
+    let whole = [first, second].concat();
+    assert_eq!(done.sha256, sha256_hex(&whole));
+    assert_eq!(
+        sha256_hex(&Tus::default().get(&done.upload_url).await),
+        sha256_hex(&whole)
+    );
+}
+
+#[test]
+fn upload_errors_are_clear_and_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = dir.path().join("f.bin");
+    random_file(&file, 10, 1);
+    for (args, needle) in [
+        (vec![file.to_str().unwrap()], "no upload target"),
+        (
+            vec![
+                "/nonexistent/file",
+                "--endpoint",
+                "http://127.0.0.1:9/files",
+            ],
+            "nonexistent",
+        ),
+        (
+            vec![
+                file.to_str().unwrap(),
+                "--endpoint",
+                "http://127.0.0.1:9/",
+                "--upload-url",
+                "http://127.0.0.1:9/x",
+            ],
+            "one upload target",
+        ),
+        (
+            vec![
+                file.to_str().unwrap(),
+                "--endpoint",
+                "http://127.0.0.1:9/",
+                "--chunk-size",
+                "lots",
+            ],
+            "chunk-size",
+        ),
+    ] {
+        let out = Command::new(spool_bin())
+            .arg("upload")
+            .args(&args)
+            .arg("--state-dir")
+            .arg(&state)
+            .env_remove("SPOOL_SERVER_URL")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
