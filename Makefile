@@ -29,12 +29,12 @@ lint:
 ## Every test: formatting and lints, unit and protocol tests, end-to-end
 ## suites against real third-party peers.
 test: setup lint build
-	$(CARGO) test --locked --workspace 2>&1 | scripts/test-summary.sh
+	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | scripts/test-summary.sh
 
 ## Benchmarks that print figures (see README, Performance).
 bench: setup
 	$(CARGO) build --locked --release -p spool-cli
-	SPOOL_BIN=$(CURDIR)/target/release/spool $(CARGO) bench --locked -p spool-e2e --bench upload
+	SPOOL_BIN=$(CURDIR)/target/release/spool $(CARGO) bench --locked -p spool-e2e
 
 clean:
 	$(CARGO) clean

@@ -650,3 +650,61 @@ fn upload_errors_are_clear_and_non_zero() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attach_to_a_signed_upload_url_and_list_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let r: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/v1/on-demand", server.base))
+        .header("authorization", basic_auth())
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = r["upload_url"].as_str().unwrap();
+    let file = dir.path().join("f.bin");
+    let sha = random_file(&file, 3_000_000, 13);
+    let state = dir.path().join("state");
+    // The recorder holds no secret: only the signed URL.
+    let (status, lines) = Proc::spawn(spool_upload(&file, &state, &["--upload-url", url], &[]))
+        .finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    assert_eq!(check_events(&lines)["sha256"], sha.as_str());
+    let asset: serde_json::Value = reqwest::Client::new()
+        .get(format!(
+            "{}/v1/assets/{}",
+            server.base,
+            r["asset_id"].as_str().unwrap()
+        ))
+        .header("authorization", basic_auth())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(asset["status"], "ready");
+    assert_eq!(asset["length"], 3_000_000);
+
+    let out = Command::new(spool_bin())
+        .args(["uploads", "--json", "--state-dir"])
+        .arg(&state)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let listed: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["state"], "complete");
+    assert_eq!(listed[0]["confirmed"], 3_000_000);
+    assert!(
+        !listed[0]["upload_url"].as_str().unwrap().contains("sig="),
+        "listings never show signatures"
+    );
+}

@@ -660,7 +660,17 @@ impl Worker {
                         .create(url, headers, &spool_proto::metadata::encode(&md))
                         .await
                 }
-                Target::UploadUrl(url) => return Ok(url.clone()),
+                Target::UploadUrl(url) => {
+                    // Attached, not created: journal it all the same, so a
+                    // crash before the first PATCH can still be resumed.
+                    let url = url.clone();
+                    self.shared
+                        .journal
+                        .set_created(&self.shared.id, &url, None, None)
+                        .await?;
+                    self.rec.upload_url = Some(url.clone());
+                    return Ok(url);
+                }
             };
             match result {
                 Ok(c) => {
@@ -835,8 +845,10 @@ impl Worker {
         let mut declared = self.rec.length_declared;
         let mut shown_confirmed = acked;
         let mut shown_sent = acked;
-        // A resumed session first asks where the server stands.
-        let mut need_head = self.rec.acked > 0 || self.rec.state != UploadState::Creating;
+        // A resumed or attached session first asks where the server stands.
+        let mut need_head = self.rec.acked > 0
+            || self.rec.state != UploadState::Creating
+            || matches!(self.target, Target::UploadUrl(_));
         let mut failures = Failures {
             count: 0,
             since: None,

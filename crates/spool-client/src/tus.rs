@@ -62,7 +62,7 @@ pub struct Tus {
     pub timeouts: Timeouts,
 }
 
-const READ_BLOCK: usize = 256 * 1024;
+const READ_BLOCK: usize = 1024 * 1024;
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers
