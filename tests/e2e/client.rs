@@ -567,18 +567,10 @@ async fn an_upload_gone_from_the_server_is_created_again_from_local_bytes() {
 
     // The asset is deleted on the server: its upload answers 410.
     let rec = client.journal().get(&id).await.unwrap().unwrap();
-    let s = reqwest::Client::new()
-        .delete(format!(
-            "{}/v1/assets/{}",
-            server.base,
-            rec.asset_id.clone().unwrap()
-        ))
-        .header("authorization", basic_auth())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(s, 204);
+    assert_eq!(
+        server.delete_asset(rec.asset_id.as_deref().unwrap()).await,
+        204
+    );
 
     let mut session = client.resume(&id, Some(target)).await.unwrap();
     let mut rx = session.take_events().unwrap();
@@ -655,16 +647,7 @@ fn upload_errors_are_clear_and_non_zero() {
 async fn attach_to_a_signed_upload_url_and_list_the_journal() {
     let dir = tempfile::tempdir().unwrap();
     let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
-    let r: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/v1/on-demand", server.base))
-        .header("authorization", basic_auth())
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = server.on_demand(serde_json::json!({})).await;
     let url = r["upload_url"].as_str().unwrap();
     let file = dir.path().join("f.bin");
     let sha = random_file(&file, 3_000_000, 13);
@@ -674,19 +657,7 @@ async fn attach_to_a_signed_upload_url_and_list_the_journal() {
         .finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
     assert_eq!(check_events(&lines)["sha256"], sha.as_str());
-    let asset: serde_json::Value = reqwest::Client::new()
-        .get(format!(
-            "{}/v1/assets/{}",
-            server.base,
-            r["asset_id"].as_str().unwrap()
-        ))
-        .header("authorization", basic_auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let asset = server.asset(r["asset_id"].as_str().unwrap()).await;
     assert_eq!(asset["status"], "ready");
     assert_eq!(asset["length"], 3_000_000);
 

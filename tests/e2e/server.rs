@@ -254,7 +254,6 @@ async fn webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart
     ];
     let port = free_port();
     let server = SpoolServer::start(&data, port, &args);
-    let http = reqwest::Client::new();
     let tus = Tus::default();
 
     let mut expected: Vec<(String, Vec<&str>)> = Vec::new();
@@ -270,30 +269,16 @@ async fn webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart
     .into_iter()
     .enumerate()
     {
-        let r: serde_json::Value = http
-            .post(format!("{}/v1/on-demand", server.base))
-            .header("authorization", basic_auth())
-            .json(&serde_json::json!({"metadata": {"n": i.to_string()}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = server
+            .on_demand(serde_json::json!({"metadata": {"n": i.to_string()}}))
+            .await;
         let asset = r["asset_id"].as_str().unwrap().to_owned();
         let url = r["upload_url"].as_str().unwrap();
         if plan.contains(&"video.asset.ready") {
             assert_eq!(tus.patch(url, 0, b"bytes".to_vec(), Some(5)).await.0, 204);
         }
         if plan.contains(&"video.asset.deleted") {
-            let s = http
-                .delete(format!("{}/v1/assets/{asset}", server.base))
-                .header("authorization", basic_auth())
-                .send()
-                .await
-                .unwrap()
-                .status();
-            assert_eq!(s, 204);
+            assert_eq!(server.delete_asset(&asset).await, 204);
         }
         expected.push((asset, plan));
     }

@@ -219,6 +219,44 @@ impl SpoolServer {
         format!("{}/v1/uploads", self.base)
     }
 
+    /// `POST /v1/on-demand` with the test credentials; the JSON answer.
+    pub async fn on_demand(&self, body: serde_json::Value) -> serde_json::Value {
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/on-demand", self.base))
+            .header("authorization", basic_auth())
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
+    /// `GET /v1/assets/{id}`.
+    pub async fn asset(&self, id: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/v1/assets/{id}", self.base))
+            .header("authorization", basic_auth())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `DELETE /v1/assets/{id}`; the status.
+    pub async fn delete_asset(&self, id: &str) -> u16 {
+        reqwest::Client::new()
+            .delete(format!("{}/v1/assets/{id}", self.base))
+            .header("authorization", basic_auth())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// The bytes currently on disk for upload `id` (test-only knowledge of
     /// the filesystem store's layout).
     pub fn disk_len(&self, id: &str) -> u64 {
