@@ -1,0 +1,95 @@
+//! Spool's screen sources. A [`Source`] grabs one frame of pixels (BGRA) on
+//! demand; [`start`] runs it on its own thread at a steady rate from a
+//! monotonic clock and pushes timestamped [`Frame`]s into a bounded channel.
+//! Capture never waits on its consumer: when the encoder falls behind, the
+//! frame is dropped and counted, so memory stays bounded and the timestamps
+//! keep the video's timing right. Backends: X11 through x11rb with MIT-SHM
+//! (cursor drawn in through XFixes) and a synthetic test pattern.
+
+mod pace;
+mod spec;
+mod synthetic;
+#[cfg(target_os = "linux")]
+mod x11;
+
+use std::time::Duration;
+
+pub use pace::{Capture, CaptureStats, start};
+pub use spec::{Rect, SourceSpec, Target, X11Target};
+pub use synthetic::Synthetic;
+
+/// One captured frame: tightly packed BGRA rows.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub data: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    /// Time since capture started, from a monotonic clock.
+    pub pts: Duration,
+    /// The tick this frame was taken at (gaps are dropped or missed frames).
+    pub index: u64,
+}
+
+/// Why capture failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot connect to X display {display}: {reason}")]
+    Connect { display: String, reason: String },
+    #[error("X11: {0}")]
+    X11(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("invalid capture request: {0}")]
+    Invalid(String),
+}
+
+/// Something that can be captured, one frame at a time.
+pub trait Source: Send {
+    /// Frame size in pixels.
+    fn size(&self) -> (u32, u32);
+    /// A human-readable name ("X11 :99 display 1920x1080").
+    fn describe(&self) -> String;
+    /// Grabs the current pixels as tightly packed BGRA into `buf`
+    /// (resized to width × height × 4). `index` is the tick number.
+    fn grab(&mut self, index: u64, buf: &mut Vec<u8>) -> Result<(), CaptureError>;
+}
+
+/// Opens the source described by `spec`.
+pub fn open(spec: &SourceSpec) -> Result<Box<dyn Source>, CaptureError> {
+    match spec {
+        SourceSpec::Synthetic { width, height } => Ok(Box::new(Synthetic::new(*width, *height)?)),
+        #[cfg(target_os = "linux")]
+        SourceSpec::X11 { display, target } => Ok(Box::new(x11::X11Source::open(display.as_deref(), target)?)),
+        #[cfg(not(target_os = "linux"))]
+        SourceSpec::X11 { .. } => Err(CaptureError::Unsupported("X11 capture is available on Linux only".into())),
+        SourceSpec::Screen(n) => Err(screen_unavailable(*n)),
+    }
+}
+
+/// What `screen[:N]` means here: the platform's own capture API.
+fn screen_unavailable(n: u32) -> CaptureError {
+    if cfg!(target_os = "linux") {
+        let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some();
+        let x11 = std::env::var_os("DISPLAY").is_some();
+        let hint = match (wayland, x11) {
+            (_, true) => "an X display is available: use --source x11",
+            (true, false) => "this Wayland session needs the xdg-desktop-portal ScreenCast path, which this build does not include yet",
+            (false, false) => "no display server was found (neither DISPLAY nor WAYLAND_DISPLAY is set)",
+        };
+        CaptureError::Unsupported(format!("screen:{n}: platform screen capture through the ScreenCast portal is not available: {hint}"))
+    } else {
+        CaptureError::Unsupported(format!("screen:{n}: platform capture (ScreenCaptureKit / Windows Graphics Capture) is not built into this version"))
+    }
+}
+
+/// Lists what can be captured on the X display `display` (default $DISPLAY).
+#[cfg(target_os = "linux")]
+pub fn list(display: Option<&str>) -> Result<Vec<Target>, CaptureError> {
+    x11::list(display)
+}
+
+/// Lists what can be captured.
+#[cfg(not(target_os = "linux"))]
+pub fn list(_display: Option<&str>) -> Result<Vec<Target>, CaptureError> {
+    Ok(Vec::new())
+}

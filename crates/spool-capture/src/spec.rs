@@ -1,0 +1,116 @@
+//! What to capture, parsed from the command line's `--source` and `--region`.
+
+use crate::CaptureError;
+
+/// A rectangle in screen pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x: i32,
+    pub y: i32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Rect {
+    /// Parses `X,Y,W,H`.
+    pub fn parse(s: &str) -> Result<Rect, CaptureError> {
+        let bad = || CaptureError::Invalid(format!("region {s:?}: expected X,Y,W,H with a positive width and height"));
+        let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+        let [x, y, w, h] = parts.as_slice() else { return Err(bad()) };
+        let r = Rect {
+            x: x.parse().map_err(|_| bad())?,
+            y: y.parse().map_err(|_| bad())?,
+            width: w.parse().map_err(|_| bad())?,
+            height: h.parse().map_err(|_| bad())?,
+        };
+        if r.width == 0 || r.height == 0 || r.x < 0 || r.y < 0 {
+            return Err(bad());
+        }
+        Ok(r)
+    }
+}
+
+/// Which part of an X display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum X11Target {
+    Display,
+    Window(u32),
+    Region(Rect),
+}
+
+/// A source to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// An X display (`None`: $DISPLAY).
+    X11 { display: Option<String>, target: X11Target },
+    /// A moving test pattern with the frame number drawn in.
+    Synthetic { width: u32, height: u32 },
+    /// The platform's own capture of screen N.
+    Screen(u32),
+}
+
+impl SourceSpec {
+    /// Parses `x11[:DISPLAY]`, `synthetic[:WxH]`, `screen[:N]` or
+    /// `window:ID`, with an optional region.
+    pub fn parse(source: &str, region: Option<Rect>) -> Result<SourceSpec, CaptureError> {
+        let (kind, arg) = source.split_once(':').unwrap_or((source, ""));
+        let x11_target = |t| match region {
+            Some(r) => X11Target::Region(r),
+            None => t,
+        };
+        match kind {
+            "x11" => Ok(SourceSpec::X11 { display: (!arg.is_empty()).then(|| arg.to_owned()), target: x11_target(X11Target::Display) }),
+            "window" => {
+                let id = if let Some(hex) = arg.strip_prefix("0x") { u32::from_str_radix(hex, 16).ok() } else { arg.parse().ok() };
+                let id = id.ok_or_else(|| CaptureError::Invalid(format!("window:{arg}: expected a window id (decimal or 0x hex)")))?;
+                if region.is_some() {
+                    return Err(CaptureError::Invalid("--region applies to a display, not to a window".into()));
+                }
+                Ok(SourceSpec::X11 { display: None, target: X11Target::Window(id) })
+            }
+            "synthetic" => {
+                let (width, height) = if arg.is_empty() {
+                    (1280, 720)
+                } else {
+                    let (w, h) = arg.split_once('x').ok_or_else(|| CaptureError::Invalid(format!("synthetic:{arg}: expected WxH")))?;
+                    (w.parse().map_err(|_| CaptureError::Invalid(format!("bad width {w:?}")))?, h.parse().map_err(|_| CaptureError::Invalid(format!("bad height {h:?}")))?)
+                };
+                Ok(SourceSpec::Synthetic { width, height })
+            }
+            "screen" => Ok(SourceSpec::Screen(if arg.is_empty() { 0 } else { arg.parse().map_err(|_| CaptureError::Invalid(format!("screen:{arg}: expected a number")))? })),
+            other => Err(CaptureError::Invalid(format!("unknown source {other:?}: use x11[:DISPLAY], synthetic, screen[:N] or window:ID"))),
+        }
+    }
+}
+
+/// Something that can be captured, as listed for a picker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// What to pass as `--source`.
+    pub source: String,
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sources() {
+        assert_eq!(SourceSpec::parse("x11", None).unwrap(), SourceSpec::X11 { display: None, target: X11Target::Display });
+        assert_eq!(SourceSpec::parse("x11::99", None).unwrap(), SourceSpec::X11 { display: Some(":99".into()), target: X11Target::Display });
+        let r = Rect::parse("10,20,300,200").unwrap();
+        assert_eq!(SourceSpec::parse("x11", Some(r)).unwrap(), SourceSpec::X11 { display: None, target: X11Target::Region(r) });
+        assert_eq!(SourceSpec::parse("window:0x1a00003", None).unwrap(), SourceSpec::X11 { display: None, target: X11Target::Window(0x1a00003) });
+        assert_eq!(SourceSpec::parse("synthetic:640x360", None).unwrap(), SourceSpec::Synthetic { width: 640, height: 360 });
+        assert_eq!(SourceSpec::parse("screen:1", None).unwrap(), SourceSpec::Screen(1));
+        for bad in ["vnc", "window:abc", "synthetic:640", "screen:x"] {
+            assert!(SourceSpec::parse(bad, None).is_err(), "{bad}");
+        }
+        for bad in ["1,2,3", "1,2,0,4", "-1,0,10,10", "a,b,c,d"] {
+            assert!(Rect::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
