@@ -1,0 +1,267 @@
+//! The encoding thread and its drain loop. For each frame: convert
+//! BGRA → YUV 4:2:0 (scaling if asked), and when the frame's timestamp
+//! crosses a fragment boundary, close the current fragment (flush the muxer's
+//! moof + mdat, fsync, announce) and force the frame to be a keyframe; then
+//! send the frame and receive its packets (x264 with zero latency hands each
+//! frame's packet back at once). At the end: send EOF, receive the last
+//! packets, close the last fragment.
+
+// Flushing one fragment of FFmpeg's mp4 muxer (frag_custom) has no safe
+// wrapper in ffmpeg-next: av_write_frame(ctx, NULL) and avio_flush.
+#![allow(unsafe_code)]
+
+use std::sync::mpsc::{Receiver, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use ffmpeg_next as ff;
+use ff::format::Pixel;
+use ff::{Dictionary, Rational, codec, encoder, picture, software::scaling};
+use spool_capture::Frame;
+
+use crate::{Config, EncodeError, Event, Fragment, Summary};
+
+/// Milliseconds: the encoder's time base (capture timestamps are monotonic
+/// milliseconds since the start, so drops keep the timing right).
+const TIME_BASE: Rational = Rational(1, 1000);
+
+/// An open encoder writing one fragmented MP4.
+pub struct Encoder {
+    config: Config,
+    octx: ff::format::context::Output,
+    encoder: encoder::Video,
+    scaler: scaling::Context,
+    src: ff::frame::Video,
+    dst: ff::frame::Video,
+    ost_time_base: Rational,
+    events: Sender<Event>,
+    frame_ms: i64,
+    // Fragment bookkeeping.
+    written: u64,
+    index: u64,
+    next_boundary_ms: i64,
+    fragment_first_ms: Option<i64>,
+    fragment_frames: u64,
+    last_pts_ms: i64,
+    frames: u64,
+    /// The newest packet, held back until the next one tells its duration
+    /// (the muxer takes a fragment's last sample duration from the packet).
+    held: Option<ff::Packet>,
+}
+
+fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EncodeError + '_ {
+    move |source| EncodeError::Io { path: path.display().to_string(), source }
+}
+
+impl Encoder {
+    /// Opens the output and writes the init segment (announced as `Init`).
+    pub fn open(config: Config, events: Sender<Event>) -> Result<Encoder, EncodeError> {
+        if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&config.fragment) {
+            return Err(EncodeError::Invalid("the fragment duration must be between 0.5 s and 10 s".into()));
+        }
+        if !(1..=240).contains(&config.fps) || config.width < 2 || config.height < 2 {
+            return Err(EncodeError::Invalid("bad frame rate or frame size".into()));
+        }
+        ff::init()?;
+        ff::log::set_level(ff::log::Level::Error);
+        let (ow, oh) = config.output_size();
+        let mut octx = ff::format::output_as(&config.path, "mp4")?;
+        let codec = encoder::find_by_name("libx264").ok_or(EncodeError::NoEncoder)?;
+        let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+        let mut ost = octx.add_stream(codec)?;
+        let mut enc = codec::context::Context::new_with_codec(codec).encoder().video()?;
+        enc.set_width(ow);
+        enc.set_height(oh);
+        enc.set_format(Pixel::YUV420P);
+        enc.set_time_base(TIME_BASE);
+        enc.set_frame_rate(Some(Rational(config.fps as i32, 1)));
+        let gop = (config.fps as f64 * config.fragment.as_secs_f64()).round().max(1.0) as u32;
+        // Keyframes come where fragments start (forced); none in between.
+        enc.set_gop(gop.saturating_mul(4));
+        enc.set_max_b_frames(0);
+        if global_header {
+            enc.set_flags(codec::Flags::GLOBAL_HEADER);
+        }
+        let mut opts = Dictionary::new();
+        opts.set("preset", &config.preset);
+        opts.set("tune", "zerolatency");
+        opts.set("crf", &config.crf.to_string());
+        opts.set("forced-idr", "1");
+        opts.set("x264-params", "scenecut=0");
+        let encoder = enc.open_with(opts).map_err(|e| EncodeError::Invalid(format!("opening libx264 (preset {:?}): {e}", config.preset)))?;
+        ost.set_parameters(&encoder);
+        ost.set_time_base(TIME_BASE);
+        let mut mux = Dictionary::new();
+        // frag_custom: fragments are cut exactly where we flush; skip_trailer:
+        // nothing follows the last fragment, so the file is init + fragments
+        // whether it ends cleanly or not.
+        mux.set("movflags", "frag_custom+empty_moov+default_base_moof+skip_trailer");
+        octx.write_header_with(mux)?;
+        let ost_time_base = octx.stream(0).map(|s| s.time_base()).unwrap_or(TIME_BASE);
+        let scaler = scaling::Context::get(Pixel::BGRA, config.width, config.height, Pixel::YUV420P, ow, oh, scaling::Flags::BILINEAR)?;
+        let src = ff::frame::Video::new(Pixel::BGRA, config.width, config.height);
+        let dst = ff::frame::Video::new(Pixel::YUV420P, ow, oh);
+        let frame_ms = (1000 / config.fps as i64).max(1);
+        let mut this = Encoder {
+            octx,
+            encoder,
+            scaler,
+            src,
+            dst,
+            ost_time_base,
+            events,
+            frame_ms,
+            written: 0,
+            index: 0,
+            next_boundary_ms: 0,
+            fragment_first_ms: None,
+            fragment_frames: 0,
+            last_pts_ms: -1,
+            frames: 0,
+            held: None,
+            config,
+        };
+        let len = this.flush_to_disk()?;
+        this.written = len;
+        let _ = this.events.send(Event::Init { len });
+        Ok(this)
+    }
+
+    /// Flushes FFmpeg's buffers to the file and fsyncs it; returns its size.
+    fn flush_to_disk(&mut self) -> Result<u64, EncodeError> {
+        // SAFETY: the output context is open; pb is its I/O context.
+        unsafe {
+            let ctx = self.octx.as_mut_ptr();
+            if !(*ctx).pb.is_null() {
+                ff::ffi::avio_flush((*ctx).pb);
+            }
+        }
+        let path = &self.config.path;
+        let f = std::fs::File::open(path).map_err(io_err(path))?;
+        f.sync_data().map_err(io_err(path))?;
+        Ok(f.metadata().map_err(io_err(path))?.len())
+    }
+
+    /// Encodes one captured frame.
+    pub fn push(&mut self, frame: &Frame) -> Result<(), EncodeError> {
+        let mut pts = frame.pts.as_millis() as i64;
+        // Timestamps strictly increase even if two grabs share a millisecond.
+        if pts <= self.last_pts_ms {
+            pts = self.last_pts_ms + 1;
+        }
+        let starts_fragment = self.fragment_first_ms.is_none() || pts >= self.next_boundary_ms;
+        if starts_fragment {
+            if self.fragment_frames > 0 {
+                self.close_fragment(Some(pts))?;
+            }
+            let frag_ms = self.config.fragment.as_millis() as i64;
+            while self.next_boundary_ms <= pts {
+                self.next_boundary_ms += frag_ms;
+            }
+            self.fragment_first_ms = Some(pts);
+        }
+        self.convert(frame)?;
+        self.dst.set_pts(Some(pts));
+        self.dst.set_kind(if starts_fragment { picture::Type::I } else { picture::Type::None });
+        self.send_frame()?;
+        self.receive_packets()?;
+        self.last_pts_ms = pts;
+        self.fragment_frames += 1;
+        self.frames += 1;
+        Ok(())
+    }
+
+    fn convert(&mut self, frame: &Frame) -> Result<(), EncodeError> {
+        if frame.width != self.config.width || frame.height != self.config.height {
+            return Err(EncodeError::Invalid(format!("frame of {}x{} in a {}x{} recording", frame.width, frame.height, self.config.width, self.config.height)));
+        }
+        let row = frame.width as usize * 4;
+        let stride = self.src.stride(0);
+        let plane = self.src.data_mut(0);
+        for (y, src_row) in frame.data.chunks_exact(row).enumerate() {
+            plane[y * stride..y * stride + row].copy_from_slice(src_row);
+        }
+        self.scaler.run(&self.src, &mut self.dst)?;
+        Ok(())
+    }
+
+    fn send_frame(&mut self) -> Result<(), EncodeError> {
+        self.encoder.send_frame(&self.dst)?;
+        Ok(())
+    }
+
+    fn receive_packets(&mut self) -> Result<(), EncodeError> {
+        let mut packet = ff::Packet::empty();
+        while self.encoder.receive_packet(&mut packet).is_ok() {
+            let next_dts = packet.dts().or(packet.pts());
+            self.write_held(next_dts)?;
+            self.held = Some(std::mem::replace(&mut packet, ff::Packet::empty()));
+        }
+        Ok(())
+    }
+
+    /// Writes the held packet, lasting until `until_ms` (or one frame).
+    fn write_held(&mut self, until_ms: Option<i64>) -> Result<(), EncodeError> {
+        let Some(mut packet) = self.held.take() else { return Ok(()) };
+        let start = packet.dts().or(packet.pts()).unwrap_or(0);
+        let duration = until_ms.map(|u| u - start).filter(|d| *d > 0).unwrap_or(self.frame_ms);
+        packet.set_stream(0);
+        packet.set_duration(duration);
+        packet.rescale_ts(TIME_BASE, self.ost_time_base);
+        packet.write(&mut self.octx)?;
+        Ok(())
+    }
+
+    /// `next_first_ms` is the first timestamp of the next fragment, which
+    /// ends this one; the last fragment ends one frame after its last frame.
+    fn close_fragment(&mut self, next_first_ms: Option<i64>) -> Result<(), EncodeError> {
+        self.write_held(next_first_ms)?;
+        // SAFETY: a NULL packet asks the mp4 muxer (frag_custom) to write
+        // out the fragment it has buffered.
+        let ret = unsafe { ff::ffi::av_write_frame(self.octx.as_mut_ptr(), std::ptr::null_mut()) };
+        if ret < 0 {
+            return Err(EncodeError::Ffmpeg(ff::Error::from(ret)));
+        }
+        let size = self.flush_to_disk()?;
+        let first = self.fragment_first_ms.unwrap_or(0);
+        let end = next_first_ms.unwrap_or(self.last_pts_ms + self.frame_ms);
+        let fragment = Fragment {
+            index: self.index,
+            offset: self.written,
+            len: size - self.written,
+            first_pts: Duration::from_millis(first.max(0) as u64),
+            duration: Duration::from_millis((end - first).max(0) as u64),
+            frames: self.fragment_frames,
+        };
+        self.written = size;
+        self.index += 1;
+        self.fragment_frames = 0;
+        let _ = self.events.send(Event::Fragment(fragment));
+        Ok(())
+    }
+
+    /// Ends the stream: the remaining frames become the last fragment.
+    pub fn finish(mut self) -> Result<Summary, EncodeError> {
+        self.encoder.send_eof()?;
+        self.receive_packets()?;
+        if self.fragment_frames > 0 {
+            self.close_fragment(None)?;
+        }
+        self.octx.write_trailer()?;
+        let bytes = self.flush_to_disk()?;
+        let duration = Duration::from_millis((self.last_pts_ms + self.frame_ms).max(0) as u64);
+        Ok(Summary { frames: self.frames, fragments: self.index, bytes, duration })
+    }
+}
+
+/// Runs an encoder on its own thread over `frames` until the channel closes
+/// (the capture stopped), announcing init and fragments on `events`.
+pub fn spawn(config: Config, frames: Receiver<Frame>, events: Sender<Event>) -> std::io::Result<JoinHandle<Result<Summary, EncodeError>>> {
+    std::thread::Builder::new().name("spool-encode".into()).spawn(move || {
+        let mut enc = Encoder::open(config, events)?;
+        for frame in frames {
+            enc.push(&frame)?;
+        }
+        enc.finish()
+    })
+}
