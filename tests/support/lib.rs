@@ -266,6 +266,67 @@ impl SpoolServer {
     }
 }
 
+/// A virtual X display (Xvfb, `-noreset` so painted backgrounds stay).
+pub struct Xvfb {
+    child: Child,
+    pub display: String,
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Xvfb {
+    /// Starts Xvfb on a free display number (it reports the number it took
+    /// on stdout once it is ready).
+    pub fn start(width: u32, height: u32) -> Xvfb {
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-noreset",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                &format!("{width}x{height}x24"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb is installed by scripts/setup.sh");
+        let mut out = child.stdout.take().unwrap();
+        let mut s = String::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !s.ends_with('\n') && Instant::now() < deadline {
+            let mut b = [0u8; 16];
+            let n = out.read(&mut b).unwrap();
+            if n == 0 {
+                break;
+            }
+            s.push_str(std::str::from_utf8(&b[..n]).unwrap());
+        }
+        assert!(!s.trim().is_empty(), "Xvfb did not report a display");
+        Xvfb {
+            child,
+            display: format!(":{}", s.trim()),
+        }
+    }
+
+    /// Paints the root window one solid colour.
+    pub fn paint(&self, colour: &str) {
+        let ok = Command::new("xsetroot")
+            .args(["-display", &self.display, "-solid", colour])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "xsetroot failed");
+    }
+}
+
 /// Runs a Node script from the peers' folder.
 pub fn node(script: &str) -> Command {
     let mut cmd = Command::new("node");

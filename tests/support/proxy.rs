@@ -65,6 +65,9 @@ impl Stats {
 }
 
 struct State {
+    /// While set, the network is "cut": new requests are refused by closing
+    /// their connection.
+    down: std::sync::atomic::AtomicBool,
     faults: Faults,
     next_trigger: Mutex<usize>,
     stats: Arc<Stats>,
@@ -101,6 +104,7 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap();
         let stats = Arc::new(Stats::default());
         let state = Arc::new(State {
+            down: Default::default(),
             faults,
             next_trigger: Mutex::new(0),
             stats: stats.clone(),
@@ -122,6 +126,11 @@ impl FaultProxy {
             state,
             task,
         }
+    }
+
+    /// Cuts (true) or restores (false) the network through this proxy.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
     }
 
     pub fn set_upstream(&self, upstream: SocketAddr) {
@@ -156,6 +165,9 @@ fn claim_trigger(state: &State, from: u64, to: u64) -> Option<(u64, Action)> {
 }
 
 async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()> {
+    if state.down.load(Ordering::SeqCst) {
+        return Ok(());
+    }
     let target = state
         .upstream
         .lock()
@@ -199,6 +211,9 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
                     break;
                 }
             }
+            if state.down.load(Ordering::SeqCst) {
+                return Ok(());
+            }
             let head_str = String::from_utf8_lossy(&head).into_owned();
             let method = head_str.split_whitespace().next().unwrap_or_default().to_owned();
             let content_length = header(&head_str, "content-length");
@@ -228,7 +243,7 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
             while left > 0 {
                 let want = (left as usize).min(buf.len());
                 let n = reader.read(&mut buf[..want]).await?;
-                if n == 0 {
+                if n == 0 || state.down.load(Ordering::SeqCst) {
                     return Ok(());
                 }
                 left -= n as u64;

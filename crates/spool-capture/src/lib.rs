@@ -59,9 +59,13 @@ pub fn open(spec: &SourceSpec) -> Result<Box<dyn Source>, CaptureError> {
     match spec {
         SourceSpec::Synthetic { width, height } => Ok(Box::new(Synthetic::new(*width, *height)?)),
         #[cfg(target_os = "linux")]
-        SourceSpec::X11 { display, target } => Ok(Box::new(x11::X11Source::open(display.as_deref(), target)?)),
+        SourceSpec::X11 { display, target } => {
+            Ok(Box::new(x11::X11Source::open(display.as_deref(), target)?))
+        }
         #[cfg(not(target_os = "linux"))]
-        SourceSpec::X11 { .. } => Err(CaptureError::Unsupported("X11 capture is available on Linux only".into())),
+        SourceSpec::X11 { .. } => Err(CaptureError::Unsupported(
+            "X11 capture is available on Linux only".into(),
+        )),
         SourceSpec::Screen(n) => Err(screen_unavailable(*n)),
     }
 }
@@ -73,12 +77,20 @@ fn screen_unavailable(n: u32) -> CaptureError {
         let x11 = std::env::var_os("DISPLAY").is_some();
         let hint = match (wayland, x11) {
             (_, true) => "an X display is available: use --source x11",
-            (true, false) => "this Wayland session needs the xdg-desktop-portal ScreenCast path, which this build does not include yet",
-            (false, false) => "no display server was found (neither DISPLAY nor WAYLAND_DISPLAY is set)",
+            (true, false) => {
+                "this Wayland session needs the xdg-desktop-portal ScreenCast path, which this build does not include yet"
+            }
+            (false, false) => {
+                "no display server was found (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+            }
         };
-        CaptureError::Unsupported(format!("screen:{n}: platform screen capture through the ScreenCast portal is not available: {hint}"))
+        CaptureError::Unsupported(format!(
+            "screen:{n}: platform screen capture through the ScreenCast portal is not available: {hint}"
+        ))
     } else {
-        CaptureError::Unsupported(format!("screen:{n}: platform capture (ScreenCaptureKit / Windows Graphics Capture) is not built into this version"))
+        CaptureError::Unsupported(format!(
+            "screen:{n}: platform capture (ScreenCaptureKit / Windows Graphics Capture) is not built into this version"
+        ))
     }
 }
 

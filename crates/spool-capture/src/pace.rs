@@ -25,7 +25,6 @@ pub struct CaptureStats {
 
 /// A running capture; stop it with [`Capture::stop`].
 pub struct Capture {
-    pub frames: Receiver<Frame>,
     pub stats: Arc<CaptureStats>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), CaptureError>>>,
@@ -43,16 +42,25 @@ impl Capture {
     /// Waits for the capture thread; its error if it failed.
     pub fn join(&mut self) -> Result<(), CaptureError> {
         match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| Err(CaptureError::X11("capture thread panicked".into()))),
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(CaptureError::X11("capture thread panicked".into()))),
             None => Ok(()),
         }
     }
 }
 
-/// Starts capturing `source` at `fps` into a channel of `capacity` frames.
-pub fn start(mut source: Box<dyn Source>, fps: u32, capacity: usize) -> Result<Capture, CaptureError> {
+/// Starts capturing `source` at `fps` into a channel of `capacity` frames;
+/// returns the handle and the receiving end.
+pub fn start(
+    mut source: Box<dyn Source>,
+    fps: u32,
+    capacity: usize,
+) -> Result<(Capture, Receiver<Frame>), CaptureError> {
     if !(1..=240).contains(&fps) {
-        return Err(CaptureError::Invalid(format!("frame rate {fps} is outside 1..=240")));
+        return Err(CaptureError::Invalid(format!(
+            "frame rate {fps} is outside 1..=240"
+        )));
     }
     let (width, height) = source.size();
     let (tx, rx) = sync_channel(capacity.max(1));
@@ -63,10 +71,25 @@ pub fn start(mut source: Box<dyn Source>, fps: u32, capacity: usize) -> Result<C
         .name("spool-capture".into())
         .spawn(move || run(source.as_mut(), fps, tx, &s, &st))
         .map_err(|e| CaptureError::Invalid(format!("cannot start the capture thread: {e}")))?;
-    Ok(Capture { frames: rx, stats, stop, thread: Some(thread), width, height })
+    Ok((
+        Capture {
+            stats,
+            stop,
+            thread: Some(thread),
+            width,
+            height,
+        },
+        rx,
+    ))
 }
 
-fn run(source: &mut dyn Source, fps: u32, tx: SyncSender<Frame>, stats: &CaptureStats, stop: &AtomicBool) -> Result<(), CaptureError> {
+fn run(
+    source: &mut dyn Source,
+    fps: u32,
+    tx: SyncSender<Frame>,
+    stats: &CaptureStats,
+    stop: &AtomicBool,
+) -> Result<(), CaptureError> {
     let period = Duration::from_secs_f64(1.0 / fps as f64);
     let (width, height) = source.size();
     let start = Instant::now();
@@ -81,7 +104,13 @@ fn run(source: &mut dyn Source, fps: u32, tx: SyncSender<Frame>, stats: &Capture
         let mut buf = spare.take().unwrap_or_default();
         let grabbed_at = Instant::now();
         source.grab(tick, &mut buf)?;
-        let frame = Frame { data: buf, width, height, pts: grabbed_at - start, index: tick };
+        let frame = Frame {
+            data: buf,
+            width,
+            height,
+            pts: grabbed_at - start,
+            index: tick,
+        };
         match tx.try_send(frame) {
             Ok(()) => {
                 stats.captured.fetch_add(1, Ordering::Relaxed);
@@ -109,12 +138,12 @@ mod tests {
 
     #[test]
     fn paces_and_drops_instead_of_growing() {
-        let mut cap = start(Box::new(Synthetic::new(64, 32).unwrap()), 50, 2).unwrap();
+        let (mut cap, rx) = start(Box::new(Synthetic::new(64, 32).unwrap()), 50, 2).unwrap();
         std::thread::sleep(Duration::from_millis(500));
         // Nobody reads: the channel holds 2, the rest are dropped.
         cap.stop();
         cap.join().unwrap();
-        let frames: Vec<Frame> = cap.frames.try_iter().collect();
+        let frames: Vec<Frame> = rx.try_iter().collect();
         assert_eq!(frames.len(), 2);
         let dropped = cap.stats.dropped.load(Ordering::Relaxed);
         assert!(dropped >= 15, "dropped {dropped}");
@@ -124,15 +153,20 @@ mod tests {
 
     #[test]
     fn timestamps_follow_the_clock() {
-        let mut cap = start(Box::new(Synthetic::new(32, 32).unwrap()), 20, 64).unwrap();
+        let (mut cap, rx) = start(Box::new(Synthetic::new(32, 32).unwrap()), 20, 64).unwrap();
         std::thread::sleep(Duration::from_millis(520));
         cap.stop();
         cap.join().unwrap();
-        let frames: Vec<Frame> = cap.frames.try_iter().collect();
+        let frames: Vec<Frame> = rx.try_iter().collect();
         assert!((9..=12).contains(&frames.len()), "{} frames", frames.len());
         for (i, f) in frames.iter().enumerate() {
             let expected = Duration::from_millis(50 * f.index);
-            assert!(f.pts >= expected && f.pts < expected + Duration::from_millis(40), "frame {i}: {:?} vs {:?}", f.pts, expected);
+            assert!(
+                f.pts >= expected && f.pts < expected + Duration::from_millis(40),
+                "frame {i}: {:?} vs {:?}",
+                f.pts,
+                expected
+            );
         }
     }
 }

@@ -14,9 +14,15 @@ pub struct Rect {
 impl Rect {
     /// Parses `X,Y,W,H`.
     pub fn parse(s: &str) -> Result<Rect, CaptureError> {
-        let bad = || CaptureError::Invalid(format!("region {s:?}: expected X,Y,W,H with a positive width and height"));
+        let bad = || {
+            CaptureError::Invalid(format!(
+                "region {s:?}: expected X,Y,W,H with a positive width and height"
+            ))
+        };
         let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-        let [x, y, w, h] = parts.as_slice() else { return Err(bad()) };
+        let [x, y, w, h] = parts.as_slice() else {
+            return Err(bad());
+        };
         let r = Rect {
             x: x.parse().map_err(|_| bad())?,
             y: y.parse().map_err(|_| bad())?,
@@ -42,7 +48,10 @@ pub enum X11Target {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSpec {
     /// An X display (`None`: $DISPLAY).
-    X11 { display: Option<String>, target: X11Target },
+    X11 {
+        display: Option<String>,
+        target: X11Target,
+    },
     /// A moving test pattern with the frame number drawn in.
     Synthetic { width: u32, height: u32 },
     /// The platform's own capture of screen N.
@@ -59,26 +68,57 @@ impl SourceSpec {
             None => t,
         };
         match kind {
-            "x11" => Ok(SourceSpec::X11 { display: (!arg.is_empty()).then(|| arg.to_owned()), target: x11_target(X11Target::Display) }),
+            "x11" => Ok(SourceSpec::X11 {
+                display: (!arg.is_empty()).then(|| arg.to_owned()),
+                target: x11_target(X11Target::Display),
+            }),
             "window" => {
-                let id = if let Some(hex) = arg.strip_prefix("0x") { u32::from_str_radix(hex, 16).ok() } else { arg.parse().ok() };
-                let id = id.ok_or_else(|| CaptureError::Invalid(format!("window:{arg}: expected a window id (decimal or 0x hex)")))?;
+                let id = if let Some(hex) = arg.strip_prefix("0x") {
+                    u32::from_str_radix(hex, 16).ok()
+                } else {
+                    arg.parse().ok()
+                };
+                let id = id.ok_or_else(|| {
+                    CaptureError::Invalid(format!(
+                        "window:{arg}: expected a window id (decimal or 0x hex)"
+                    ))
+                })?;
                 if region.is_some() {
-                    return Err(CaptureError::Invalid("--region applies to a display, not to a window".into()));
+                    return Err(CaptureError::Invalid(
+                        "--region applies to a display, not to a window".into(),
+                    ));
                 }
-                Ok(SourceSpec::X11 { display: None, target: X11Target::Window(id) })
+                Ok(SourceSpec::X11 {
+                    display: None,
+                    target: X11Target::Window(id),
+                })
             }
             "synthetic" => {
                 let (width, height) = if arg.is_empty() {
                     (1280, 720)
                 } else {
-                    let (w, h) = arg.split_once('x').ok_or_else(|| CaptureError::Invalid(format!("synthetic:{arg}: expected WxH")))?;
-                    (w.parse().map_err(|_| CaptureError::Invalid(format!("bad width {w:?}")))?, h.parse().map_err(|_| CaptureError::Invalid(format!("bad height {h:?}")))?)
+                    let (w, h) = arg.split_once('x').ok_or_else(|| {
+                        CaptureError::Invalid(format!("synthetic:{arg}: expected WxH"))
+                    })?;
+                    (
+                        w.parse()
+                            .map_err(|_| CaptureError::Invalid(format!("bad width {w:?}")))?,
+                        h.parse()
+                            .map_err(|_| CaptureError::Invalid(format!("bad height {h:?}")))?,
+                    )
                 };
                 Ok(SourceSpec::Synthetic { width, height })
             }
-            "screen" => Ok(SourceSpec::Screen(if arg.is_empty() { 0 } else { arg.parse().map_err(|_| CaptureError::Invalid(format!("screen:{arg}: expected a number")))? })),
-            other => Err(CaptureError::Invalid(format!("unknown source {other:?}: use x11[:DISPLAY], synthetic, screen[:N] or window:ID"))),
+            "screen" => Ok(SourceSpec::Screen(if arg.is_empty() {
+                0
+            } else {
+                arg.parse().map_err(|_| {
+                    CaptureError::Invalid(format!("screen:{arg}: expected a number"))
+                })?
+            })),
+            other => Err(CaptureError::Invalid(format!(
+                "unknown source {other:?}: use x11[:DISPLAY], synthetic, screen[:N] or window:ID"
+            ))),
         }
     }
 }
@@ -99,13 +139,46 @@ mod tests {
 
     #[test]
     fn parses_sources() {
-        assert_eq!(SourceSpec::parse("x11", None).unwrap(), SourceSpec::X11 { display: None, target: X11Target::Display });
-        assert_eq!(SourceSpec::parse("x11::99", None).unwrap(), SourceSpec::X11 { display: Some(":99".into()), target: X11Target::Display });
+        assert_eq!(
+            SourceSpec::parse("x11", None).unwrap(),
+            SourceSpec::X11 {
+                display: None,
+                target: X11Target::Display
+            }
+        );
+        assert_eq!(
+            SourceSpec::parse("x11::99", None).unwrap(),
+            SourceSpec::X11 {
+                display: Some(":99".into()),
+                target: X11Target::Display
+            }
+        );
         let r = Rect::parse("10,20,300,200").unwrap();
-        assert_eq!(SourceSpec::parse("x11", Some(r)).unwrap(), SourceSpec::X11 { display: None, target: X11Target::Region(r) });
-        assert_eq!(SourceSpec::parse("window:0x1a00003", None).unwrap(), SourceSpec::X11 { display: None, target: X11Target::Window(0x1a00003) });
-        assert_eq!(SourceSpec::parse("synthetic:640x360", None).unwrap(), SourceSpec::Synthetic { width: 640, height: 360 });
-        assert_eq!(SourceSpec::parse("screen:1", None).unwrap(), SourceSpec::Screen(1));
+        assert_eq!(
+            SourceSpec::parse("x11", Some(r)).unwrap(),
+            SourceSpec::X11 {
+                display: None,
+                target: X11Target::Region(r)
+            }
+        );
+        assert_eq!(
+            SourceSpec::parse("window:0x1a00003", None).unwrap(),
+            SourceSpec::X11 {
+                display: None,
+                target: X11Target::Window(0x1a00003)
+            }
+        );
+        assert_eq!(
+            SourceSpec::parse("synthetic:640x360", None).unwrap(),
+            SourceSpec::Synthetic {
+                width: 640,
+                height: 360
+            }
+        );
+        assert_eq!(
+            SourceSpec::parse("screen:1", None).unwrap(),
+            SourceSpec::Screen(1)
+        );
         for bad in ["vnc", "window:abc", "synthetic:640", "screen:x"] {
             assert!(SourceSpec::parse(bad, None).is_err(), "{bad}");
         }

@@ -26,8 +26,16 @@ const DIGITS: [[u8; 5]; 10] = [
 
 impl Synthetic {
     pub fn new(width: u32, height: u32) -> Result<Self, CaptureError> {
-        if width < 16 || height < 16 || width > 7680 || height > 4320 || width % 2 != 0 || height % 2 != 0 {
-            return Err(CaptureError::Invalid(format!("synthetic size {width}x{height}: even, 16x16 to 7680x4320")));
+        if width < 16
+            || height < 16
+            || width > 7680
+            || height > 4320
+            || !width.is_multiple_of(2)
+            || !height.is_multiple_of(2)
+        {
+            return Err(CaptureError::Invalid(format!(
+                "synthetic size {width}x{height}: even, 16x16 to 7680x4320"
+            )));
         }
         Ok(Synthetic { width, height })
     }
@@ -72,7 +80,8 @@ impl Source for Synthetic {
                     let y0 = by + scale + gy * scale;
                     for y in y0..(y0 + scale).min(h) {
                         for x in x0..(x0 + scale).min(w) {
-                            buf[(y * w + x) * 4..(y * w + x) * 4 + 4].copy_from_slice(&[255, 255, 255, 255]);
+                            buf[(y * w + x) * 4..(y * w + x) * 4 + 4]
+                                .copy_from_slice(&[255, 255, 255, 255]);
                         }
                     }
                 }

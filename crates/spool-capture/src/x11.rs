@@ -37,15 +37,24 @@ impl ShmSegment {
         unsafe {
             let id = libc::shmget(libc::IPC_PRIVATE, size, libc::IPC_CREAT | 0o600);
             if id < 0 {
-                return Err(CaptureError::X11(format!("shmget: {}", std::io::Error::last_os_error())));
+                return Err(CaptureError::X11(format!(
+                    "shmget: {}",
+                    std::io::Error::last_os_error()
+                )));
             }
             let addr = libc::shmat(id, std::ptr::null(), 0);
             if addr as isize == -1 {
                 libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
-                return Err(CaptureError::X11(format!("shmat: {}", std::io::Error::last_os_error())));
+                return Err(CaptureError::X11(format!(
+                    "shmat: {}",
+                    std::io::Error::last_os_error()
+                )));
             }
             let seg = conn.generate_id().map_err(x11err)?;
-            let attached = conn.shm_attach(seg, id as u32, false).map_err(x11err).and_then(|c| c.check().map_err(x11err));
+            let attached = conn
+                .shm_attach(seg, id as u32, false)
+                .map_err(x11err)
+                .and_then(|c| c.check().map_err(x11err));
             // Marked for removal now: it disappears once both sides detach,
             // even if this process is killed.
             libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut());
@@ -53,7 +62,11 @@ impl ShmSegment {
                 libc::shmdt(addr);
                 return Err(e);
             }
-            Ok(ShmSegment { addr: addr as *mut u8, size, seg })
+            Ok(ShmSegment {
+                addr: addr as *mut u8,
+                size,
+                seg,
+            })
         }
     }
 }
@@ -78,11 +91,20 @@ pub struct X11Source {
 }
 
 fn connect(display: Option<&str>) -> Result<(RustConnection, usize, String), CaptureError> {
-    let name = display.map(str::to_owned).or_else(|| std::env::var("DISPLAY").ok()).unwrap_or_default();
+    let name = display
+        .map(str::to_owned)
+        .or_else(|| std::env::var("DISPLAY").ok())
+        .unwrap_or_default();
     if name.is_empty() {
-        return Err(CaptureError::Connect { display: "(none)".into(), reason: "no display given and DISPLAY is not set".into() });
+        return Err(CaptureError::Connect {
+            display: "(none)".into(),
+            reason: "no display given and DISPLAY is not set".into(),
+        });
     }
-    let (conn, screen) = x11rb::connect(Some(&name)).map_err(|e| CaptureError::Connect { display: name.clone(), reason: e.to_string() })?;
+    let (conn, screen) = x11rb::connect(Some(&name)).map_err(|e| CaptureError::Connect {
+        display: name.clone(),
+        reason: e.to_string(),
+    })?;
     Ok((conn, screen, name))
 }
 
@@ -92,28 +114,66 @@ impl X11Source {
         let screen = &conn.setup().roots[screen_num];
         let root = screen.root;
         if screen.root_depth != 24 && screen.root_depth != 32 {
-            return Err(CaptureError::Unsupported(format!("X screen depth {} (only 24 and 32 bits are supported)", screen.root_depth)));
+            return Err(CaptureError::Unsupported(format!(
+                "X screen depth {} (only 24 and 32 bits are supported)",
+                screen.root_depth
+            )));
         }
-        let (root_w, root_h) = (screen.width_in_pixels as u32, screen.height_in_pixels as u32);
+        let (root_w, root_h) = (
+            screen.width_in_pixels as u32,
+            screen.height_in_pixels as u32,
+        );
         let (drawable, area) = match *target {
-            X11Target::Display => (root, Rect { x: 0, y: 0, width: root_w, height: root_h }),
+            X11Target::Display => (
+                root,
+                Rect {
+                    x: 0,
+                    y: 0,
+                    width: root_w,
+                    height: root_h,
+                },
+            ),
             X11Target::Region(r) => {
                 if r.x as u32 + r.width > root_w || r.y as u32 + r.height > root_h {
-                    return Err(CaptureError::Invalid(format!("region {}x{}+{}+{} lies outside the {root_w}x{root_h} display", r.width, r.height, r.x, r.y)));
+                    return Err(CaptureError::Invalid(format!(
+                        "region {}x{}+{}+{} lies outside the {root_w}x{root_h} display",
+                        r.width, r.height, r.x, r.y
+                    )));
                 }
                 (root, r)
             }
             X11Target::Window(w) => {
-                let g = conn.get_geometry(w).map_err(x11err)?.reply().map_err(|_| CaptureError::Invalid(format!("window 0x{w:x} does not exist")))?;
-                let attrs = conn.get_window_attributes(w).map_err(x11err)?.reply().map_err(x11err)?;
+                let g =
+                    conn.get_geometry(w).map_err(x11err)?.reply().map_err(|_| {
+                        CaptureError::Invalid(format!("window 0x{w:x} does not exist"))
+                    })?;
+                let attrs = conn
+                    .get_window_attributes(w)
+                    .map_err(x11err)?
+                    .reply()
+                    .map_err(x11err)?;
                 if attrs.map_state != MapState::VIEWABLE {
-                    return Err(CaptureError::Invalid(format!("window 0x{w:x} is not viewable")));
+                    return Err(CaptureError::Invalid(format!(
+                        "window 0x{w:x} is not viewable"
+                    )));
                 }
-                (w, Rect { x: 0, y: 0, width: g.width as u32, height: g.height as u32 })
+                (
+                    w,
+                    Rect {
+                        x: 0,
+                        y: 0,
+                        width: g.width as u32,
+                        height: g.height as u32,
+                    },
+                )
             }
         };
         // Even sizes: YUV 4:2:0 needs them.
-        let area = Rect { width: area.width & !1, height: area.height & !1, ..area };
+        let area = Rect {
+            width: area.width & !1,
+            height: area.height & !1,
+            ..area
+        };
         if area.width < 2 || area.height < 2 {
             return Err(CaptureError::Invalid("the capture area is empty".into()));
         }
@@ -128,14 +188,29 @@ impl X11Source {
             },
             _ => None,
         };
-        let cursor = matches!(conn.extension_information(x11rb::protocol::xfixes::X11_EXTENSION_NAME), Ok(Some(_)))
-            && conn.xfixes_query_version(5, 0).ok().and_then(|c| c.reply().ok()).is_some();
-        Ok(X11Source { conn, display: name, drawable, area, shm, cursor })
+        let cursor = matches!(
+            conn.extension_information(x11rb::protocol::xfixes::X11_EXTENSION_NAME),
+            Ok(Some(_))
+        ) && conn
+            .xfixes_query_version(5, 0)
+            .ok()
+            .and_then(|c| c.reply().ok())
+            .is_some();
+        Ok(X11Source {
+            conn,
+            display: name,
+            drawable,
+            area,
+            shm,
+            cursor,
+        })
     }
 
     /// Draws the pointer (ARGB, premultiplied) into a BGRA frame.
     fn draw_cursor(&self, buf: &mut [u8]) {
-        let Ok(Ok(c)) = self.conn.xfixes_get_cursor_image().map(|c| c.reply()) else { return };
+        let Ok(Ok(c)) = self.conn.xfixes_get_cursor_image().map(|c| c.reply()) else {
+            return;
+        };
         let (fw, fh) = (self.area.width as i64, self.area.height as i64);
         let ox = c.x as i64 - c.xhot as i64 - self.area.x as i64;
         let oy = c.y as i64 - c.yhot as i64 - self.area.y as i64;
@@ -171,17 +246,38 @@ impl Source for X11Source {
     }
 
     fn describe(&self) -> String {
-        format!("X11 {} {}x{}{}", self.display, self.area.width, self.area.height, if self.shm.is_some() { " (MIT-SHM)" } else { "" })
+        format!(
+            "X11 {} {}x{}{}",
+            self.display,
+            self.area.width,
+            self.area.height,
+            if self.shm.is_some() { " (MIT-SHM)" } else { "" }
+        )
     }
 
     fn grab(&mut self, _index: u64, buf: &mut Vec<u8>) -> Result<(), CaptureError> {
-        let (x, y, w, h) = (self.area.x as i16, self.area.y as i16, self.area.width as u16, self.area.height as u16);
+        let (x, y, w, h) = (
+            self.area.x as i16,
+            self.area.y as i16,
+            self.area.width as u16,
+            self.area.height as u16,
+        );
         let len = w as usize * h as usize * 4;
         buf.resize(len, 0);
         match &self.shm {
             Some(shm) => {
                 self.conn
-                    .shm_get_image(self.drawable, x, y, w, h, !0, ImageFormat::Z_PIXMAP.into(), shm.seg, 0)
+                    .shm_get_image(
+                        self.drawable,
+                        x,
+                        y,
+                        w,
+                        h,
+                        !0,
+                        ImageFormat::Z_PIXMAP.into(),
+                        shm.seg,
+                        0,
+                    )
                     .map_err(x11err)?
                     .reply()
                     .map_err(x11err)?;
@@ -191,9 +287,17 @@ impl Source for X11Source {
                 buf.copy_from_slice(src);
             }
             None => {
-                let img = self.conn.get_image(ImageFormat::Z_PIXMAP, self.drawable, x, y, w, h, !0).map_err(x11err)?.reply().map_err(x11err)?;
+                let img = self
+                    .conn
+                    .get_image(ImageFormat::Z_PIXMAP, self.drawable, x, y, w, h, !0)
+                    .map_err(x11err)?
+                    .reply()
+                    .map_err(x11err)?;
                 if img.data.len() < len {
-                    return Err(CaptureError::Unsupported(format!("GetImage returned {} bytes for {w}x{h}: not 32 bits per pixel", img.data.len())));
+                    return Err(CaptureError::Unsupported(format!(
+                        "GetImage returned {} bytes for {w}x{h}: not 32 bits per pixel",
+                        img.data.len()
+                    )));
                 }
                 buf.copy_from_slice(&img.data[..len]);
             }
@@ -206,10 +310,25 @@ impl Source for X11Source {
 }
 
 fn window_name(conn: &RustConnection, w: Window) -> Option<String> {
-    let utf8 = conn.intern_atom(false, b"UTF8_STRING").ok()?.reply().ok()?.atom;
-    let net_name = conn.intern_atom(false, b"_NET_WM_NAME").ok()?.reply().ok()?.atom;
-    for (prop, ty) in [(net_name, utf8), (AtomEnum::WM_NAME.into(), AtomEnum::STRING.into())] {
-        if let Ok(Ok(r)) = conn.get_property(false, w, prop, ty, 0, 1024).map(|c| c.reply())
+    let utf8 = conn
+        .intern_atom(false, b"UTF8_STRING")
+        .ok()?
+        .reply()
+        .ok()?
+        .atom;
+    let net_name = conn
+        .intern_atom(false, b"_NET_WM_NAME")
+        .ok()?
+        .reply()
+        .ok()?
+        .atom;
+    for (prop, ty) in [
+        (net_name, utf8),
+        (AtomEnum::WM_NAME.into(), AtomEnum::STRING.into()),
+    ] {
+        if let Ok(Ok(r)) = conn
+            .get_property(false, w, prop, ty, 0, 1024)
+            .map(|c| c.reply())
             && !r.value.is_empty()
         {
             return Some(String::from_utf8_lossy(&r.value).into_owned());
@@ -228,17 +347,30 @@ pub fn list(display: Option<&str>) -> Result<Vec<Target>, CaptureError> {
         width: screen.width_in_pixels as u32,
         height: screen.height_in_pixels as u32,
     }];
-    let tree = conn.query_tree(screen.root).map_err(x11err)?.reply().map_err(x11err)?;
+    let tree = conn
+        .query_tree(screen.root)
+        .map_err(x11err)?
+        .reply()
+        .map_err(x11err)?;
     for w in tree.children {
-        let Ok(Ok(attrs)) = conn.get_window_attributes(w).map(|c| c.reply()) else { continue };
+        let Ok(Ok(attrs)) = conn.get_window_attributes(w).map(|c| c.reply()) else {
+            continue;
+        };
         if attrs.map_state != MapState::VIEWABLE || attrs.override_redirect {
             continue;
         }
-        let Ok(Ok(g)) = conn.get_geometry(w).map(|c| c.reply()) else { continue };
+        let Ok(Ok(g)) = conn.get_geometry(w).map(|c| c.reply()) else {
+            continue;
+        };
         if g.width < 16 || g.height < 16 {
             continue;
         }
-        out.push(Target { source: format!("window:0x{w:x}"), name: window_name(&conn, w).unwrap_or_else(|| format!("window 0x{w:x}")), width: g.width as u32, height: g.height as u32 });
+        out.push(Target {
+            source: format!("window:0x{w:x}"),
+            name: window_name(&conn, w).unwrap_or_else(|| format!("window 0x{w:x}")),
+            width: g.width as u32,
+            height: g.height as u32,
+        });
     }
     Ok(out)
 }

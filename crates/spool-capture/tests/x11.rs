@@ -5,50 +5,8 @@
 #![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use spool_capture::{Rect, SourceSpec, X11Target};
-
-struct Xvfb {
-    child: Child,
-    display: String,
-}
-
-impl Drop for Xvfb {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts Xvfb on a free display number (it reports the number it took on
-/// stdout once it is ready).
-fn xvfb(w: u32, h: u32) -> Xvfb {
-    let mut child = Command::new("Xvfb")
-        .args(["-displayfd", "1", "-noreset", "-nolisten", "tcp", "-screen", "0", &format!("{w}x{h}x24")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("Xvfb is installed by scripts/setup.sh");
-    let mut out = child.stdout.take().unwrap();
-    let mut s = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !s.ends_with('\n') && Instant::now() < deadline {
-        let mut b = [0u8; 16];
-        let n = std::io::Read::read(&mut out, &mut b).unwrap();
-        if n == 0 {
-            break;
-        }
-        s.push_str(std::str::from_utf8(&b[..n]).unwrap());
-    }
-    assert!(!s.trim().is_empty(), "Xvfb did not report a display");
-    Xvfb { child, display: format!(":{}", s.trim()) }
-}
-
-fn paint(display: &str, colour: &str) {
-    assert!(Command::new("xsetroot").args(["-display", display, "-solid", colour]).status().unwrap().success());
-}
+use spool_e2e::Xvfb;
 
 fn mean_bgr(buf: &[u8]) -> [u32; 3] {
     let n = (buf.len() / 4) as u64;
@@ -63,26 +21,47 @@ fn mean_bgr(buf: &[u8]) -> [u32; 3] {
 
 #[test]
 fn grabs_the_painted_screen_and_a_region() {
-    let x = xvfb(320, 240);
-    paint(&x.display, "red");
-    let mut src = spool_capture::open(&SourceSpec::X11 { display: Some(x.display.clone()), target: X11Target::Display }).unwrap();
+    let x = Xvfb::start(320, 240);
+    x.paint("red");
+    let mut src = spool_capture::open(&SourceSpec::X11 {
+        display: Some(x.display.clone()),
+        target: X11Target::Display,
+    })
+    .unwrap();
     assert_eq!(src.size(), (320, 240));
     assert!(src.describe().contains("MIT-SHM"), "{}", src.describe());
     let mut buf = Vec::new();
     src.grab(0, &mut buf).unwrap();
     let [b, g, r] = mean_bgr(&buf);
     assert!(r > 240 && g < 15 && b < 15, "mean BGR {b},{g},{r}");
-    paint(&x.display, "blue");
+    x.paint("blue");
     src.grab(1, &mut buf).unwrap();
     let [b, g, r] = mean_bgr(&buf);
     assert!(b > 240 && g < 15 && r < 15, "mean BGR {b},{g},{r}");
 
-    let region = Rect { x: 10, y: 20, width: 100, height: 50 };
-    let mut src = spool_capture::open(&SourceSpec::X11 { display: Some(x.display.clone()), target: X11Target::Region(region) }).unwrap();
+    let region = Rect {
+        x: 10,
+        y: 20,
+        width: 100,
+        height: 50,
+    };
+    let mut src = spool_capture::open(&SourceSpec::X11 {
+        display: Some(x.display.clone()),
+        target: X11Target::Region(region),
+    })
+    .unwrap();
     assert_eq!(src.size(), (100, 50));
     src.grab(0, &mut buf).unwrap();
     assert_eq!(buf.len(), 100 * 50 * 4);
-    let outside = SourceSpec::X11 { display: Some(x.display.clone()), target: X11Target::Region(Rect { x: 300, y: 0, width: 100, height: 10 }) };
+    let outside = SourceSpec::X11 {
+        display: Some(x.display.clone()),
+        target: X11Target::Region(Rect {
+            x: 300,
+            y: 0,
+            width: 100,
+            height: 10,
+        }),
+    };
     assert!(spool_capture::open(&outside).is_err());
 
     let targets = spool_capture::list(Some(&x.display)).unwrap();
@@ -92,7 +71,12 @@ fn grabs_the_painted_screen_and_a_region() {
 
 #[test]
 fn a_missing_display_is_a_clear_error() {
-    let err = spool_capture::open(&SourceSpec::X11 { display: Some(":4242".into()), target: X11Target::Display }).err().unwrap();
+    let err = spool_capture::open(&SourceSpec::X11 {
+        display: Some(":4242".into()),
+        target: X11Target::Display,
+    })
+    .err()
+    .unwrap();
     assert!(err.to_string().contains(":4242"), "{err}");
     let err = spool_capture::open(&SourceSpec::Screen(0)).err().unwrap();
     assert!(err.to_string().contains("screen:0"), "{err}");

@@ -2,6 +2,7 @@
 //! crates together and presents results. `spool serve` runs the upload
 //! server; `spool upload`, `resume` and `uploads` drive the resumable client.
 
+mod record;
 mod upload;
 
 use std::io::Write as _;
@@ -36,6 +37,34 @@ enum Command {
     Resume(upload::ResumeArgs),
     /// List the uploads in the journal with their state and offsets.
     Uploads(upload::ListArgs),
+    /// Record the screen and upload while recording; the link is ready about a second after Stop.
+    Record(record::RecordArgs),
+    /// List what can be captured (the display and its windows).
+    Sources(SourcesArgs),
+}
+
+#[derive(Args)]
+struct SourcesArgs {
+    /// X display (default: $DISPLAY).
+    #[arg(long)]
+    display: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+fn sources(args: SourcesArgs) -> anyhow::Result<()> {
+    for t in spool_capture::list(args.display.as_deref())? {
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({"source": t.source, "name": t.name, "width": t.width, "height": t.height})
+            );
+        } else {
+            println!("{:<24} {}x{}  {}", t.source, t.width, t.height, t.name);
+        }
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -241,6 +270,14 @@ fn main() -> std::process::ExitCode {
             }
             Command::Resume(args) => upload::resume(args).await,
             Command::Uploads(args) => upload::list(args).await,
+            Command::Record(args) => {
+                let sub = matches
+                    .subcommand_matches("record")
+                    .cloned()
+                    .unwrap_or_default();
+                record::record(args, &sub).await
+            }
+            Command::Sources(args) => sources(args),
         }
     });
     match result {

@@ -512,6 +512,11 @@ impl Session {
         self.shared.cancel.cancel();
     }
 
+    /// A handle that stops the worker, usable after `wait` took the session.
+    pub fn stop_handle(&self) -> CancellationToken {
+        self.shared.cancel.clone()
+    }
+
     /// Waits for the upload to complete (or fail, or be stopped).
     pub async fn wait(self) -> Result<Completed> {
         self.task

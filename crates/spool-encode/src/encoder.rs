@@ -14,9 +14,9 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use ffmpeg_next as ff;
 use ff::format::Pixel;
 use ff::{Dictionary, Rational, codec, encoder, picture, software::scaling};
+use ffmpeg_next as ff;
 use spool_capture::Frame;
 
 use crate::{Config, EncodeError, Event, Fragment, Summary};
@@ -50,14 +50,19 @@ pub struct Encoder {
 }
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EncodeError + '_ {
-    move |source| EncodeError::Io { path: path.display().to_string(), source }
+    move |source| EncodeError::Io {
+        path: path.display().to_string(),
+        source,
+    }
 }
 
 impl Encoder {
     /// Opens the output and writes the init segment (announced as `Init`).
     pub fn open(config: Config, events: Sender<Event>) -> Result<Encoder, EncodeError> {
         if !(Duration::from_millis(500)..=Duration::from_secs(10)).contains(&config.fragment) {
-            return Err(EncodeError::Invalid("the fragment duration must be between 0.5 s and 10 s".into()));
+            return Err(EncodeError::Invalid(
+                "the fragment duration must be between 0.5 s and 10 s".into(),
+            ));
         }
         if !(1..=240).contains(&config.fps) || config.width < 2 || config.height < 2 {
             return Err(EncodeError::Invalid("bad frame rate or frame size".into()));
@@ -67,15 +72,22 @@ impl Encoder {
         let (ow, oh) = config.output_size();
         let mut octx = ff::format::output_as(&config.path, "mp4")?;
         let codec = encoder::find_by_name("libx264").ok_or(EncodeError::NoEncoder)?;
-        let global_header = octx.format().flags().contains(ff::format::Flags::GLOBAL_HEADER);
+        let global_header = octx
+            .format()
+            .flags()
+            .contains(ff::format::Flags::GLOBAL_HEADER);
         let mut ost = octx.add_stream(codec)?;
-        let mut enc = codec::context::Context::new_with_codec(codec).encoder().video()?;
+        let mut enc = codec::context::Context::new_with_codec(codec)
+            .encoder()
+            .video()?;
         enc.set_width(ow);
         enc.set_height(oh);
         enc.set_format(Pixel::YUV420P);
         enc.set_time_base(TIME_BASE);
         enc.set_frame_rate(Some(Rational(config.fps as i32, 1)));
-        let gop = (config.fps as f64 * config.fragment.as_secs_f64()).round().max(1.0) as u32;
+        let gop = (config.fps as f64 * config.fragment.as_secs_f64())
+            .round()
+            .max(1.0) as u32;
         // Keyframes come where fragments start (forced); none in between.
         enc.set_gop(gop.saturating_mul(4));
         enc.set_max_b_frames(0);
@@ -88,17 +100,30 @@ impl Encoder {
         opts.set("crf", &config.crf.to_string());
         opts.set("forced-idr", "1");
         opts.set("x264-params", "scenecut=0");
-        let encoder = enc.open_with(opts).map_err(|e| EncodeError::Invalid(format!("opening libx264 (preset {:?}): {e}", config.preset)))?;
+        let encoder = enc.open_with(opts).map_err(|e| {
+            EncodeError::Invalid(format!("opening libx264 (preset {:?}): {e}", config.preset))
+        })?;
         ost.set_parameters(&encoder);
         ost.set_time_base(TIME_BASE);
         let mut mux = Dictionary::new();
         // frag_custom: fragments are cut exactly where we flush; skip_trailer:
         // nothing follows the last fragment, so the file is init + fragments
         // whether it ends cleanly or not.
-        mux.set("movflags", "frag_custom+empty_moov+default_base_moof+skip_trailer");
+        mux.set(
+            "movflags",
+            "frag_custom+empty_moov+default_base_moof+skip_trailer",
+        );
         octx.write_header_with(mux)?;
         let ost_time_base = octx.stream(0).map(|s| s.time_base()).unwrap_or(TIME_BASE);
-        let scaler = scaling::Context::get(Pixel::BGRA, config.width, config.height, Pixel::YUV420P, ow, oh, scaling::Flags::BILINEAR)?;
+        let scaler = scaling::Context::get(
+            Pixel::BGRA,
+            config.width,
+            config.height,
+            Pixel::YUV420P,
+            ow,
+            oh,
+            scaling::Flags::BILINEAR,
+        )?;
         let src = ff::frame::Video::new(Pixel::BGRA, config.width, config.height);
         let dst = ff::frame::Video::new(Pixel::YUV420P, ow, oh);
         let frame_ms = (1000 / config.fps as i64).max(1);
@@ -162,7 +187,11 @@ impl Encoder {
         }
         self.convert(frame)?;
         self.dst.set_pts(Some(pts));
-        self.dst.set_kind(if starts_fragment { picture::Type::I } else { picture::Type::None });
+        self.dst.set_kind(if starts_fragment {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
         self.send_frame()?;
         self.receive_packets()?;
         self.last_pts_ms = pts;
@@ -173,7 +202,10 @@ impl Encoder {
 
     fn convert(&mut self, frame: &Frame) -> Result<(), EncodeError> {
         if frame.width != self.config.width || frame.height != self.config.height {
-            return Err(EncodeError::Invalid(format!("frame of {}x{} in a {}x{} recording", frame.width, frame.height, self.config.width, self.config.height)));
+            return Err(EncodeError::Invalid(format!(
+                "frame of {}x{} in a {}x{} recording",
+                frame.width, frame.height, self.config.width, self.config.height
+            )));
         }
         let row = frame.width as usize * 4;
         let stride = self.src.stride(0);
@@ -202,9 +234,14 @@ impl Encoder {
 
     /// Writes the held packet, lasting until `until_ms` (or one frame).
     fn write_held(&mut self, until_ms: Option<i64>) -> Result<(), EncodeError> {
-        let Some(mut packet) = self.held.take() else { return Ok(()) };
+        let Some(mut packet) = self.held.take() else {
+            return Ok(());
+        };
         let start = packet.dts().or(packet.pts()).unwrap_or(0);
-        let duration = until_ms.map(|u| u - start).filter(|d| *d > 0).unwrap_or(self.frame_ms);
+        let duration = until_ms
+            .map(|u| u - start)
+            .filter(|d| *d > 0)
+            .unwrap_or(self.frame_ms);
         packet.set_stream(0);
         packet.set_duration(duration);
         packet.rescale_ts(TIME_BASE, self.ost_time_base);
@@ -250,18 +287,29 @@ impl Encoder {
         self.octx.write_trailer()?;
         let bytes = self.flush_to_disk()?;
         let duration = Duration::from_millis((self.last_pts_ms + self.frame_ms).max(0) as u64);
-        Ok(Summary { frames: self.frames, fragments: self.index, bytes, duration })
+        Ok(Summary {
+            frames: self.frames,
+            fragments: self.index,
+            bytes,
+            duration,
+        })
     }
 }
 
 /// Runs an encoder on its own thread over `frames` until the channel closes
 /// (the capture stopped), announcing init and fragments on `events`.
-pub fn spawn(config: Config, frames: Receiver<Frame>, events: Sender<Event>) -> std::io::Result<JoinHandle<Result<Summary, EncodeError>>> {
-    std::thread::Builder::new().name("spool-encode".into()).spawn(move || {
-        let mut enc = Encoder::open(config, events)?;
-        for frame in frames {
-            enc.push(&frame)?;
-        }
-        enc.finish()
-    })
+pub fn spawn(
+    config: Config,
+    frames: Receiver<Frame>,
+    events: Sender<Event>,
+) -> std::io::Result<JoinHandle<Result<Summary, EncodeError>>> {
+    std::thread::Builder::new()
+        .name("spool-encode".into())
+        .spawn(move || {
+            let mut enc = Encoder::open(config, events)?;
+            for frame in frames {
+                enc.push(&frame)?;
+            }
+            enc.finish()
+        })
 }

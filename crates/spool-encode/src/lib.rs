@@ -94,5 +94,8 @@ pub enum EncodeError {
     #[error("{0}")]
     Invalid(String),
     #[error("writing {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }

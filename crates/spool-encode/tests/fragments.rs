@@ -31,15 +31,31 @@ fn encode(cfg: Config, frames: u64) -> (Vec<Event>, spool_encode::Summary) {
     for i in 0..frames {
         let mut data = Vec::new();
         src.grab(i, &mut data).unwrap();
-        enc.push(&Frame { data, width: 640, height: 360, pts: Duration::from_millis(i * 1000 / fps), index: i }).unwrap();
+        enc.push(&Frame {
+            data,
+            width: 640,
+            height: 360,
+            pts: Duration::from_millis(i * 1000 / fps),
+            index: i,
+        })
+        .unwrap();
     }
     let summary = enc.finish().unwrap();
     (rx.try_iter().collect(), summary)
 }
 
 fn ffprobe(path: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("ffprobe").args(["-v", "error"]).args(args).arg(path).output().expect("ffprobe is installed by scripts/setup.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed by scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -49,14 +65,21 @@ fn fragments_are_contiguous_keyframed_and_form_a_valid_mp4() {
     let path = dir.path().join("rec.mp4");
     let (events, summary) = encode(config(&path, 30, 1000), 150);
     let bytes = std::fs::read(&path).unwrap();
-    let Event::Init { len: init } = events[0] else { panic!("first event {:?}", events[0]) };
+    let Event::Init { len: init } = events[0] else {
+        panic!("first event {:?}", events[0])
+    };
     assert_eq!(&bytes[4..8], b"ftyp");
     let mut offset = init;
     let mut fragments = 0;
     for e in &events[1..] {
-        let Event::Fragment(f) = e else { panic!("{e:?}") };
+        let Event::Fragment(f) = e else {
+            panic!("{e:?}")
+        };
         assert_eq!(f.offset, offset, "fragments are contiguous");
-        assert_eq!(&bytes[f.offset as usize + 4..f.offset as usize + 8], b"moof");
+        assert_eq!(
+            &bytes[f.offset as usize + 4..f.offset as usize + 8],
+            b"moof"
+        );
         assert_eq!(f.index, fragments);
         let ms = f.duration.as_millis() as i64;
         assert!((ms - 1000).abs() <= 2, "fragment {} lasts {ms} ms", f.index);
@@ -65,20 +88,54 @@ fn fragments_are_contiguous_keyframed_and_form_a_valid_mp4() {
         fragments += 1;
     }
     assert_eq!(fragments, 5);
-    assert_eq!(offset, bytes.len() as u64, "the file is init + fragments, nothing else");
+    assert_eq!(
+        offset,
+        bytes.len() as u64,
+        "the file is init + fragments, nothing else"
+    );
     assert_eq!(summary.frames, 150);
 
-    let frames = ffprobe(&path, &["-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames,codec_name,pix_fmt", "-of", "csv=p=0"]);
+    let frames = ffprobe(
+        &path,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames,codec_name,pix_fmt",
+            "-of",
+            "csv=p=0",
+        ],
+    );
     assert_eq!(frames.trim(), "h264,yuv420p,150");
-    let duration: f64 = ffprobe(&path, &["-show_entries", "format=duration", "-of", "csv=p=0"]).trim().parse().unwrap();
+    let duration: f64 = ffprobe(
+        &path,
+        &["-show_entries", "format=duration", "-of", "csv=p=0"],
+    )
+    .trim()
+    .parse()
+    .unwrap();
     assert!((duration - 5.0).abs() < 0.05, "duration {duration}");
     // Keyframes exactly at 0, 1, 2, 3, 4 s.
-    let keys: Vec<String> = ffprobe(&path, &["-select_streams", "v:0", "-show_entries", "packet=pts_time,flags", "-of", "csv=p=0"])
-        .lines()
-        .filter(|l| l.contains('K'))
-        .map(|l| l.split(',').next().unwrap().to_owned())
-        .collect();
-    assert_eq!(keys, ["0.000000", "1.000000", "2.000000", "3.000000", "4.000000"]);
+    let keys: Vec<String> = ffprobe(
+        &path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ],
+    )
+    .lines()
+    .filter(|l| l.contains('K'))
+    .map(|l| l.split(',').next().unwrap().to_owned())
+    .collect();
+    assert_eq!(
+        keys,
+        ["0.000000", "1.000000", "2.000000", "3.000000", "4.000000"]
+    );
 }
 
 #[test]
@@ -87,11 +144,24 @@ fn a_cut_after_any_fragment_is_still_a_valid_mp4() {
     let path = dir.path().join("rec.mp4");
     let (events, _) = encode(config(&path, 10, 2000), 50);
     let bytes = std::fs::read(&path).unwrap();
-    let Event::Fragment(second) = &events[2] else { panic!() };
+    let Event::Fragment(second) = &events[2] else {
+        panic!()
+    };
     // What a crash after the second fragment leaves on disk.
     let cut = dir.path().join("cut.mp4");
     std::fs::write(&cut, &bytes[..(second.offset + second.len) as usize]).unwrap();
-    let frames = ffprobe(&cut, &["-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0"]);
+    let frames = ffprobe(
+        &cut,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+    );
     assert_eq!(frames.trim(), "40");
 }
 

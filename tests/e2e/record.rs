@@ -1,0 +1,437 @@
+//! End-to-end tests of `spool record`: real X11 capture under Xvfb, real
+//! FFmpeg encoding, real uploads to `spool serve` while recording — checked
+//! by decoding what the server stored.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use spool_e2e::proxy::{FaultProxy, Faults};
+use spool_e2e::*;
+
+fn spool_record(state: &Path, output: &Path, target: &[&str], extra: &[&str]) -> Command {
+    let mut cmd = Command::new(spool_bin());
+    cmd.arg("record")
+        .args(target)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--output")
+        .arg(output)
+        .arg("--json")
+        .args(extra)
+        .env("SPOOL_LOG", "warn");
+    for k in [
+        "SPOOL_SERVER_URL",
+        "SPOOL_TOKEN_ID",
+        "SPOOL_TOKEN_SECRET",
+        "SPOOL_STATE_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
+/// Whether `line` is the `fragment` event of fragment `index`.
+fn is_fragment(line: &str, index: u64) -> bool {
+    serde_json::from_str::<serde_json::Value>(line)
+        .is_ok_and(|v| v["event"] == "fragment" && v["index"] == index)
+}
+
+fn server_args(base: &str) -> Vec<String> {
+    vec![
+        "--server".into(),
+        base.into(),
+        "--token-id".into(),
+        TOKEN_ID.into(),
+        "--token-secret".into(),
+        TOKEN_SECRET.into(),
+    ]
+}
+
+fn parse(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn complete(events: &[serde_json::Value]) -> serde_json::Value {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "complete")
+        .cloned()
+        .unwrap_or_else(|| panic!("no complete event: {events:?}"))
+}
+
+/// Path and query of `url` against `base`.
+fn rebase(url: &str, base: &str) -> String {
+    let u = reqwest::Url::parse(url).unwrap();
+    format!("{base}{}?{}", u.path(), u.query().unwrap_or_default())
+}
+
+fn ffprobe(path: &Path, args: &[&str]) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn frame_count(path: &Path) -> u64 {
+    ffprobe(
+        path,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+    )
+    .parse()
+    .unwrap()
+}
+
+fn duration_s(path: &Path) -> f64 {
+    ffprobe(
+        path,
+        &["-show_entries", "format=duration", "-of", "csv=p=0"],
+    )
+    .parse()
+    .unwrap()
+}
+
+/// Mean RGB of the decoded frame at `t` seconds.
+fn mean_rgb_at(path: &Path, t: f64) -> [u32; 3] {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-ss", &format!("{t:.3}"), "-i"])
+        .arg(path)
+        .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && !out.stdout.is_empty(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n = (out.stdout.len() / 3) as u64;
+    let mut s = [0u64; 3];
+    for px in out.stdout.chunks_exact(3) {
+        for k in 0..3 {
+            s[k] += px[k] as u64;
+        }
+    }
+    [(s[0] / n) as u32, (s[1] / n) as u32, (s[2] / n) as u32]
+}
+
+/// Downloads the uploaded recording and checks it equals the local file.
+async fn uploaded_equals_local(
+    complete: &serde_json::Value,
+    base: &str,
+    dir: &Path,
+) -> std::path::PathBuf {
+    let local = std::fs::read(complete["local_path"].as_str().unwrap()).unwrap();
+    let uploaded = Tus::default()
+        .get(&rebase(complete["upload_url"].as_str().unwrap(), base))
+        .await;
+    assert_eq!(
+        sha256_hex(&uploaded),
+        sha256_hex(&local),
+        "the uploaded file differs from the local recording"
+    );
+    assert_eq!(complete["sha256"].as_str().unwrap(), sha256_hex(&local));
+    let path = dir.join("uploaded.mp4");
+    std::fs::write(&path, uploaded).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn x11_capture_shows_the_colours_painted_at_their_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(320, 240);
+    x.paint("red");
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let source = format!("x11:{}", x.display);
+    let mut rec = Proc::spawn(spool_record(
+        &dir.path().join("state"),
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            &source,
+            "--fps",
+            "10",
+            "--fragment-secs",
+            "1",
+            "--duration",
+            "5",
+        ],
+    ));
+    // The first fragment is announced about one second into the recording.
+    rec.wait_line(Duration::from_secs(20), |l| l.contains("\"fragment\""));
+    x.paint("blue");
+    let (status, mut lines) = rec.finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    lines.insert(0, r#"{"event":"fragment"}"#.into());
+    let c = complete(&parse(&lines));
+    let uploaded = uploaded_equals_local(&c, &server.base, dir.path()).await;
+    let [r, g, b] = mean_rgb_at(&uploaded, 0.3);
+    assert!(
+        r > 200 && g < 40 && b < 40,
+        "at 0.3 s expected red, got {r},{g},{b}"
+    );
+    let [r, g, b] = mean_rgb_at(&uploaded, 4.0);
+    assert!(
+        b > 200 && r < 40 && g < 40,
+        "at 4.0 s expected blue, got {r},{g},{b}"
+    );
+    let d = duration_s(&uploaded);
+    assert!((d - 5.0).abs() < 0.3, "duration {d}");
+    assert_eq!(c["dropped"], 0);
+    assert_eq!(frame_count(&uploaded), c["frames"].as_u64().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_60_second_recording_is_mostly_uploaded_before_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let (status, lines) = Proc::spawn(spool_record(
+        &dir.path().join("state"),
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            "synthetic:640x360",
+            "--fps",
+            "15",
+            "--fragment-secs",
+            "2",
+            "--duration",
+            "60",
+        ],
+    ))
+    .finish(Duration::from_secs(150));
+    assert!(status.success(), "{lines:?}");
+    let events = parse(&lines);
+    let c = complete(&events);
+    let total = c["bytes"].as_u64().unwrap();
+    let stop = events
+        .iter()
+        .position(|e| e["event"] == "stopped")
+        .expect("a stopped event");
+    let confirmed_before_stop = events[..stop]
+        .iter()
+        .filter(|e| e["event"] == "progress")
+        .map(|e| e["confirmed"].as_u64().unwrap())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        confirmed_before_stop * 10 >= total * 9,
+        "only {confirmed_before_stop} of {total} bytes were acknowledged before Stop"
+    );
+    assert!(c["stop_to_complete_ms"].as_u64().is_some(), "{c}");
+    let fragments: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "fragment").collect();
+    assert!(fragments.len() >= 30, "{} fragments", fragments.len());
+    for f in &fragments[..fragments.len() - 1] {
+        let ms = f["duration_ms"].as_u64().unwrap();
+        assert!((1990..=2010).contains(&ms), "fragment of {ms} ms: {f}");
+    }
+    let uploaded = uploaded_equals_local(&c, &server.base, dir.path()).await;
+    let d = duration_s(&uploaded);
+    assert!((d - 60.0).abs() < 0.5, "duration {d}");
+    assert_eq!(frame_count(&uploaded), c["frames"].as_u64().unwrap());
+    // Every fragment starts with a keyframe: keyframes every 2 s exactly.
+    let keys = ffprobe(
+        &uploaded,
+        &[
+            "-select_streams",
+            "v:0",
+            "-skip_frame",
+            "nokey",
+            "-show_entries",
+            "frame=pts_time",
+            "-of",
+            "csv=p=0",
+        ],
+    );
+    let keys: Vec<f64> = keys
+        .lines()
+        .map(|l| l.trim().trim_end_matches(','))
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(keys.len(), fragments.len(), "{keys:?}");
+    for (i, k) in keys.iter().enumerate() {
+        assert!((k - 2.0 * i as f64).abs() < 0.08, "keyframe {i} at {k}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_20_second_network_cut_costs_no_frames_and_the_upload_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start_unconnected(Faults::default()).await;
+    let public = proxy.url();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &["--public-url", &public]);
+    proxy.set_upstream(server.addr);
+    let target = server_args(&proxy.url());
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let mut rec = Proc::spawn(spool_record(
+        &dir.path().join("state"),
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            "synthetic:640x360",
+            "--fps",
+            "10",
+            "--fragment-secs",
+            "1",
+            "--duration",
+            "36",
+        ],
+    ));
+    rec.wait_line(Duration::from_secs(30), |l| is_fragment(l, 5));
+    proxy.set_down(true);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    proxy.set_down(false);
+    let (status, lines) = rec.finish(Duration::from_secs(120));
+    assert!(status.success(), "{lines:?}");
+    let events = parse(&lines);
+    assert!(
+        events.iter().any(|e| e["event"] == "reconnecting"),
+        "the cut shows as reconnecting"
+    );
+    let c = complete(&events);
+    assert_eq!(c["dropped"], 0, "the network cut must not cost frames");
+    let uploaded = uploaded_equals_local(&c, &server.base, dir.path()).await;
+    assert!((duration_s(&uploaded) - 36.0).abs() < 0.5);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let state = dir.path().join("state");
+    let mut rec = Proc::spawn(spool_record(
+        &state,
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            "synthetic:320x240",
+            "--fps",
+            "10",
+            "--fragment-secs",
+            "1",
+        ],
+    ));
+    rec.wait_line(Duration::from_secs(30), |l| is_fragment(l, 3));
+    rec.kill9();
+
+    let mut resume = Command::new(spool_bin());
+    resume.args(["resume", "--json", "--state-dir"]).arg(&state);
+    let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    let c = parse(&lines)
+        .into_iter()
+        .rev()
+        .find(|e| e["event"] == "complete")
+        .unwrap();
+    let uploaded = Tus::default()
+        .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
+        .await;
+    let path = dir.path().join("uploaded.mp4");
+    std::fs::write(&path, &uploaded).unwrap();
+    // Whole fragments only, at least the four announced: 10 frames each.
+    let frames = frame_count(&path);
+    assert!(frames >= 40 && frames.is_multiple_of(10), "{frames} frames");
+    let local = std::fs::read(
+        std::fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    assert_eq!(
+        &local[..uploaded.len()],
+        &uploaded[..],
+        "the upload is a prefix of the local recording"
+    );
+}
+
+#[test]
+fn without_a_target_it_records_locally_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(spool_bin())
+        .args([
+            "record",
+            "--source",
+            "synthetic:320x240",
+            "--fps",
+            "10",
+            "--duration",
+            "2",
+            "--output",
+        ])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env_remove("SPOOL_SERVER_URL")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recording locally only"));
+    let file = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.path().extension().is_some_and(|x| x == "mp4"))
+        .unwrap()
+        .path();
+    assert!((duration_s(&file) - 2.0).abs() < 0.3);
+
+    for (args, needle) in [
+        (vec!["--source", "vnc"], "unknown source"),
+        (vec!["--source", "x11::4242"], ":4242"),
+        (
+            vec!["--source", "synthetic", "--fragment-secs", "0.1"],
+            "fragment-secs",
+        ),
+        (vec!["--source", "synthetic", "--region", "1,2,3"], "region"),
+    ] {
+        let out = Command::new(spool_bin())
+            .arg("record")
+            .args(&args)
+            .arg("--output")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+}
