@@ -435,3 +435,73 @@ fn without_a_target_it_records_locally_and_says_so() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_network_down_throughout_the_recording_is_kept_and_resume_uploads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens here yet: the whole recording happens offline.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let target = server_args(&base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let state = dir.path().join("state");
+    let out = spool_record(
+        &state,
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            "synthetic:320x240",
+            "--fps",
+            "10",
+            "--fragment-secs",
+            "1",
+            "--duration",
+            "3",
+            "--upload-patience",
+            "2",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "recorded but not uploaded: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spool resume"));
+    let local = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        (duration_s(&local) - 3.0).abs() < 0.3,
+        "the local recording is complete"
+    );
+
+    // The network is back: resume creates the upload (it needs the
+    // credentials, which the journal never stores) and sends it all.
+    let server = SpoolServer::start(&dir.path().join("data"), port, &[]);
+    let mut resume = Command::new(spool_bin());
+    resume
+        .args(["resume", "--json", "--state-dir"])
+        .arg(&state)
+        .args(&target);
+    let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    let c = parse(&lines)
+        .into_iter()
+        .rev()
+        .find(|e| e["event"] == "complete")
+        .unwrap();
+    let uploaded = Tus::default()
+        .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
+        .await;
+    assert_eq!(
+        sha256_hex(&uploaded),
+        sha256_hex(&std::fs::read(&local).unwrap())
+    );
+}

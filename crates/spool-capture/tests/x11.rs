@@ -81,3 +81,48 @@ fn a_missing_display_is_a_clear_error() {
     let err = spool_capture::open(&SourceSpec::Screen(0)).err().unwrap();
     assert!(err.to_string().contains("screen:0"), "{err}");
 }
+
+#[test]
+fn lists_and_captures_one_window() {
+    let x = Xvfb::start(400, 300);
+    x.paint("green");
+    // xev opens a 178x178 window; with no window manager it maps at once.
+    let mut xev = std::process::Command::new("xev")
+        .args(["-display", &x.display, "-geometry", "120x80+30+40"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("xev is installed by scripts/setup.sh (x11-utils)");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let window = loop {
+        let targets = spool_capture::list(Some(&x.display)).unwrap();
+        if let Some(w) = targets
+            .into_iter()
+            .find(|t| t.source.starts_with("window:"))
+        {
+            break w;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "xev's window never appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!((window.width, window.height), (120, 80));
+    let spec = SourceSpec::parse(&window.source, None).unwrap();
+    let spec = match spec {
+        SourceSpec::X11 { target, .. } => SourceSpec::X11 {
+            display: Some(x.display.clone()),
+            target,
+        },
+        other => other,
+    };
+    let mut src = spool_capture::open(&spec).unwrap();
+    assert_eq!(src.size(), (120, 80));
+    let mut buf = Vec::new();
+    src.grab(0, &mut buf).unwrap();
+    // xev's window is white, not the green root behind it.
+    let [b, g, r] = mean_bgr(&buf);
+    assert!(b > 200 && g > 200 && r > 200, "mean BGR {b},{g},{r}");
+    let _ = xev.kill();
+    let _ = xev.wait();
+}
