@@ -11,12 +11,13 @@ what="${1:-all}"
 
 # Debian packages. build-essential/pkg-config: C parts of crates (SQLite,
 # ring); clang/libclang-dev + the libav*-dev set: ffmpeg-next's bindings to
-# Debian's FFmpeg 5.1; xvfb, x11-xserver-utils: a virtual display to record
+# Debian's FFmpeg 5.1; libpipewire-0.3-dev: Wayland capture through the
+# ScreenCast portal; xvfb, x11-xserver-utils: a virtual display to record
 # in tests; ffmpeg: ffprobe/ffmpeg to check recordings; python3-pip: the
 # PyPI peers where the image lacks pip.
 APT_PACKAGES=(build-essential pkg-config ca-certificates clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
-  libswscale-dev libswresample-dev xvfb x11-xserver-utils x11-utils ffmpeg)
+  libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else

@@ -4,9 +4,12 @@
 //! Capture never waits on its consumer: when the encoder falls behind, the
 //! frame is dropped and counted, so memory stays bounded and the timestamps
 //! keep the video's timing right. Backends: X11 through x11rb with MIT-SHM
-//! (cursor drawn in through XFixes) and a synthetic test pattern.
+//! (cursor drawn in through XFixes), Wayland through the xdg-desktop-portal
+//! ScreenCast portal and PipeWire, and a synthetic test pattern.
 
 mod pace;
+#[cfg(target_os = "linux")]
+mod portal;
 mod spec;
 mod synthetic;
 #[cfg(target_os = "linux")]
@@ -66,32 +69,19 @@ pub fn open(spec: &SourceSpec) -> Result<Box<dyn Source>, CaptureError> {
         SourceSpec::X11 { .. } => Err(CaptureError::Unsupported(
             "X11 capture is available on Linux only".into(),
         )),
+        #[cfg(target_os = "linux")]
+        SourceSpec::Screen(n) => Ok(Box::new(portal::PortalSource::open(*n)?)),
+        #[cfg(not(target_os = "linux"))]
         SourceSpec::Screen(n) => Err(screen_unavailable(*n)),
     }
 }
 
-/// What `screen[:N]` means here: the platform's own capture API.
+/// What `screen[:N]` means where this build has no platform capture.
+#[cfg(not(target_os = "linux"))]
 fn screen_unavailable(n: u32) -> CaptureError {
-    if cfg!(target_os = "linux") {
-        let wayland = std::env::var_os("WAYLAND_DISPLAY").is_some();
-        let x11 = std::env::var_os("DISPLAY").is_some();
-        let hint = match (wayland, x11) {
-            (_, true) => "an X display is available: use --source x11",
-            (true, false) => {
-                "this Wayland session needs the xdg-desktop-portal ScreenCast path, which this build does not include yet"
-            }
-            (false, false) => {
-                "no display server was found (neither DISPLAY nor WAYLAND_DISPLAY is set)"
-            }
-        };
-        CaptureError::Unsupported(format!(
-            "screen:{n}: platform screen capture through the ScreenCast portal is not available: {hint}"
-        ))
-    } else {
-        CaptureError::Unsupported(format!(
-            "screen:{n}: platform capture (ScreenCaptureKit / Windows Graphics Capture) is not built into this version"
-        ))
-    }
+    CaptureError::Unsupported(format!(
+        "screen:{n}: platform capture (ScreenCaptureKit / Windows Graphics Capture through scap) is not built into this version"
+    ))
 }
 
 /// Lists what can be captured on the X display `display` (default $DISPLAY).
