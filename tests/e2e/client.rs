@@ -462,6 +462,13 @@ async fn deferred_length_streaming_to_tus_node_server_and_spool() {
     .await;
     assert_eq!(done.sha256, sha);
     assert_eq!(tus.stored_sha(&done.upload_url), sha);
+    // The session's spooled copies are removed once the server has them.
+    let spool = dir.path().join("state").join("spool");
+    assert_eq!(
+        std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0),
+        0,
+        "spooled bytes left behind"
+    );
 
     let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
     let target = spool_client::Target::OnDemand {

@@ -932,6 +932,16 @@ impl Worker {
             if finished && acked == end && declared {
                 let sha = sha.unwrap_or_default();
                 self.set_state(State::Complete, None).await;
+                // Bytes the session copied into its spool directory are no
+                // longer needed once the server has them (a producer's own
+                // files are never touched).
+                let spooled = self
+                    .shared
+                    .journal
+                    .dir()
+                    .join("spool")
+                    .join(&self.shared.id);
+                let _ = tokio::fs::remove_dir_all(spooled).await;
                 self.publish(true, |_| {});
                 let done = Completed {
                     upload_url: url.clone(),
