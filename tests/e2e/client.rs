@@ -37,27 +37,9 @@ fn spool_upload(file: &Path, state: &Path, target: &[&str], extra: &[&str]) -> C
     cmd
 }
 
-fn server_target(base: &str) -> Vec<String> {
-    vec![
-        "--server".into(),
-        base.into(),
-        "--token-id".into(),
-        TOKEN_ID.into(),
-        "--token-secret".into(),
-        TOKEN_SECRET.into(),
-    ]
-}
-
-fn events(lines: &[String]) -> Vec<serde_json::Value> {
-    lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 /// Progress never goes backwards; returns the complete event.
 fn check_events(lines: &[String]) -> serde_json::Value {
-    let evs = events(lines);
+    let evs = json_lines(lines);
     let (mut confirmed, mut sent) = (0, 0);
     for e in &evs {
         if e["event"] == "progress" {
@@ -79,18 +61,12 @@ fn check_events(lines: &[String]) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no complete event in {lines:?}"))
 }
 
-/// The path and query of a URL, against another base.
-fn rebase(url: &str, base: &str) -> String {
-    let u = reqwest::Url::parse(url).unwrap();
-    format!("{base}{}?{}", u.path(), u.query().unwrap_or_default())
-}
-
 async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let (server, proxy) = server_behind_proxy(dir.path(), faults).await;
     let file = dir.path().join("source.bin");
     let sha = random_file(&file, SIZE, 7);
-    let target = server_target(&proxy.url());
+    let target = server_args(&proxy.url());
     let target: Vec<&str> = target.iter().map(String::as_str).collect();
     let mut args = vec!["--chunk-size", "8388608", "--stall-timeout", "5"];
     args.extend_from_slice(extra);
@@ -132,7 +108,7 @@ async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
         resent <= expected_faults as u64 * CHUNK,
         "{resent} bytes sent twice for {expected_faults} faults"
     );
-    let reconnects = events(&lines)
+    let reconnects = json_lines(&lines)
         .iter()
         .filter(|e| e["event"] == "reconnecting")
         .count();
@@ -285,7 +261,7 @@ async fn kill_9_of_spool_upload_then_resume_sends_nothing_acknowledged_again() {
     let file = dir.path().join("source.bin");
     let sha = random_file(&file, SIZE, 8);
     let state = dir.path().join("state");
-    let target = server_target(&proxy.url());
+    let target = server_args(&proxy.url());
     let target: Vec<&str> = target.iter().map(String::as_str).collect();
     let confirmed = kill_upload_at(
         spool_upload(&file, &state, &target, &["--chunk-size", "8388608"]),

@@ -39,24 +39,6 @@ fn is_fragment(line: &str, index: u64) -> bool {
         .is_ok_and(|v| v["event"] == "fragment" && v["index"] == index)
 }
 
-fn server_args(base: &str) -> Vec<String> {
-    vec![
-        "--server".into(),
-        base.into(),
-        "--token-id".into(),
-        TOKEN_ID.into(),
-        "--token-secret".into(),
-        TOKEN_SECRET.into(),
-    ]
-}
-
-fn parse(lines: &[String]) -> Vec<serde_json::Value> {
-    lines
-        .iter()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
 fn complete(events: &[serde_json::Value]) -> serde_json::Value {
     events
         .iter()
@@ -64,12 +46,6 @@ fn complete(events: &[serde_json::Value]) -> serde_json::Value {
         .find(|e| e["event"] == "complete")
         .cloned()
         .unwrap_or_else(|| panic!("no complete event: {events:?}"))
-}
-
-/// Path and query of `url` against `base`.
-fn rebase(url: &str, base: &str) -> String {
-    let u = reqwest::Url::parse(url).unwrap();
-    format!("{base}{}?{}", u.path(), u.query().unwrap_or_default())
 }
 
 fn ffprobe(path: &Path, args: &[&str]) -> String {
@@ -187,7 +163,7 @@ async fn x11_capture_shows_the_colours_painted_at_their_times() {
     let (status, mut lines) = rec.finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
     lines.insert(0, r#"{"event":"fragment"}"#.into());
-    let c = complete(&parse(&lines));
+    let c = complete(&json_lines(&lines));
     let uploaded = uploaded_equals_local(&c, &server.base, dir.path()).await;
     let [r, g, b] = mean_rgb_at(&uploaded, 0.3);
     assert!(
@@ -228,7 +204,7 @@ async fn a_60_second_recording_is_mostly_uploaded_before_stop() {
     ))
     .finish(Duration::from_secs(150));
     assert!(status.success(), "{lines:?}");
-    let events = parse(&lines);
+    let events = json_lines(&lines);
     let c = complete(&events);
     let total = c["bytes"].as_u64().unwrap();
     let stop = events
@@ -313,7 +289,7 @@ async fn a_20_second_network_cut_costs_no_frames_and_the_upload_catches_up() {
     proxy.set_down(false);
     let (status, lines) = rec.finish(Duration::from_secs(120));
     assert!(status.success(), "{lines:?}");
-    let events = parse(&lines);
+    let events = json_lines(&lines);
     assert!(
         events.iter().any(|e| e["event"] == "reconnecting"),
         "the cut shows as reconnecting"
@@ -351,7 +327,7 @@ async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
     resume.args(["resume", "--json", "--state-dir"]).arg(&state);
     let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
-    let c = parse(&lines)
+    let c = json_lines(&lines)
         .into_iter()
         .rev()
         .find(|e| e["event"] == "complete")
@@ -492,7 +468,7 @@ async fn with_the_network_down_throughout_the_recording_is_kept_and_resume_uploa
         .args(&target);
     let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
-    let c = parse(&lines)
+    let c = json_lines(&lines)
         .into_iter()
         .rev()
         .find(|e| e["event"] == "complete")

@@ -360,6 +360,34 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// `--server URL --token-id … --token-secret …` with the test credentials.
+pub fn server_args(base: &str) -> Vec<String> {
+    [
+        "--server",
+        base,
+        "--token-id",
+        TOKEN_ID,
+        "--token-secret",
+        TOKEN_SECRET,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// Parses `--json` output, one object per line.
+pub fn json_lines(lines: &[String]) -> Vec<serde_json::Value> {
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The path and query of `url`, against another base (e.g. past a proxy).
+pub fn rebase(url: &str, base: &str) -> String {
+    let u = reqwest::Url::parse(url).unwrap();
+    format!("{base}{}?{}", u.path(), u.query().unwrap_or_default())
+}
+
 /// The id (last path segment) of an upload URL.
 pub fn upload_id(url: &str) -> String {
     url.split('?')
