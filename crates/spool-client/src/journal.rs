@@ -115,6 +115,9 @@ pub struct OptionsRecord {
     pub min_chunk: u64,
     /// "sha1" or "sha256".
     pub checksum: Option<String>,
+    /// The no-progress timeout for PATCH bodies, in seconds.
+    #[serde(default)]
+    pub stall_timeout_secs: Option<u64>,
 }
 
 /// One journaled upload.

@@ -106,12 +106,13 @@ impl Options {
             chunk_size: self.chunk_size,
             min_chunk: self.min_chunk,
             checksum: self.checksum.map(|c| c.name().to_owned()),
+            stall_timeout_secs: Some(self.timeouts.no_progress.as_secs().max(1)),
         }
     }
 
     /// Options restored from the journal, with default policies.
     pub fn from_record(r: &OptionsRecord) -> Options {
-        Options {
+        let mut options = Options {
             chunk_size: r.chunk_size,
             min_chunk: r.min_chunk,
             checksum: match r.checksum.as_deref() {
@@ -120,7 +121,11 @@ impl Options {
                 _ => None,
             },
             ..Options::default()
+        };
+        if let Some(s) = r.stall_timeout_secs {
+            options.timeouts.no_progress = Duration::from_secs(s.max(1));
         }
+        options
     }
 }
 
@@ -1101,5 +1106,34 @@ impl Worker {
         tracing::warn!("{reason}");
         self.emit(Event::Recreated { reason });
         self.create().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_survive_the_journal() {
+        let mut o = Options {
+            chunk_size: Some(1 << 20),
+            min_chunk: 5 << 20,
+            checksum: Some(Checksum::Sha1),
+            ..Options::default()
+        };
+        o.timeouts.no_progress = Duration::from_secs(7);
+        let back = Options::from_record(&o.record());
+        assert_eq!(
+            (back.chunk_size, back.min_chunk, back.checksum),
+            (o.chunk_size, o.min_chunk, o.checksum)
+        );
+        assert_eq!(back.timeouts.no_progress, Duration::from_secs(7));
+        // A journal written before the timeout was recorded still loads.
+        let old: OptionsRecord =
+            serde_json::from_str(r#"{"chunk_size":null,"min_chunk":0,"checksum":null}"#).unwrap();
+        assert_eq!(
+            Options::from_record(&old).timeouts.no_progress,
+            Timeouts::default().no_progress
+        );
     }
 }
