@@ -222,6 +222,11 @@ impl Encoder {
         Ok(())
     }
 
+    fn send_eof(&mut self) -> Result<(), EncodeError> {
+        self.encoder.send_eof()?;
+        Ok(())
+    }
+
     fn receive_packets(&mut self) -> Result<(), EncodeError> {
         let mut packet = ff::Packet::empty();
         while self.encoder.receive_packet(&mut packet).is_ok() {
@@ -279,7 +284,7 @@ impl Encoder {
 
     /// Ends the stream: the remaining frames become the last fragment.
     pub fn finish(mut self) -> Result<Summary, EncodeError> {
-        self.encoder.send_eof()?;
+        self.send_eof()?;
         self.receive_packets()?;
         if self.fragment_frames > 0 {
             self.close_fragment(None)?;
