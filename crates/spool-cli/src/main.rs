@@ -219,7 +219,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             out,
             "  curl -s -X PATCH \"$UPLOAD_URL\" -H 'tus-resumable: 1.0.0' -H 'upload-offset: 0' -H 'upload-length: 5' -H 'content-type: application/offset+octet-stream' --data-binary hello"
         )?;
-        writeln!(out, "  # and open the share_url it returned")?;
+        writeln!(
+            out,
+            "  # and open the share_url it returned; or record and upload while recording:"
+        )?;
+        writeln!(
+            out,
+            "  spool record --source synthetic --duration 10 --server {base} --token-id {} --token-secret \"$(cut -d: -f2 {})\"",
+            creds.token_id,
+            cred_file.display()
+        )?;
     }
     out.flush()?;
     drop(out);
