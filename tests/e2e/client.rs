@@ -662,3 +662,62 @@ async fn attach_to_a_signed_upload_url_and_list_the_journal() {
         "listings never show signatures"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_server_makes_the_session_stall_not_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = spool_client::Client::open(&dir.path().join("state")).unwrap();
+    let target = spool_client::Target::OnDemand {
+        server: format!("http://127.0.0.1:{}", free_port()),
+        token_id: TOKEN_ID.into(),
+        token_secret: TOKEN_SECRET.into(),
+    };
+    let options = spool_client::Options {
+        retry: spool_client::policy::RetryPolicy {
+            base: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            stall_failures: 3,
+            stall_after: Duration::from_secs(60),
+        },
+        ..spool_client::Options::default()
+    };
+    let mut session = client
+        .start(
+            target,
+            spool_client::SourceRecord::Stream {
+                label: "offline".into(),
+            },
+            options,
+        )
+        .await
+        .unwrap();
+    let mut rx = session.take_events().unwrap();
+    session
+        .append(Bytes::from_static(b"kept on disk"))
+        .await
+        .unwrap();
+    let stalled = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(e) = rx.recv().await {
+            if let spool_client::Event::Stalled { error } = e {
+                return error;
+            }
+        }
+        panic!("events ended without a stall");
+    })
+    .await
+    .unwrap();
+    assert!(stalled.contains("unreachable"), "{stalled}");
+    assert_eq!(
+        session.status().borrow().state,
+        spool_client::State::Stalled
+    );
+    session.stop();
+    assert!(matches!(
+        session.wait().await,
+        Err(spool_client::ClientError::Stopped)
+    ));
+    // Nothing was lost: the journal still holds the upload and its bytes.
+    let pending = client.unfinished().await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].produced, 12);
+}

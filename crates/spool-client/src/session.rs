@@ -636,7 +636,11 @@ impl Worker {
     /// Creates the upload resource, retrying only what cannot have created
     /// one already (a connection never made, an explicit 5xx/429 answer).
     async fn create(&mut self) -> Result<String> {
-        let mut attempt = 0;
+        let mut failures = Failures {
+            count: 0,
+            since: None,
+            stalled: false,
+        };
         loop {
             let result = match &self.target {
                 Target::OnDemand {
@@ -709,20 +713,20 @@ impl Worker {
                             e => e,
                         });
                     }
-                    attempt += 1;
-                    let delay = self.options.retry.delay(
-                        attempt,
-                        if let ClientError::Server { retry_after, .. } = &e {
-                            *retry_after
-                        } else {
-                            None
-                        },
-                    );
-                    self.emit(Event::Reconnecting {
-                        attempt,
-                        retry_in_ms: delay.as_millis() as u64,
-                        error: e.to_string(),
-                    });
+                    let retry_after = if let ClientError::Server { retry_after, .. } = &e {
+                        *retry_after
+                    } else {
+                        None
+                    };
+                    let delay = if failures.stalled {
+                        self.options.retry.max_delay
+                    } else {
+                        self.options.retry.delay(failures.count + 1, retry_after)
+                    };
+                    // Same reporting as for PATCHes: reconnecting, then
+                    // stalled after the cap, retrying until stopped.
+                    self.note_failure(&mut failures, &e.to_string(), delay)
+                        .await;
                     self.sleep(delay).await?;
                 }
             }
@@ -811,10 +815,11 @@ impl Worker {
         {
             failures.stalled = true;
             tracing::warn!(%error, "upload stalled; retrying at the capped interval");
+            // State first, then the event: whoever reacts to the event sees it.
+            self.set_state(State::Stalled, Some(error.to_owned())).await;
             self.emit(Event::Stalled {
                 error: error.to_owned(),
             });
-            self.set_state(State::Stalled, Some(error.to_owned())).await;
         } else if !failures.stalled {
             self.set_state(State::Reconnecting, Some(error.to_owned()))
                 .await;
