@@ -17,23 +17,13 @@ const SIZE: usize = 100_000_000;
 const CHUNK: u64 = 8 * 1024 * 1024;
 
 fn spool_upload(file: &Path, state: &Path, target: &[&str], extra: &[&str]) -> Command {
-    let mut cmd = Command::new(spool_bin());
-    cmd.arg("upload")
-        .arg(file)
+    let mut cmd = spool("upload");
+    cmd.arg(file)
         .args(target)
         .arg("--state-dir")
         .arg(state)
         .arg("--json")
-        .args(extra)
-        .env("SPOOL_LOG", "warn");
-    for k in [
-        "SPOOL_SERVER_URL",
-        "SPOOL_TOKEN_ID",
-        "SPOOL_TOKEN_SECRET",
-        "SPOOL_STATE_DIR",
-    ] {
-        cmd.env_remove(k);
-    }
+        .args(extra);
     cmd
 }
 
@@ -237,13 +227,8 @@ fn kill_upload_at(cmd: Command, at: u64) -> u64 {
 }
 
 fn spool_resume(state: &Path, extra: &[&str]) -> Command {
-    let mut cmd = Command::new(spool_bin());
-    cmd.arg("resume")
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--json")
-        .args(extra)
-        .env("SPOOL_LOG", "warn");
+    let mut cmd = spool("resume");
+    cmd.arg("--state-dir").arg(state).arg("--json").args(extra);
     cmd
 }
 

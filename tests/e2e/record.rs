@@ -12,24 +12,14 @@ use spool_e2e::proxy::{FaultProxy, Faults};
 use spool_e2e::*;
 
 fn spool_record(state: &Path, output: &Path, target: &[&str], extra: &[&str]) -> Command {
-    let mut cmd = Command::new(spool_bin());
-    cmd.arg("record")
-        .args(target)
+    let mut cmd = spool("record");
+    cmd.args(target)
         .arg("--state-dir")
         .arg(state)
         .arg("--output")
         .arg(output)
         .arg("--json")
-        .args(extra)
-        .env("SPOOL_LOG", "warn");
-    for k in [
-        "SPOOL_SERVER_URL",
-        "SPOOL_TOKEN_ID",
-        "SPOOL_TOKEN_SECRET",
-        "SPOOL_STATE_DIR",
-    ] {
-        cmd.env_remove(k);
-    }
+        .args(extra);
     cmd
 }
 
@@ -323,8 +313,8 @@ async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
     rec.wait_line(Duration::from_secs(30), |l| is_fragment(l, 3));
     rec.kill9();
 
-    let mut resume = Command::new(spool_bin());
-    resume.args(["resume", "--json", "--state-dir"]).arg(&state);
+    let mut resume = spool("resume");
+    resume.args(["--json", "--state-dir"]).arg(&state);
     let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
     let c = json_lines(&lines)
@@ -461,9 +451,9 @@ async fn with_the_network_down_throughout_the_recording_is_kept_and_resume_uploa
     // The network is back: resume creates the upload (it needs the
     // credentials, which the journal never stores) and sends it all.
     let server = SpoolServer::start(&dir.path().join("data"), port, &[]);
-    let mut resume = Command::new(spool_bin());
+    let mut resume = spool("resume");
     resume
-        .args(["resume", "--json", "--state-dir"])
+        .args(["--json", "--state-dir"])
         .arg(&state)
         .args(&target);
     let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));

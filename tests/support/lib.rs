@@ -360,6 +360,22 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// `spool SUBCOMMAND` isolated from the caller's environment: no target,
+/// credentials or state directory leak in from `SPOOL_*` variables.
+pub fn spool(subcommand: &str) -> Command {
+    let mut cmd = Command::new(spool_bin());
+    cmd.arg(subcommand).env("SPOOL_LOG", "warn");
+    for k in [
+        "SPOOL_SERVER_URL",
+        "SPOOL_TOKEN_ID",
+        "SPOOL_TOKEN_SECRET",
+        "SPOOL_STATE_DIR",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd
+}
+
 /// `--server URL --token-id … --token-secret …` with the test credentials.
 pub fn server_args(base: &str) -> Vec<String> {
     [
