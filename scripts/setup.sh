@@ -14,10 +14,16 @@ what="${1:-all}"
 # Debian's FFmpeg 5.1; libpipewire-0.3-dev: Wayland capture through the
 # ScreenCast portal; xvfb, x11-xserver-utils: a virtual display to record
 # in tests; ffmpeg: ffprobe/ffmpeg to check recordings; python3-pip: the
-# PyPI peers where the image lacks pip.
+# PyPI peers where the image lacks pip. The desktop app (Tauri 2):
+# WebKitGTK 4.1, libxdo (menu accelerators), appindicator (tray icon), librsvg
+# (icons), libssl/libdbus (Tauri's and the keyring's system parts);
+# webkit2gtk-driver is WebKitWebDriver for tauri-driver; dbus-x11 + dunst give
+# tests a session bus and a notification daemon.
 APT_PACKAGES=(build-essential pkg-config ca-certificates clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
-  libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg)
+  libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg
+  libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
+  libdbus-1-dev webkit2gtk-driver dbus-x11 dunst)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else

@@ -5,12 +5,13 @@
 //! last fragment and declares the length. The local .mp4 always stays.
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::Args;
-use spool_client::{Client, Event, Session, SourceRecord, State};
+use spool_client::{Client, Event};
+use spool_record::{Event as RecEvent, Recorder, Settings, Upload};
 
 use crate::upload::{StateArgs, TargetArgs, UploadOptions};
 
@@ -92,14 +93,6 @@ async fn stop_requested(duration: Option<Duration>) -> &'static str {
     }
 }
 
-fn sha256_file(path: &Path) -> anyhow::Result<String> {
-    use sha2::Digest;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut h)?;
-    Ok(hex::encode(h.finalize()))
-}
-
 pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     TargetArgs::check_exclusive(matches)?;
     let json = args.state.json;
@@ -108,164 +101,88 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
         .as_deref()
         .map(spool_capture::Rect::parse)
         .transpose()?;
-    let spec = spool_capture::SourceSpec::parse(&args.source, region)?;
+    let source = spool_capture::SourceSpec::parse(&args.source, region)?;
     if !(0.5..=10.0).contains(&args.fragment_secs) {
         bail!("--fragment-secs must be between 0.5 and 10");
     }
     if args.duration.is_some_and(|d| d <= 0.0 || !d.is_finite()) {
         bail!("--duration must be a positive number of seconds");
     }
-    let source = spool_capture::open(&spec)?;
-    let (width, height) = source.size();
-    let description = source.describe();
-
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let output = std::fs::canonicalize(&args.output)?;
-    let path = output.join(format!(
-        "spool-{}.mp4",
-        chrono::Local::now().format("%Y%m%d-%H%M%S%.3f")
-    ));
-
-    // The upload is created at Start.
-    let target = args.target.target()?;
-    let mut session: Option<Session> = None;
-    let mut printer = None;
-    if let Some(target) = target {
-        let client = Client::open(&args.state.dir()?)?;
-        let mut options = UploadOptions {
-            chunk_size: "auto".into(),
-            min_chunk: 0,
-            checksum: "none".into(),
-            stall_timeout: 15,
-        }
-        .options()?;
-        options.metadata.push((
-            "filename".into(),
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_owned(),
-        ));
-        let mut s = client
-            .start(
-                target,
-                SourceRecord::Stream {
-                    label: path.display().to_string(),
-                },
-                options,
-            )
-            .await?;
-        let events = s.take_events().context("events")?;
-        printer = Some(tokio::spawn(print_upload_events(events, json)));
-        session = Some(s);
-    } else if !json {
-        eprintln!("no upload target: recording locally only");
-    }
-
-    let (mut capture, frames) =
-        spool_capture::start(source, args.fps, (args.fps as usize / 2).max(4))?;
-    let config = spool_encode::Config {
-        path: path.clone(),
-        width,
-        height,
-        max_height: args.max_height,
+    let settings = Settings {
+        source,
         fps: args.fps,
         fragment: Duration::from_secs_f64(args.fragment_secs),
+        max_height: args.max_height,
         preset: args.preset.clone(),
         crf: args.crf,
+        output_dir: args.output.clone(),
     };
-    let (etx, erx) = std::sync::mpsc::channel();
-    let encoder = spool_encode::spawn(config, frames, etx)?;
-    // Encoder events cross to the async side through a small bridge thread.
-    let (atx, mut arx) = tokio::sync::mpsc::channel::<spool_encode::Event>(64);
-    std::thread::Builder::new()
-        .name("spool-encode-events".into())
-        .spawn(move || {
-            for e in erx {
-                if atx.blocking_send(e).is_err() {
-                    break;
-                }
+    // The upload is created at Start.
+    let upload = match args.target.target()? {
+        Some(target) => Some(Upload {
+            client: Client::open(&args.state.dir()?)?,
+            target,
+            options: UploadOptions {
+                chunk_size: "auto".into(),
+                min_chunk: 0,
+                checksum: "none".into(),
+                stall_timeout: 15,
             }
-        })?;
+            .options()?,
+        }),
+        None => {
+            if !json {
+                eprintln!("no upload target: recording locally only");
+            }
+            None
+        }
+    };
+    let mut recorder = Recorder::start(settings, upload).await?;
+    let path = recorder.path.clone();
+    let upload_id = recorder.upload_id.clone();
+    let printer = recorder
+        .take_events()
+        .map(|events| tokio::spawn(print_events(events, json)));
     if !json {
         eprintln!(
-            "recording {description} at {} fps to {} — press Enter or Ctrl-C to stop",
+            "recording {} at {} fps to {} — press Enter or Ctrl-C to stop",
+            recorder.description,
             args.fps,
             path.display()
         );
     }
-
-    let stop = stop_requested(args.duration.map(Duration::from_secs_f64));
-    tokio::pin!(stop);
-    let mut stopped_at: Option<Instant> = None;
-    let mut fragments = 0u64;
-    loop {
-        tokio::select! {
-            why = &mut stop, if stopped_at.is_none() => {
-                stopped_at = Some(Instant::now());
-                tracing::info!(why, "stop requested");
-                capture.stop();
-                if json { json_line(serde_json::json!({"event": "stopped"})); } else { eprintln!("stopping…"); }
+    let stopper = recorder.stop_handle();
+    let stop_task = tokio::spawn(async move {
+        let why = stop_requested(args.duration.map(Duration::from_secs_f64)).await;
+        tracing::info!(why, "stop requested");
+        stopper.cancel();
+    });
+    let recorded = recorder.finish().await;
+    stop_task.abort();
+    let mut recorded = recorded?;
+    let completed = match recorded
+        .finish_upload(Some(Duration::from_secs(args.upload_patience)))
+        .await
+    {
+        Ok(c) => c.map(|c| (c, recorded.stopped_at.elapsed())),
+        Err(e) => {
+            if let Some(p) = printer {
+                let _ = p.await;
             }
-            event = arx.recv() => {
-                let Some(event) = event else { break };
-                let (offset, len) = match &event {
-                    spool_encode::Event::Init { len } => (0, *len),
-                    spool_encode::Event::Fragment(f) => (f.offset, f.len),
-                };
-                if let Some(s) = &session {
-                    s.append_file(&path, offset, len).await?;
-                }
-                if let spool_encode::Event::Fragment(f) = event {
-                    fragments += 1;
-                    if json {
-                        json_line(serde_json::json!({"event": "fragment", "index": f.index, "bytes": f.len, "duration_ms": f.duration.as_millis() as u64}));
-                    }
-                }
-            }
+            eprintln!(
+                "spool: the recording is saved at {}; its upload did not complete ({e:#}) — run `spool resume` to finish it (upload {})",
+                path.display(),
+                upload_id.as_deref().unwrap_or("?")
+            );
+            std::process::exit(3);
         }
-    }
-    // The channel closed: the encoder is done (capture stopped, or failed).
-    let summary = tokio::task::spawn_blocking(move || encoder.join())
-        .await?
-        .map_err(|_| anyhow::anyhow!("the encoder thread panicked"))?;
-    let capture_result = capture.join();
-    let stopped_at = stopped_at.unwrap_or_else(Instant::now);
-    let summary = summary.context("encoding failed; the fragments finished so far are kept")?;
-    capture_result.context("capture failed")?;
-    let dropped = capture
-        .stats
-        .dropped
-        .load(std::sync::atomic::Ordering::Relaxed)
-        + capture
-            .stats
-            .missed
-            .load(std::sync::atomic::Ordering::Relaxed);
-
-    let mut completed = None;
-    if let Some(s) = session {
-        s.finish().await?;
-        let id = s.id.clone();
-        let status = s.status();
-        let waited = wait_with_patience(s, status, Duration::from_secs(args.upload_patience)).await;
-        if let Some(p) = printer {
-            let _ = p.await;
-        }
-        match waited {
-            Ok(c) => completed = Some((c, stopped_at.elapsed())),
-            Err(e) => {
-                eprintln!(
-                    "spool: the recording is saved at {}; its upload did not complete ({e:#}) — run `spool resume` to finish it (upload {id})",
-                    path.display()
-                );
-                std::process::exit(3);
-            }
-        }
+    };
+    if let Some(p) = printer {
+        let _ = p.await;
     }
     let local_sha = match &completed {
         Some((c, _)) => c.sha256.clone(),
-        None => sha256_file(&path)?,
+        None => spool_record::sha256_file(&path)?,
     };
     let (c, stop_ms) = match &completed {
         Some((c, d)) => (Some(c), Some(d.as_millis() as u64)),
@@ -277,21 +194,21 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
             "upload_url": c.map(|c| c.upload_url.clone()),
             "asset_id": c.and_then(|c| c.asset_id.clone()),
             "share_url": c.and_then(|c| c.share_url.clone()),
-            "bytes": summary.bytes,
+            "bytes": recorded.bytes,
             "sha256": local_sha,
             "local_path": path.display().to_string(),
-            "frames": summary.frames,
-            "fragments": fragments,
-            "dropped": dropped,
-            "duration_ms": summary.duration.as_millis() as u64,
+            "frames": recorded.frames,
+            "fragments": recorded.fragments,
+            "dropped": recorded.dropped,
+            "duration_ms": recorded.duration.as_millis() as u64,
             "stop_to_complete_ms": stop_ms,
         }));
     } else {
         println!(
             "recorded {:.1} s, {} frames ({} dropped) to {}",
-            summary.duration.as_secs_f64(),
-            summary.frames,
-            dropped,
+            recorded.duration.as_secs_f64(),
+            recorded.frames,
+            recorded.dropped,
             path.display()
         );
         if let (Some(c), Some(ms)) = (c, stop_ms) {
@@ -307,55 +224,38 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     Ok(())
 }
 
-/// Waits for the upload to complete while it makes progress; gives up when
-/// the confirmed offset has not moved for `patience`.
-async fn wait_with_patience(
-    session: Session,
-    mut status: tokio::sync::watch::Receiver<spool_client::Status>,
-    patience: Duration,
-) -> anyhow::Result<spool_client::Completed> {
-    let stopper = session_stopper(&session);
-    let wait = session.wait();
-    tokio::pin!(wait);
-    let mut last = status.borrow().confirmed;
-    let mut since = Instant::now();
-    loop {
-        tokio::select! {
-            r = &mut wait => return Ok(r?),
-            changed = status.changed() => {
-                if changed.is_err() { continue; }
-                let s = status.borrow().clone();
-                if s.confirmed > last || s.state == State::Complete {
-                    last = s.confirmed;
-                    since = Instant::now();
+async fn print_events(mut rx: tokio::sync::mpsc::Receiver<RecEvent>, json: bool) {
+    while let Some(e) = rx.recv().await {
+        match e {
+            RecEvent::Stopped => {
+                if json {
+                    json_line(serde_json::json!({"event": "stopped"}));
+                } else {
+                    eprintln!("stopping…");
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        if since.elapsed() > patience {
-            stopper();
-            let _ = (&mut wait).await;
-            bail!("no upload progress for {} s", patience.as_secs());
-        }
-    }
-}
-
-fn session_stopper(session: &Session) -> impl Fn() + use<> {
-    let handle = session.stop_handle();
-    move || handle.cancel()
-}
-
-async fn print_upload_events(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool) {
-    while let Some(e) = rx.recv().await {
-        if matches!(e, Event::Complete { .. }) {
-            continue; // record prints its own, richer, complete event
-        }
-        if json {
-            println!("{}", serde_json::to_value(&e).unwrap_or_default());
-        } else if let Event::Reconnecting { attempt, error, .. } = &e {
-            eprintln!("upload reconnecting (attempt {attempt}): {error}");
-        } else if let Event::Stalled { error } = &e {
-            eprintln!("upload stalled, still retrying (the recording goes on): {error}");
+            RecEvent::Fragment {
+                index,
+                bytes,
+                duration,
+            } => {
+                if json {
+                    json_line(
+                        serde_json::json!({"event": "fragment", "index": index, "bytes": bytes, "duration_ms": duration.as_millis() as u64}),
+                    );
+                }
+            }
+            // record prints its own, richer, complete event
+            RecEvent::Upload(Event::Complete { .. }) => {}
+            RecEvent::Upload(e) => {
+                if json {
+                    println!("{}", serde_json::to_value(&e).unwrap_or_default());
+                } else if let Event::Reconnecting { attempt, error, .. } = &e {
+                    eprintln!("upload reconnecting (attempt {attempt}): {error}");
+                } else if let Event::Stalled { error } = &e {
+                    eprintln!("upload stalled, still retrying (the recording goes on): {error}");
+                }
+            }
         }
     }
 }

@@ -318,7 +318,7 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     let creds = args.target.target().ok().flatten();
     let mut tasks = Vec::new();
     for rec in pending {
-        let session = match client.resume(&rec.id, creds.clone()).await {
+        let session = match client.resume_orphaned(&rec.id, creds.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("spool: upload {}: {e}", rec.id);
@@ -340,7 +340,6 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
                         session.produced().await
                     );
                 }
-                session.finish().await?;
                 None
             }
             _ => None,

@@ -55,6 +55,22 @@ impl Client {
         Session::resume(self.journal.clone(), id, target).await
     }
 
+    /// Continues a journaled upload whose producer is gone (a recorder that
+    /// crashed, was killed or quit): what the journal holds is all there is,
+    /// so an unfinished stream is finished with the bytes on disk. A file
+    /// upload still being read is returned unfinished; its caller produces
+    /// the rest (see [`source`]).
+    pub async fn resume_orphaned(&self, id: &str, target: Option<Target>) -> Result<Session> {
+        let session = self.resume(id, target).await?;
+        if let Some(rec) = self.journal.get(id).await?
+            && matches!(rec.source, SourceRecord::Stream { .. })
+            && !rec.finished
+        {
+            session.finish().await?;
+        }
+        Ok(session)
+    }
+
     /// Every upload in the journal that is not complete.
     pub async fn unfinished(&self) -> Result<Vec<UploadRecord>> {
         Ok(self
