@@ -6,28 +6,64 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SPOOL_DATA ?= .spool/data
 SPOOL_LISTEN ?= 127.0.0.1:8080
+TAURI := ui/node_modules/.bin/tauri
 
-.PHONY: run test setup lint build bench clean
+.PHONY: run test setup ui lint build desktop bundle serve demo bench clean
 
 setup:
 	@scripts/setup.sh all
 
-build:
-	$(CARGO) build --locked -p spool-cli
+## The desktop UI (TypeScript + Vite) into ui/dist, which the app embeds.
+ui:
+	@scripts/setup.sh ui
+	npm --prefix ui run build --silent
 
-## The main job: the upload server on local disk + SQLite, credentials
-## generated on first start and printed, with a curl walkthrough.
+build: ui
+	$(CARGO) build --locked -p spool-cli -p spool-desktop
+
+## The desktop app's release binary, UI embedded: target/release/spool-desktop
+## (the program the installers carry, and the one QA drives with tauri-driver).
+desktop:
+	@scripts/setup.sh system
+	@scripts/setup.sh ui
+	$(TAURI) build --no-bundle
+
+## The Debian package (target/release/bundle/deb/).
+bundle:
+	@scripts/setup.sh system
+	@scripts/setup.sh ui
+	$(TAURI) build --bundles deb
+
+## The main job: the desktop app with its embedded server where a display is
+## available; without one, the headless demo (a virtual display recorded with
+## `spool record` to the embedded default server, printing the share link).
 run:
+	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
+	  $(MAKE) --no-print-directory desktop && ./target/release/spool-desktop; \
+	else \
+	  echo "no display: running the headless demo (the desktop app needs one)"; \
+	  $(MAKE) --no-print-directory demo; \
+	fi
+
+demo:
+	@scripts/setup.sh system
+	$(CARGO) build --locked --release -p spool-cli
+	SPOOL_LISTEN=$(SPOOL_LISTEN) SPOOL_DATA=$(SPOOL_DATA) scripts/demo.sh
+
+## The upload server alone, on local disk + SQLite.
+serve:
 	@scripts/setup.sh system
 	$(CARGO) build --locked --release -p spool-cli
 	./target/release/spool serve --listen $(SPOOL_LISTEN) --data $(SPOOL_DATA)
 
-lint:
+lint: ui
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	npm --prefix ui run check --silent
 
 ## Every test: formatting and lints, unit and protocol tests, end-to-end
-## suites against real third-party peers.
+## suites against real third-party peers, and the desktop app driven through
+## tauri-driver under Xvfb.
 test: setup lint build
 	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | scripts/test-summary.sh
 
@@ -38,3 +74,4 @@ bench: setup
 
 clean:
 	$(CARGO) clean
+	rm -rf ui/dist

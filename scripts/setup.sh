@@ -4,6 +4,8 @@
 # test peers from npm and PyPI (only when their lock files changed).
 #   scripts/setup.sh          everything
 #   scripts/setup.sh system   Debian packages only (what `make run` needs)
+#   scripts/setup.sh ui       the desktop UI's npm packages (Vite, TypeScript, the Tauri CLI)
+#   scripts/setup.sh driver   tauri-driver, for the desktop end-to-end suite
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -65,9 +67,31 @@ install_peers() {
   fi
 }
 
+install_ui() {
+  command -v node >/dev/null || { echo "setup: Node.js 20 is required for the desktop UI" >&2; exit 1; }
+  local hash; hash=$(sha256sum ui/package-lock.json | cut -d' ' -f1)
+  if ! stamp_ok ui/node_modules/.spool-stamp "$hash"; then
+    echo "setup: installing the desktop UI's npm packages"
+    (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$hash" > ui/node_modules/.spool-stamp
+  fi
+}
+
+# tauri-driver (the WebDriver bridge QA uses) goes into .spool/tools, pinned.
+TAURI_DRIVER_VERSION=2.1.0
+install_driver() {
+  local bin=.spool/tools/bin/tauri-driver
+  if [ -x "$bin" ] && stamp_ok .spool/tools/.tauri-driver "$TAURI_DRIVER_VERSION"; then return; fi
+  echo "setup: installing tauri-driver $TAURI_DRIVER_VERSION"
+  cargo install --quiet --locked --root .spool/tools tauri-driver --version "$TAURI_DRIVER_VERSION"
+  echo "$TAURI_DRIVER_VERSION" > .spool/tools/.tauri-driver
+}
+
 case "$what" in
   system) install_system ;;
   peers) install_peers ;;
-  all) install_system; install_peers ;;
-  *) echo "usage: $0 [all|system|peers]" >&2; exit 2 ;;
+  ui) install_ui ;;
+  driver) install_driver ;;
+  all) install_system; install_peers; install_ui; install_driver ;;
+  *) echo "usage: $0 [all|system|peers|ui|driver]" >&2; exit 2 ;;
 esac

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod proxy;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

@@ -1,0 +1,82 @@
+//! The desktop around the window: a tray icon (Record/Stop, Show, Quit), a
+//! global shortcut (Alt+Shift+R) that starts or stops recording, and desktop
+//! notifications (notify-rust) when an upload completes or stalls. Each is a
+//! convenience: where the desktop lacks it (no tray host, no notification
+//! daemon, a shortcut taken) the app logs why and goes on.
+
+use tauri::menu::{Menu, MenuItem};
+use tauri::tray::TrayIconBuilder;
+use tauri::{AppHandle, Manager as _};
+
+use crate::recording;
+
+pub const SHORTCUT: &str = "Alt+Shift+R";
+
+pub fn install(app: &AppHandle) {
+    if let Err(e) = tray(app) {
+        tracing::warn!(error = %e, "no tray icon");
+    }
+    use tauri_plugin_global_shortcut::{GlobalShortcutExt as _, ShortcutState};
+    let r = app
+        .global_shortcut()
+        .on_shortcut(SHORTCUT, |app, _shortcut, event| {
+            if event.state == ShortcutState::Pressed {
+                toggle(app);
+            }
+        });
+    if let Err(e) = r {
+        tracing::warn!(error = %e, shortcut = SHORTCUT, "global shortcut not available");
+    }
+}
+
+fn toggle(app: &AppHandle) {
+    let app = app.clone();
+    tauri::async_runtime::spawn(async move {
+        if let Err(e) = recording::toggle(&app).await {
+            tracing::warn!(code = %e.code, error = %e.message, "toggling the recording failed");
+            notify("Spool could not record", &e.message);
+        }
+    });
+}
+
+fn tray(app: &AppHandle) -> tauri::Result<()> {
+    let record = MenuItem::with_id(app, "record", "Record / Stop", true, None::<&str>)?;
+    let show = MenuItem::with_id(app, "show", "Show Spool", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&record, &show, &quit])?;
+    let mut builder = TrayIconBuilder::with_id("spool")
+        .tooltip("Spool")
+        .menu(&menu)
+        .on_menu_event(|app, event| match event.id().as_ref() {
+            "record" => toggle(app),
+            "show" => {
+                if let Some(w) = app.get_webview_window("main") {
+                    let _ = w.show();
+                    let _ = w.set_focus();
+                }
+            }
+            "quit" => app.exit(0),
+            _ => {}
+        });
+    if let Some(icon) = app.default_window_icon() {
+        builder = builder.icon(icon.clone());
+    }
+    builder.build(app)?;
+    Ok(())
+}
+
+/// Shows a desktop notification, off the runtime; failures are only logged.
+pub fn notify(summary: &str, body: &str) {
+    let (summary, body) = (summary.to_owned(), body.to_owned());
+    tauri::async_runtime::spawn_blocking(move || {
+        let r = notify_rust::Notification::new()
+            .appname("Spool")
+            .summary(&summary)
+            .body(&body)
+            .timeout(notify_rust::Timeout::Milliseconds(6000))
+            .show();
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "no desktop notification");
+        }
+    });
+}

@@ -1,0 +1,307 @@
+//! The typed IPC between the web UI and the app: every command and event the
+//! window may use, with TypeScript bindings generated from these very types
+//! (ui/src/bindings.ts, kept current by the `bindings_are_current` test).
+//! Errors cross as `{code, message}` with stable `ERR_*` codes; recording
+//! progress goes over a channel at most ten times a second.
+
+use serde::{Deserialize, Serialize};
+use tauri::ipc::Channel;
+use tauri::{AppHandle, State};
+
+use crate::recording;
+use crate::settings::{SettingsInput, SettingsView};
+use crate::state::AppState;
+
+/// An error as the UI sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct IpcError {
+    pub code: String,
+    pub message: String,
+}
+
+impl IpcError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        IpcError {
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Stable error codes of the IPC boundary.
+pub mod codes {
+    pub const INVALID_SETTINGS: &str = "ERR_INVALID_SETTINGS";
+    pub const ALREADY_RECORDING: &str = "ERR_ALREADY_RECORDING";
+    pub const NOT_RECORDING: &str = "ERR_NOT_RECORDING";
+    pub const SOURCE: &str = "ERR_SOURCE";
+    pub const ENCODE: &str = "ERR_ENCODE";
+    pub const UPLOAD: &str = "ERR_UPLOAD";
+    pub const NO_DESTINATION: &str = "ERR_NO_DESTINATION";
+    pub const NOT_FOUND: &str = "ERR_NOT_FOUND";
+    pub const LOCAL_FILE: &str = "ERR_LOCAL_FILE";
+    pub const DESKTOP: &str = "ERR_DESKTOP";
+    pub const INTERNAL: &str = "ERR_INTERNAL";
+}
+
+impl From<spool_record::RecordError> for IpcError {
+    fn from(e: spool_record::RecordError) -> Self {
+        use spool_record::RecordError as E;
+        let code = match &e {
+            E::Invalid(_) => codes::INVALID_SETTINGS,
+            E::Capture(_) => codes::SOURCE,
+            E::Encode(_) => codes::ENCODE,
+            E::Upload(_) | E::NoProgress(_) => codes::UPLOAD,
+            E::Io { .. } => codes::LOCAL_FILE,
+            E::Internal(_) => codes::INTERNAL,
+        };
+        IpcError::new(code, e.to_string())
+    }
+}
+
+impl From<spool_client::ClientError> for IpcError {
+    fn from(e: spool_client::ClientError) -> Self {
+        IpcError::new(codes::UPLOAD, e.to_string())
+    }
+}
+
+impl From<spool_capture::CaptureError> for IpcError {
+    fn from(e: spool_capture::CaptureError) -> Self {
+        IpcError::new(codes::SOURCE, e.to_string())
+    }
+}
+
+/// Something that can be recorded, for the source picker.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct SourceInfo {
+    /// What to pass to `start_recording`.
+    pub id: String,
+    pub name: String,
+    pub width: u32,
+    pub height: u32,
+    /// "display" or "window".
+    pub kind: String,
+}
+
+/// The recording (or its upload after Stop), as the main window shows it.
+/// Byte counts are numbers (exact up to 2^53 bytes).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, specta::Type)]
+pub struct RecordingView {
+    /// "idle", "recording", "uploading", "reconnecting", "stalled",
+    /// "complete", "failed" or "saved" (recorded locally only).
+    pub state: String,
+    /// Capture is running (Stop is possible).
+    pub capturing: bool,
+    pub upload_id: Option<String>,
+    pub elapsed_ms: u64,
+    pub fragments_recorded: u64,
+    pub fragments_confirmed: u64,
+    /// Bytes recorded (on disk, queued for upload).
+    pub recorded: u64,
+    /// Bytes the server acknowledged.
+    pub confirmed: u64,
+    pub backlog: u64,
+    pub attempt: u32,
+    pub next_retry_in_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub dropped: u64,
+    pub share_url: Option<String>,
+    pub local_path: Option<String>,
+    /// Why the recording or its upload failed.
+    pub error: Option<IpcError>,
+}
+
+/// One recording in the history.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct HistoryItem {
+    pub upload_id: String,
+    pub asset_id: Option<String>,
+    /// "recording", "uploading", "reconnecting", "stalled", "complete" or "failed".
+    pub state: String,
+    pub share_url: Option<String>,
+    pub local_path: Option<String>,
+    pub local_exists: bool,
+    pub recorded: u64,
+    pub confirmed: u64,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// The history changed (a state, a new recording, a deletion).
+#[derive(Debug, Clone, Serialize, Deserialize, specta::Type, tauri_specta::Event)]
+pub struct HistoryChanged;
+
+/// The recording was started or stopped from outside the window (tray,
+/// global shortcut).
+#[derive(Debug, Clone, Serialize, Deserialize, specta::Type, tauri_specta::Event)]
+pub struct RecordingToggled {
+    pub capturing: bool,
+}
+
+type IpcResult<T> = Result<T, IpcError>;
+
+#[tauri::command]
+#[specta::specta]
+async fn list_sources() -> IpcResult<Vec<SourceInfo>> {
+    let targets = tokio::task::spawn_blocking(|| spool_capture::list(None))
+        .await
+        .map_err(|e| IpcError::new(codes::INTERNAL, e.to_string()))??;
+    Ok(targets
+        .into_iter()
+        .map(|t| SourceInfo {
+            kind: if t.source.starts_with("window:") {
+                "window".into()
+            } else {
+                "display".into()
+            },
+            id: t.source,
+            name: t.name,
+            width: t.width,
+            height: t.height,
+        })
+        .collect())
+}
+
+/// Subscribes the window to recording progress (the latest view at once,
+/// then changes, at most ten a second).
+#[tauri::command]
+#[specta::specta]
+fn watch_recording(state: State<'_, AppState>, on_progress: Channel<RecordingView>) {
+    state.set_progress_channel(on_progress);
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn start_recording(app: AppHandle, source: String) -> IpcResult<RecordingView> {
+    recording::start(&app, Some(source)).await
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn stop_recording(app: AppHandle) -> IpcResult<()> {
+    recording::stop(&app)
+}
+
+/// Starts recording the last used (or first) source, or stops.
+#[tauri::command]
+#[specta::specta]
+async fn toggle_recording(app: AppHandle) -> IpcResult<bool> {
+    recording::toggle(&app).await
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn get_settings(state: State<'_, AppState>) -> IpcResult<SettingsView> {
+    Ok(state.settings_view().await)
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn save_settings(
+    state: State<'_, AppState>,
+    settings: SettingsInput,
+) -> IpcResult<SettingsView> {
+    state.save_settings(settings).await
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn list_history(app: AppHandle) -> IpcResult<Vec<HistoryItem>> {
+    recording::history(&app).await
+}
+
+/// Resumes (or retries now) an unfinished upload.
+#[tauri::command]
+#[specta::specta]
+async fn resume_upload(app: AppHandle, upload_id: String) -> IpcResult<()> {
+    recording::resume(&app, &upload_id, true).await
+}
+
+/// Removes a recording from the history; with `delete_file`, its local file too.
+#[tauri::command]
+#[specta::specta]
+async fn delete_recording(app: AppHandle, upload_id: String, delete_file: bool) -> IpcResult<()> {
+    recording::delete(&app, &upload_id, delete_file).await
+}
+
+#[tauri::command]
+#[specta::specta]
+async fn reveal_file(app: AppHandle, upload_id: String) -> IpcResult<()> {
+    recording::reveal(&app, &upload_id).await
+}
+
+#[tauri::command]
+#[specta::specta]
+fn copy_text(app: AppHandle, text: String) -> IpcResult<()> {
+    use tauri_plugin_clipboard_manager::ClipboardExt as _;
+    app.clipboard()
+        .write_text(text)
+        .map_err(|e| IpcError::new(codes::DESKTOP, format!("cannot use the clipboard: {e}")))
+}
+
+/// Opens a share link in the default browser (never inside the app's window).
+#[tauri::command]
+#[specta::specta]
+fn open_link(app: AppHandle, url: String) -> IpcResult<()> {
+    use tauri_plugin_opener::OpenerExt as _;
+    if crate::settings::http_url(&url).is_none() {
+        return Err(IpcError::new(codes::INVALID_SETTINGS, "not a web link"));
+    }
+    app.opener()
+        .open_url(url, None::<&str>)
+        .map_err(|e| IpcError::new(codes::DESKTOP, format!("cannot open a browser: {e}")))
+}
+
+/// Every command and event of the window, for the invoke handler and the
+/// TypeScript bindings.
+pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
+    tauri_specta::Builder::<tauri::Wry>::new()
+        .dangerously_cast_bigints_to_number()
+        .disable_serde_phases()
+        .commands(tauri_specta::collect_commands![
+            list_sources,
+            watch_recording,
+            start_recording,
+            stop_recording,
+            toggle_recording,
+            get_settings,
+            save_settings,
+            list_history,
+            resume_upload,
+            delete_recording,
+            reveal_file,
+            copy_text,
+            open_link,
+        ])
+        .events(tauri_specta::collect_events![
+            HistoryChanged,
+            RecordingToggled
+        ])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    /// The committed bindings are what these types generate; a stale file is
+    /// rewritten and the test fails so the change gets committed.
+    #[test]
+    fn bindings_are_current() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let committed = root.join("ui/src/bindings.ts");
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("bindings.ts");
+        super::builder()
+            .export(specta_typescript::Typescript::default(), &fresh)
+            .unwrap();
+        let fresh = std::fs::read_to_string(&fresh).unwrap();
+        let old = std::fs::read_to_string(&committed).unwrap_or_default();
+        if old != fresh {
+            std::fs::write(&committed, &fresh).unwrap();
+            panic!(
+                "ui/src/bindings.ts was stale and has been regenerated: rebuild the UI and commit it"
+            );
+        }
+    }
+}

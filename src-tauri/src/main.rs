@@ -1,0 +1,83 @@
+//! spool-desktop: Spool's desktop app, a thin Tauri 2 shell over the same
+//! crates as the `spool` CLI. Recording, encoding and uploading live in
+//! spool-record / spool-client; the embedded upload server is spool-server
+//! running in-process on localhost. This crate holds only what is the app's
+//! own: settings and secrets, the typed IPC the web UI (ui/) calls, the tray,
+//! the global shortcut, notifications and logging.
+
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+mod desktop;
+mod embedded;
+mod ipc;
+mod logging;
+mod recording;
+mod settings;
+mod state;
+
+use std::process::ExitCode;
+
+use tauri::Manager as _;
+
+fn main() -> ExitCode {
+    // One runtime for everything (Tauri's commands, the embedded server,
+    // upload sessions); two workers on a two-core laptop is plenty.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("spool-rt")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("spool-desktop: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tauri::async_runtime::set(runtime.handle().clone());
+
+    let bindings = ipc::builder();
+    let app = tauri::Builder::default()
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+        .invoke_handler(bindings.invoke_handler())
+        .setup(move |app| {
+            bindings.mount_events(app);
+            let state = state::AppState::open(app.handle())?;
+            app.manage(state);
+            desktop::install(app.handle());
+            recording::resume_unfinished(app.handle().clone());
+            Ok(())
+        })
+        .build(tauri::generate_context!());
+    let app = match app {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("spool-desktop: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    app.run(|handle, event| {
+        if let tauri::RunEvent::Exit = event {
+            // In-flight PATCHes to the embedded server save what arrived.
+            if let Some(e) = &handle.state::<state::AppState>().embedded {
+                e.stop.cancel();
+            }
+        }
+        if let tauri::RunEvent::ExitRequested { api, code, .. } = event {
+            // A recording in progress is stopped and its last fragment saved
+            // and journaled before the app goes; its upload resumes on the
+            // next launch.
+            if recording::is_capturing(handle) {
+                api.prevent_exit();
+                let handle = handle.clone();
+                tauri::async_runtime::spawn(async move {
+                    recording::stop_for_exit(&handle).await;
+                    handle.exit(code.unwrap_or(0));
+                });
+            }
+        }
+    });
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,307 @@
+//! The app's settings: where uploads go (the embedded server, a remote Spool
+//! server, or any TUS endpoint) and how to record. They live in
+//! `settings.json` in the data folder — never the token secret, which goes to
+//! the OS keyring (Secret Service) and, where no keyring answers, stays in
+//! memory for this run only. SPOOL_SERVER_URL / SPOOL_TOKEN_ID /
+//! SPOOL_TOKEN_SECRET override the destination for the run without being
+//! saved.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ipc::{IpcError, codes};
+
+/// Where recordings are uploaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// The server built into the app, on localhost: links with no account.
+    #[default]
+    Embedded,
+    /// A Spool server with an API token.
+    Remote,
+    /// Any TUS 1.0 creation endpoint (deferred length).
+    Endpoint,
+}
+
+/// What is saved in settings.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
+pub struct Settings {
+    pub destination: Destination,
+    pub server_url: String,
+    pub token_id: String,
+    pub endpoint_url: String,
+    pub fps: u32,
+    pub fragment_secs: f64,
+    /// libx264 CRF: lower is better quality, bigger files.
+    pub crf: u8,
+    /// Scale down to at most this many pixels tall.
+    pub max_height: Option<u32>,
+    /// The last source recorded.
+    pub source: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            destination: Destination::Embedded,
+            server_url: String::new(),
+            token_id: String::new(),
+            endpoint_url: String::new(),
+            fps: spool_record::Settings::DEFAULT_FPS,
+            fragment_secs: spool_record::Settings::DEFAULT_FRAGMENT_SECS,
+            crf: spool_encode::Config::DEFAULT_CRF,
+            max_height: None,
+            source: None,
+        }
+    }
+}
+
+/// Settings as the UI saves them: the secret only when typed (empty keeps the
+/// stored one).
+#[derive(Debug, Clone, Deserialize, specta::Type)]
+pub struct SettingsInput {
+    pub settings: Settings,
+    pub token_secret: Option<String>,
+}
+
+/// Settings as the UI shows them.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct SettingsView {
+    pub settings: Settings,
+    /// A secret is known for the remote server (its value never leaves the app).
+    pub has_secret: bool,
+    /// "keyring", "memory" (no keyring answered: asked again next launch),
+    /// "environment", or "none".
+    pub secret_storage: String,
+    /// SPOOL_SERVER_URL overrides the destination for this run.
+    pub env_override: Option<String>,
+    /// The embedded server's address, when it runs.
+    pub embedded_url: Option<String>,
+    pub embedded_error: Option<String>,
+    pub data_dir: String,
+    pub recordings_dir: String,
+    pub log_dir: String,
+}
+
+impl Settings {
+    /// Reads settings.json; fields it lacks (an older version's file) take
+    /// their defaults, and an unreadable file means defaults.
+    pub fn load(path: &Path) -> Settings {
+        let Ok(bytes) = std::fs::read(path) else {
+            return Settings::default();
+        };
+        let merged = serde_json::from_slice::<serde_json::Value>(&bytes).and_then(|saved| {
+            let mut v = serde_json::to_value(Settings::default())?;
+            if let (Some(base), serde_json::Value::Object(saved)) = (v.as_object_mut(), saved) {
+                base.extend(saved);
+            }
+            serde_json::from_value(v)
+        });
+        merged.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "settings.json is unreadable; using defaults");
+            Settings::default()
+        })
+    }
+
+    /// Writes atomically (temp file + rename), so a crash never leaves half a file.
+    pub fn save(&self, path: &Path) -> Result<(), IpcError> {
+        let err = |e: std::io::Error| {
+            IpcError::new(codes::LOCAL_FILE, format!("saving {}: {e}", path.display()))
+        };
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| IpcError::new(codes::INTERNAL, e.to_string()))?;
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, bytes).map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)
+    }
+
+    /// Checks what a user can get wrong, with a message saying what to fix.
+    pub fn validate(&self) -> Result<(), IpcError> {
+        let bad = |m: &str| Err(IpcError::new(codes::INVALID_SETTINGS, m));
+        match self.destination {
+            Destination::Embedded => {}
+            Destination::Remote => {
+                if http_url(&self.server_url).is_none() {
+                    return bad("the server URL must be an http:// or https:// address");
+                }
+                if self.token_id.trim().is_empty() {
+                    return bad("a remote Spool server needs a token id");
+                }
+            }
+            Destination::Endpoint => {
+                if http_url(&self.endpoint_url).is_none() {
+                    return bad("the TUS endpoint must be an http:// or https:// address");
+                }
+            }
+        }
+        let rec = self.recorder(PathBuf::new(), "synthetic")?;
+        rec.validate().map_err(IpcError::from)
+    }
+
+    /// Recorder settings for `source`, writing into `output_dir`.
+    pub fn recorder(
+        &self,
+        output_dir: PathBuf,
+        source: &str,
+    ) -> Result<spool_record::Settings, IpcError> {
+        if !self.fragment_secs.is_finite() {
+            return Err(IpcError::new(
+                codes::INVALID_SETTINGS,
+                "the fragment duration must be a number of seconds",
+            ));
+        }
+        Ok(spool_record::Settings {
+            source: spool_capture::SourceSpec::parse(source, None)?,
+            fps: self.fps,
+            fragment: std::time::Duration::from_secs_f64(self.fragment_secs.clamp(0.0, 3600.0)),
+            max_height: self.max_height.filter(|h| *h > 0),
+            preset: spool_encode::Config::DEFAULT_PRESET.into(),
+            crf: self.crf,
+            output_dir,
+        })
+    }
+}
+
+/// The URL without a trailing slash, if it is an http(s) URL.
+pub fn http_url(s: &str) -> Option<String> {
+    let u = url::Url::parse(s.trim()).ok()?;
+    matches!(u.scheme(), "http" | "https").then(|| u.as_str().trim_end_matches('/').to_owned())
+}
+
+/// The remote token secret: keyring first, memory where none answers.
+pub struct Secrets {
+    memory: Mutex<Option<(String, String)>>,
+    /// Whether the last keyring access worked.
+    keyring_ok: Mutex<Option<bool>>,
+}
+
+const KEYRING_SERVICE: &str = "dev.spool.desktop";
+
+fn account(server: &str, token_id: &str) -> String {
+    format!("{token_id}@{server}")
+}
+
+impl Secrets {
+    pub fn new() -> Secrets {
+        Secrets {
+            memory: Mutex::new(None),
+            keyring_ok: Mutex::new(None),
+        }
+    }
+
+    /// Keyring calls talk D-Bus synchronously: run them off the runtime.
+    async fn keyring<R: Send + 'static>(
+        f: impl FnOnce() -> keyring::Result<R> + Send + 'static,
+    ) -> keyring::Result<R> {
+        tokio::task::spawn_blocking(f)
+            .await
+            .unwrap_or_else(|e| Err(keyring::Error::PlatformFailure(Box::new(e))))
+    }
+
+    pub async fn store(&self, server: &str, token_id: &str, secret: &str) -> &'static str {
+        let key = account(server, token_id);
+        if let Ok(mut m) = self.memory.lock() {
+            *m = Some((key.clone(), secret.to_owned()));
+        }
+        let secret = secret.to_owned();
+        let r = Self::keyring(move || {
+            keyring::Entry::new(KEYRING_SERVICE, &key)?.set_password(&secret)
+        })
+        .await;
+        self.note(&r)
+    }
+
+    pub async fn load(&self, server: &str, token_id: &str) -> Option<String> {
+        let key = account(server, token_id);
+        if let Ok(m) = self.memory.lock()
+            && let Some((k, s)) = m.as_ref()
+            && *k == key
+        {
+            return Some(s.clone());
+        }
+        let k = key.clone();
+        let r =
+            Self::keyring(move || keyring::Entry::new(KEYRING_SERVICE, &k)?.get_password()).await;
+        self.note(&r);
+        let secret = r.ok()?;
+        if let Ok(mut m) = self.memory.lock() {
+            *m = Some((key, secret.clone()));
+        }
+        Some(secret)
+    }
+
+    fn note<T>(&self, r: &keyring::Result<T>) -> &'static str {
+        let ok = match r {
+            Ok(_) | Err(keyring::Error::NoEntry) => true,
+            Err(e) => {
+                // Never the secret itself: only why the keyring failed.
+                tracing::info!(error = %e, "no OS keyring; the token secret stays in memory for this run");
+                false
+            }
+        };
+        if let Ok(mut k) = self.keyring_ok.lock() {
+            *k = Some(ok);
+        }
+        if ok { "keyring" } else { "memory" }
+    }
+
+    pub fn storage(&self) -> &'static str {
+        match self.keyring_ok.lock().ok().and_then(|k| *k) {
+            Some(true) => "keyring",
+            Some(false) => "memory",
+            None => "none",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn saves_loads_and_validates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        assert_eq!(Settings::load(&path), Settings::default());
+        let mut s = Settings {
+            destination: Destination::Remote,
+            server_url: "https://spool.example/".into(),
+            token_id: "tok".into(),
+            ..Settings::default()
+        };
+        s.validate().unwrap();
+        s.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), s);
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("secret"));
+
+        s.server_url = "ftp://x".into();
+        assert_eq!(s.validate().unwrap_err().code, codes::INVALID_SETTINGS);
+        s.server_url = "http://localhost:1".into();
+        s.token_id.clear();
+        assert!(s.validate().is_err());
+        let mut s = Settings {
+            fragment_secs: 30.0,
+            ..Settings::default()
+        };
+        assert!(s.validate().is_err());
+        s.fragment_secs = 2.0;
+        s.fps = 0;
+        assert!(s.validate().is_err());
+
+        std::fs::write(
+            &path,
+            br#"{"destination":"endpoint","endpoint_url":"http://t/files"}"#,
+        )
+        .unwrap();
+        let partial = Settings::load(&path);
+        assert_eq!(partial.destination, Destination::Endpoint);
+        assert_eq!(partial.fps, Settings::default().fps);
+        std::fs::write(&path, b"{not json").unwrap();
+        assert_eq!(Settings::load(&path), Settings::default());
+        assert_eq!(http_url(" http://a:1/ "), Some("http://a:1".into()));
+    }
+}

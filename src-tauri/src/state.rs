@@ -1,0 +1,319 @@
+//! The app's state: its folders, the upload journal, settings and secrets,
+//! the embedded server, and what is running (the recording, background
+//! uploads). SPOOL_DATA_DIR puts every file of the app (journal, settings,
+//! embedded server data, recordings, logs) under one folder, for isolated
+//! runs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use spool_client::journal::TargetRecord;
+use spool_client::{Client, Target};
+use tauri::ipc::Channel;
+use tauri::{AppHandle, Manager as _};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::embedded::Embedded;
+use crate::ipc::{IpcError, RecordingView, codes};
+use crate::settings::{Destination, Secrets, Settings, SettingsInput, SettingsView, http_url};
+
+/// Where the app keeps its files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub data: PathBuf,
+    pub journal: PathBuf,
+    pub server: PathBuf,
+    pub recordings: PathBuf,
+    pub logs: PathBuf,
+    pub settings: PathBuf,
+}
+
+impl Paths {
+    fn resolve(app: &AppHandle) -> anyhow::Result<Paths> {
+        let isolated = std::env::var_os("SPOOL_DATA_DIR").filter(|v| !v.is_empty());
+        let data = match &isolated {
+            Some(d) => PathBuf::from(d),
+            None => app.path().app_data_dir()?,
+        };
+        let logs = match &isolated {
+            Some(_) => data.join("logs"),
+            None => app.path().app_log_dir()?,
+        };
+        // Recordings are the user's videos unless the run is isolated.
+        let recordings = match (&isolated, app.path().video_dir()) {
+            (None, Ok(v)) => v.join("Spool"),
+            _ => data.join("recordings"),
+        };
+        let paths = Paths {
+            journal: data.join("journal"),
+            server: data.join("server"),
+            settings: data.join("settings.json"),
+            recordings,
+            logs,
+            data,
+        };
+        for d in [&paths.data, &paths.journal, &paths.recordings, &paths.logs] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(paths)
+    }
+}
+
+/// The destination given by the environment for this run.
+#[derive(Clone)]
+pub struct EnvServer {
+    pub url: String,
+    pub token_id: String,
+    pub token_secret: String,
+}
+
+impl EnvServer {
+    fn from_env() -> Option<EnvServer> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+        let url = var("SPOOL_SERVER_URL")?;
+        let url = match http_url(&url) {
+            Some(u) => u,
+            None => {
+                tracing::error!(url, "SPOOL_SERVER_URL is not an http(s) URL; ignoring it");
+                return None;
+            }
+        };
+        Some(EnvServer {
+            url,
+            token_id: var("SPOOL_TOKEN_ID").unwrap_or_default(),
+            token_secret: var("SPOOL_TOKEN_SECRET").unwrap_or_default(),
+        })
+    }
+}
+
+/// An upload running in the background (a finished recording's, or a resumed one).
+pub struct LiveUpload {
+    pub status: watch::Receiver<spool_client::Status>,
+    pub stop: CancellationToken,
+}
+
+pub struct AppState {
+    pub paths: Paths,
+    pub client: Client,
+    pub settings: Mutex<Settings>,
+    pub secrets: Secrets,
+    pub env: Option<EnvServer>,
+    pub embedded: Option<Embedded>,
+    pub embedded_error: Option<String>,
+    pub recording: Mutex<Option<crate::recording::Active>>,
+    pub uploads: Mutex<HashMap<String, LiveUpload>>,
+    progress: Mutex<(Option<Channel<RecordingView>>, RecordingView)>,
+    _log_guard: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
+impl AppState {
+    pub fn open(app: &AppHandle) -> anyhow::Result<AppState> {
+        let paths = Paths::resolve(app)?;
+        let log_guard = crate::logging::init(&paths.logs);
+        tracing::info!(data = %paths.data.display(), "spool-desktop starting");
+        let client = Client::open(&paths.journal)?;
+        let settings = Settings::load(&paths.settings);
+        let env = EnvServer::from_env();
+        let (embedded, embedded_error) =
+            match tauri::async_runtime::block_on(Embedded::start(&paths.server)) {
+                Ok(e) => (Some(e), None),
+                Err(e) => {
+                    tracing::error!(error = %e, "the embedded server did not start");
+                    (None, Some(format!("{e:#}")))
+                }
+            };
+        Ok(AppState {
+            paths,
+            client,
+            settings: Mutex::new(settings),
+            secrets: Secrets::new(),
+            env,
+            embedded,
+            embedded_error,
+            recording: Mutex::new(None),
+            uploads: Mutex::new(HashMap::new()),
+            progress: Mutex::new((
+                None,
+                RecordingView {
+                    state: "idle".into(),
+                    ..RecordingView::default()
+                },
+            )),
+            _log_guard: log_guard,
+        })
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Where new recordings are uploaded now.
+    pub async fn target(&self) -> Result<Target, IpcError> {
+        if let Some(env) = &self.env {
+            return Ok(Target::OnDemand {
+                server: env.url.clone(),
+                token_id: env.token_id.clone(),
+                token_secret: env.token_secret.clone(),
+            });
+        }
+        let s = self.settings();
+        match s.destination {
+            Destination::Embedded => self.embedded.as_ref().map(Embedded::target).ok_or_else(|| {
+                IpcError::new(
+                    codes::NO_DESTINATION,
+                    format!(
+                        "the embedded server is not running ({}); choose a remote server in Settings",
+                        self.embedded_error.as_deref().unwrap_or("unknown error")
+                    ),
+                )
+            }),
+            Destination::Remote => {
+                let server = http_url(&s.server_url).unwrap_or_default();
+                match self.secrets.load(&server, &s.token_id).await {
+                    Some(secret) => Ok(Target::OnDemand {
+                        server,
+                        token_id: s.token_id,
+                        token_secret: secret,
+                    }),
+                    None => Err(IpcError::new(
+                        codes::NO_DESTINATION,
+                        "the token secret for the remote server is not known: enter it in Settings",
+                    )),
+                }
+            }
+            Destination::Endpoint => Ok(Target::Endpoint {
+                url: http_url(&s.endpoint_url).unwrap_or_default(),
+                headers: Vec::new(),
+            }),
+        }
+    }
+
+    /// Credentials to resume a journaled upload with, when a new upload might
+    /// have to be created for it (the journal never keeps secrets).
+    pub async fn target_for(&self, target: &TargetRecord) -> Option<Target> {
+        match target {
+            TargetRecord::OnDemand { server, token_id } => {
+                if let Some(env) = &self.env
+                    && env.url == *server
+                    && env.token_id == *token_id
+                {
+                    return Some(Target::OnDemand {
+                        server: env.url.clone(),
+                        token_id: env.token_id.clone(),
+                        token_secret: env.token_secret.clone(),
+                    });
+                }
+                if let Some(e) = &self.embedded {
+                    let t = e.target();
+                    if matches!(&t, Target::OnDemand { server: s, token_id: id, .. } if s == server && id == token_id)
+                    {
+                        return Some(t);
+                    }
+                }
+                let secret = self.secrets.load(server, token_id).await?;
+                Some(Target::OnDemand {
+                    server: server.clone(),
+                    token_id: token_id.clone(),
+                    token_secret: secret,
+                })
+            }
+            TargetRecord::Endpoint { .. } | TargetRecord::Attached => None,
+        }
+    }
+
+    pub async fn settings_view(&self) -> SettingsView {
+        let settings = self.settings();
+        let has_secret = match &self.env {
+            Some(env) => !env.token_secret.is_empty(),
+            None => {
+                settings.destination == Destination::Remote
+                    && self
+                        .secrets
+                        .load(
+                            &http_url(&settings.server_url).unwrap_or_default(),
+                            &settings.token_id,
+                        )
+                        .await
+                        .is_some()
+            }
+        };
+        SettingsView {
+            has_secret,
+            secret_storage: if self.env.is_some() {
+                "environment".into()
+            } else {
+                self.secrets.storage().into()
+            },
+            env_override: self.env.as_ref().map(|e| e.url.clone()),
+            embedded_url: self.embedded.as_ref().map(|e| e.url.clone()),
+            embedded_error: self.embedded_error.clone(),
+            data_dir: self.paths.data.display().to_string(),
+            recordings_dir: self.paths.recordings.display().to_string(),
+            log_dir: self.paths.logs.display().to_string(),
+            settings,
+        }
+    }
+
+    pub async fn save_settings(&self, input: SettingsInput) -> Result<SettingsView, IpcError> {
+        let mut s = input.settings;
+        if let Some(url) = http_url(&s.server_url) {
+            s.server_url = url;
+        }
+        s.token_id = s.token_id.trim().to_owned();
+        s.validate()?;
+        if let Some(secret) = input.token_secret.filter(|t| !t.is_empty()) {
+            self.secrets
+                .store(&s.server_url, &s.token_id, &secret)
+                .await;
+        } else if s.destination == Destination::Remote
+            && self
+                .secrets
+                .load(&s.server_url, &s.token_id)
+                .await
+                .is_none()
+        {
+            return Err(IpcError::new(
+                codes::INVALID_SETTINGS,
+                "enter the token secret for this server and token id",
+            ));
+        }
+        s.save(&self.paths.settings)?;
+        if let Ok(mut cur) = self.settings.lock() {
+            *cur = s;
+        }
+        tracing::info!("settings saved");
+        Ok(self.settings_view().await)
+    }
+
+    /// The window's progress subscription; it gets the latest view at once.
+    pub fn set_progress_channel(&self, channel: Channel<RecordingView>) {
+        if let Ok(mut p) = self.progress.lock() {
+            let _ = channel.send(p.1.clone());
+            p.0 = Some(channel);
+        }
+    }
+
+    /// Sends a view when it differs from the last one sent.
+    pub fn publish(&self, view: RecordingView) {
+        if let Ok(mut p) = self.progress.lock() {
+            if p.1 == view {
+                return;
+            }
+            if let Some(ch) = &p.0
+                && ch.send(view.clone()).is_err()
+            {
+                p.0 = None;
+            }
+            p.1 = view;
+        }
+    }
+
+    pub fn last_view(&self) -> RecordingView {
+        self.progress
+            .lock()
+            .map(|p| p.1.clone())
+            .unwrap_or_default()
+    }
+}

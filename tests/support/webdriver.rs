@@ -1,0 +1,281 @@
+//! Driving the desktop app the way QA does: tauri-driver (which starts
+//! WebKitWebDriver, which starts the app) spoken to over the W3C WebDriver
+//! protocol with reqwest. The app's environment (DISPLAY, SPOOL_DATA_DIR,
+//! SPOOL_SERVER_URL, …) is tauri-driver's, which WebKitWebDriver and the app
+//! inherit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::{free_port, root};
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// The spool-desktop binary under test: `$SPOOL_DESKTOP_BIN`, else the debug build.
+pub fn desktop_bin() -> PathBuf {
+    let bin = std::env::var_os("SPOOL_DESKTOP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root().join("target"))
+                .join("debug/spool-desktop")
+        });
+    assert!(
+        bin.exists(),
+        "{} is missing: run `make build` (or `make desktop` with SPOOL_DESKTOP_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// tauri-driver, as installed by `scripts/setup.sh driver`.
+pub fn tauri_driver_bin() -> PathBuf {
+    std::env::var_os("TAURI_DRIVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".spool/tools/bin/tauri-driver"))
+}
+
+/// A running tauri-driver; stopped with SIGTERM so it stops WebKitWebDriver too.
+pub struct Driver {
+    child: Child,
+    pub port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts tauri-driver with `env` for the app; `log` gets its output.
+    pub fn start(env: &[(&str, &str)], log: &Path) -> Driver {
+        let port = free_port();
+        let native = free_port();
+        let mut cmd = Command::new(tauri_driver_bin());
+        cmd.args(["--port", &port.to_string()])
+            .args(["--native-port", &native.to_string()])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null());
+        if let Ok(f) = std::fs::File::create(log) {
+            if let Ok(f2) = f.try_clone() {
+                cmd.stdout(f2);
+            }
+            cmd.stderr(f);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting tauri-driver (scripts/setup.sh driver): {e}"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tauri-driver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Driver { child, port }
+    }
+
+    /// Launches the app and opens a session on its window.
+    pub async fn launch(&self, app: &Path) -> Session {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", self.port);
+        let resp: Value = http
+            .post(format!("{base}/session"))
+            .json(&json!({"capabilities": {"alwaysMatch": {
+                "tauri:options": {"application": app.to_str().unwrap()}
+            }}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = resp["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {resp}"))
+            .to_owned();
+        Session {
+            http,
+            url: format!("{base}/session/{id}"),
+        }
+    }
+}
+
+/// A WebDriver session on the app's window.
+pub struct Session {
+    http: reqwest::Client,
+    url: String,
+}
+
+/// An element of the window.
+#[derive(Clone)]
+pub struct Element(String);
+
+impl Session {
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let v: Value = req.send().await.unwrap().json().await.unwrap();
+        if let Some(err) = v["value"].get("error") {
+            panic!("WebDriver {path}: {err} {}", v["value"]["message"]);
+        }
+        v["value"].clone()
+    }
+
+    async fn try_find(&self, css: &str) -> Option<Element> {
+        let v: Value = self
+            .http
+            .post(format!("{}/element", self.url))
+            .json(&json!({"using": "css selector", "value": css}))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        v["value"][ELEMENT_KEY]
+            .as_str()
+            .map(|s| Element(s.to_owned()))
+    }
+
+    /// The element `[data-testid=…]`, waiting up to 30 s for it to exist.
+    pub async fn testid(&self, id: &str) -> Element {
+        self.find(&format!("[data-testid=\"{id}\"]")).await
+    }
+
+    pub async fn find(&self, css: &str) -> Element {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(e) = self.try_find(css).await {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "no element {css}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn find_all(&self, css: &str) -> Vec<Element> {
+        let v = self
+            .cmd(
+                reqwest::Method::POST,
+                "/elements",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e[ELEMENT_KEY].as_str().map(|s| Element(s.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub async fn click(&self, e: &Element) {
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{}/click", e.0),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    pub async fn text(&self, e: &Element) -> String {
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{}/text", e.0),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    pub async fn attr(&self, e: &Element, name: &str) -> Option<String> {
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{}/attribute/{name}", e.0),
+            None,
+        )
+        .await
+        .as_str()
+        .map(str::to_owned)
+    }
+
+    pub async fn enabled(&self, e: &Element) -> bool {
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{}/enabled", e.0),
+            None,
+        )
+        .await
+        .as_bool()
+        .unwrap_or(false)
+    }
+
+    pub async fn type_text(&self, e: &Element, text: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{}/clear", e.0),
+            Some(json!({})),
+        )
+        .await;
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{}/value", e.0),
+            Some(json!({"text": text})),
+        )
+        .await;
+    }
+
+    pub async fn execute(&self, script: &str) -> Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Waits up to `timeout` for `check` to hold, polling every 100 ms.
+    pub async fn wait_for<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl AsyncFnMut(&Session) -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = check(self).await {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Ends the session: tauri-driver closes the app.
+    pub async fn quit(self) {
+        let _ = self.http.delete(&self.url).send().await;
+    }
+}
