@@ -26,13 +26,13 @@ build: ui
 desktop:
 	@scripts/setup.sh system
 	@scripts/setup.sh ui
-	$(TAURI) build --no-bundle
+	$(TAURI) build --no-bundle -- -p spool-desktop
 
 ## The Debian package (target/release/bundle/deb/).
 bundle:
 	@scripts/setup.sh system
 	@scripts/setup.sh ui
-	$(TAURI) build --bundles deb
+	$(TAURI) build --bundles deb -- -p spool-desktop
 
 ## The main job: the desktop app with its embedded server where a display is
 ## available; without one, the headless demo (a virtual display recorded with

@@ -19,13 +19,13 @@ what="${1:-all}"
 # PyPI peers where the image lacks pip. The desktop app (Tauri 2):
 # WebKitGTK 4.1, libxdo (menu accelerators), appindicator (tray icon), librsvg
 # (icons), libssl/libdbus (Tauri's and the keyring's system parts);
-# webkit2gtk-driver is WebKitWebDriver for tauri-driver; dbus-x11 + dunst give
+# webkit2gtk-driver is WebKitWebDriver for tauri-driver; dbus + dunst give
 # tests a session bus and a notification daemon.
 APT_PACKAGES=(build-essential pkg-config ca-certificates clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
   libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
-  libdbus-1-dev webkit2gtk-driver dbus-x11 dunst)
+  libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
@@ -69,10 +69,14 @@ install_peers() {
 
 install_ui() {
   command -v node >/dev/null || { echo "setup: Node.js 20 is required for the desktop UI" >&2; exit 1; }
-  local hash; hash=$(sha256sum ui/package-lock.json | cut -d' ' -f1)
+  local hash; hash=$(cat ui/package.json ui/package-lock.json | sha256sum | cut -d' ' -f1)
   if ! stamp_ok ui/node_modules/.spool-stamp "$hash"; then
     echo "setup: installing the desktop UI's npm packages"
-    (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+    # `npm install`, not `npm ci`: npm records only this platform's optional
+    # binaries (the Tauri CLI, rolldown) in the lock file, which `npm ci`
+    # then rejects; every version is pinned exactly in package.json.
+    (cd ui && npm install --no-audit --no-fund --loglevel=error)
+    hash=$(cat ui/package.json ui/package-lock.json | sha256sum | cut -d' ' -f1)
     echo "$hash" > ui/node_modules/.spool-stamp
   fi
 }

@@ -168,6 +168,11 @@ async fn list_sources() -> IpcResult<Vec<SourceInfo>> {
 #[tauri::command]
 #[specta::specta]
 fn watch_recording(state: State<'_, AppState>, on_progress: Channel<RecordingView>) {
+    // The window's first call: the UI is up (the launch benchmark reads this).
+    tracing::info!(
+        ms = crate::STARTED.elapsed().as_millis() as u64,
+        "window ready"
+    );
     state.set_progress_channel(on_progress);
 }
 

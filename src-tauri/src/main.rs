@@ -19,7 +19,12 @@ use std::process::ExitCode;
 
 use tauri::Manager as _;
 
+/// When the process started, for the launch-to-ready figure.
+pub static STARTED: std::sync::LazyLock<std::time::Instant> =
+    std::sync::LazyLock::new(std::time::Instant::now);
+
 fn main() -> ExitCode {
+    std::sync::LazyLock::force(&STARTED);
     // One runtime for everything (Tauri's commands, the embedded server,
     // upload sessions); two workers on a two-core laptop is plenty.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

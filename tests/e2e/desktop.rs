@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use spool_e2e::proxy::{FaultProxy, Faults};
-use spool_e2e::webdriver::{Driver, Element, Session, desktop_bin};
+use spool_e2e::webdriver::{Driver, Element, Session, desktop_bin, kill_apps_using};
 use spool_e2e::*;
 
 static ONE_APP_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -48,7 +48,8 @@ impl App {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let driver = Driver::start(&env, &self.data.join(format!("tauri-driver-{n}.log")));
+        let log = self.data.with_file_name(format!("tauri-driver-{n}.log"));
+        let driver = Driver::start(&env, &log);
         let session = driver.launch(&desktop_bin()).await;
         // Ready once the sources are listed and the history loaded.
         session
@@ -73,34 +74,6 @@ impl App {
         drop(driver);
         kill_apps_using(&self.data);
     }
-}
-
-/// Terminates any spool-desktop whose environment names `data`.
-fn kill_apps_using(data: &Path) {
-    let needle = format!("SPOOL_DATA_DIR={}", data.display());
-    for _ in 0..100 {
-        let mut found = false;
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(env) = std::fs::read(entry.path().join("environ")) else {
-                continue;
-            };
-            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-            if !comm.starts_with("spool-desktop") {
-                continue;
-            }
-            if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
-                found = true;
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &entry.file_name().to_string_lossy()])
-                    .status();
-            }
-        }
-        if !found {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("spool-desktop did not exit");
 }
 
 async fn text(s: &Session, id: &str) -> String {
@@ -403,5 +376,195 @@ async fn quitting_during_an_upload_and_relaunching_finishes_it() {
     let (meta, uploaded) = server_asset(&server.base, &basic_auth(), &asset).await;
     assert_eq!(meta["status"], "ready", "{meta}");
     assert_same(&local_recording(&app.data), &uploaded);
+    app.quit(driver, s).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn settings_send_uploads_to_a_remote_server_and_keep_the_secret_out_of_files() {
+    let _one = ONE_APP_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("server"), 0, &[]);
+    let app = App::new(dir.path(), None);
+    let (driver, s) = app.launch(1).await;
+
+    let open = s.testid("settings-button").await;
+    s.click(&open).await;
+    let url = s.testid("settings-server-url").await;
+    let id = s.testid("settings-token-id").await;
+    let secret = s.testid("settings-token-secret").await;
+    let save = s.testid("settings-save").await;
+    // A bad address is refused with a clear message; nothing is saved.
+    s.type_text(&url, "not a url").await;
+    s.type_text(&id, TOKEN_ID).await;
+    s.type_text(&secret, TOKEN_SECRET).await;
+    s.click(&save).await;
+    let message = s.testid("settings-message").await;
+    let shown = s
+        .wait_for("the settings error", Duration::from_secs(10), async |s| {
+            Some(s.text(&message).await).filter(|t| !t.is_empty())
+        })
+        .await;
+    assert!(shown.contains("server URL"), "{shown}");
+    assert_eq!(
+        s.attr(&message, "data-code").await.as_deref(),
+        Some("ERR_INVALID_SETTINGS")
+    );
+    assert!(!app.data.join("settings.json").exists());
+
+    s.type_text(&url, &server.base).await;
+    s.type_text(&secret, TOKEN_SECRET).await;
+    s.click(&save).await;
+    s.wait_for(
+        "the settings to save",
+        Duration::from_secs(10),
+        async |_| app.data.join("settings.json").exists().then_some(()),
+    )
+    .await;
+
+    record(&s).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop(&s).await;
+    let link = share_link(&s, Duration::from_secs(60)).await;
+    assert!(
+        link.starts_with(&server.base),
+        "{link} is on {}",
+        server.base
+    );
+    let asset = asset_of(&link);
+    let (meta, uploaded) = server_asset(&server.base, &basic_auth(), &asset).await;
+    assert_eq!(meta["status"], "ready", "{meta}");
+    assert_same(&local_recording(&app.data), &uploaded);
+    app.quit(driver, s).await;
+
+    // The secret is in no file the app wrote (settings, journal, logs).
+    for entry in walk(&app.data) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(TOKEN_SECRET.len())
+                .any(|w| w == TOKEN_SECRET.as_bytes()),
+            "the token secret leaked into {}",
+            entry.display()
+        );
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else if p.extension().is_none_or(|x| x != "mp4") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// A private D-Bus session bus with a notification daemon (dunst) on it,
+/// and a monitor recording every Notify call. Everything it started stops
+/// when it is dropped.
+struct NotificationBus {
+    children: Vec<std::process::Child>,
+    address: String,
+    log: PathBuf,
+}
+
+impl Drop for NotificationBus {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl NotificationBus {
+    fn start(dir: &Path, display: &str) -> NotificationBus {
+        use std::io::BufRead as _;
+        use std::process::{Command, Stdio};
+        let mut daemon = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (scripts/setup.sh installs it)");
+        let out = daemon.stdout.take().unwrap();
+        let mut bus = NotificationBus {
+            children: vec![daemon],
+            address: String::new(),
+            log: dir.join("notifications.txt"),
+        };
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line).unwrap();
+        bus.address = line.trim().to_owned();
+        bus.children.push(
+            Command::new("dunst")
+                .env("DISPLAY", display)
+                .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        bus.children.push(
+            Command::new("dbus-monitor")
+                .args([
+                    "--address",
+                    &bus.address,
+                    "interface='org.freedesktop.Notifications',member='Notify'",
+                ])
+                .stdout(std::fs::File::create(&bus.log).unwrap())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        // dunst owns the name once it is up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = Command::new("dbus-send")
+                .arg(format!("--bus={}", bus.address))
+                .args([
+                    "--print-reply",
+                    "--dest=org.freedesktop.DBus",
+                    "/org/freedesktop/DBus",
+                    "org.freedesktop.DBus.NameHasOwner",
+                    "string:org.freedesktop.Notifications",
+                ])
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains("boolean true") {
+                return bus;
+            }
+            assert!(std::time::Instant::now() < deadline, "dunst did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn seen(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_desktop_notification_tells_the_link_is_ready() {
+    let _one = ONE_APP_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = App::new(dir.path(), None);
+    let bus = NotificationBus::start(dir.path(), &app.x.display);
+    app.env
+        .push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));
+    let (driver, s) = app.launch(1).await;
+    record(&s).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop(&s).await;
+    let link = share_link(&s, Duration::from_secs(60)).await;
+    s.wait_for("the notification", Duration::from_secs(10), async |_| {
+        let seen = bus.seen();
+        (seen.contains("Link ready") && seen.contains(&link)).then_some(())
+    })
+    .await;
     app.quit(driver, s).await;
 }

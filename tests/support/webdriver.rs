@@ -32,6 +32,46 @@ pub fn desktop_bin() -> PathBuf {
     bin
 }
 
+/// Pids of running spool-desktop processes whose environment names
+/// `SPOOL_DATA_DIR=data`.
+pub fn app_pids(data: &Path) -> Vec<u32> {
+    let needle = format!("SPOOL_DATA_DIR={}", data.display());
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("spool-desktop") {
+            continue;
+        }
+        let Ok(env) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|v| v == needle.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Terminates every spool-desktop of `data` (SIGTERM) and waits for them.
+pub fn kill_apps_using(data: &Path) {
+    for _ in 0..100 {
+        let pids = app_pids(data);
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("spool-desktop did not exit");
+}
+
 /// tauri-driver, as installed by `scripts/setup.sh driver`.
 pub fn tauri_driver_bin() -> PathBuf {
     std::env::var_os("TAURI_DRIVER")
@@ -136,9 +176,44 @@ impl Session {
         }
         let v: Value = req.send().await.unwrap().json().await.unwrap();
         if let Some(err) = v["value"].get("error") {
-            panic!("WebDriver {path}: {err} {}", v["value"]["message"]);
+            let shot = self.screenshot().await;
+            panic!(
+                "WebDriver {path}: {err} {} (the window: {shot})",
+                v["value"]["message"]
+            );
         }
         v["value"].clone()
+    }
+
+    /// Saves a screenshot of the window into the system temp folder; its path.
+    pub async fn screenshot(&self) -> String {
+        use base64::Engine as _;
+        let Ok(resp) = self
+            .http
+            .get(format!("{}/screenshot", self.url))
+            .send()
+            .await
+        else {
+            return "no screenshot".into();
+        };
+        let v: Value = resp.json().await.unwrap_or_default();
+        let Some(png) = v["value"]
+            .as_str()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        else {
+            return "no screenshot".into();
+        };
+        let path = std::env::temp_dir().join(format!(
+            "spool-desktop-{}.png",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0)
+        ));
+        match std::fs::write(&path, png) {
+            Ok(()) => path.display().to_string(),
+            Err(_) => "no screenshot".into(),
+        }
     }
 
     async fn try_find(&self, css: &str) -> Option<Element> {

@@ -318,9 +318,13 @@ async function refreshHistory() {
 
 // ---------- settings ----------
 
+// The server fields stay visible (typing a server address selects it); the
+// other destination's fields are dimmed.
 function showDestination() {
   const d = ui.destination.value;
-  document.querySelectorAll<HTMLElement>("#settings .remote").forEach((el) => (el.hidden = d !== "remote"));
+  document
+    .querySelectorAll<HTMLElement>("#settings .remote")
+    .forEach((el) => el.classList.toggle("inactive", d !== "remote"));
   document.querySelectorAll<HTMLElement>("#settings .endpoint").forEach((el) => (el.hidden = d !== "endpoint"));
   ui.embeddedNote.hidden = d !== "embedded";
 }
@@ -356,8 +360,12 @@ function fillSettings(v: SettingsView) {
     : `The embedded server is not running: ${v.embedded_error ?? "unknown error"}`;
   ui.secretNote.textContent =
     v.secret_storage === "memory"
-      ? "No keyring on this system: the secret is kept only until Spool quits."
-      : "The secret is kept in the system keyring, never in the settings file.";
+      ? "No keyring on this system: the secret is kept only until Spool quits, never in a file."
+      : v.secret_storage === "keyring"
+        ? "The secret is kept in the system keyring, never in the settings file."
+        : v.secret_storage === "environment"
+          ? "This run's secret comes from SPOOL_TOKEN_SECRET."
+          : "The secret goes to the system keyring (where there is none, it is kept until Spool quits), never into a file.";
   ui.envNote.hidden = !v.env_override;
   ui.envNote.textContent = v.env_override
     ? `SPOOL_SERVER_URL sends this run's uploads to ${v.env_override}.`
