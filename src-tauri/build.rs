@@ -10,7 +10,6 @@ fn main() {
             "watch_recording",
             "start_recording",
             "stop_recording",
-            "toggle_recording",
             "get_settings",
             "save_settings",
             "list_history",

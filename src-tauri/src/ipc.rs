@@ -93,6 +93,7 @@ pub struct RecordingView {
     /// Capture is running (Stop is possible).
     pub capturing: bool,
     pub upload_id: Option<String>,
+    /// Elapsed recording time, in whole seconds (as milliseconds).
     pub elapsed_ms: u64,
     pub fragments_recorded: u64,
     pub fragments_confirmed: u64,
@@ -188,13 +189,6 @@ async fn stop_recording(app: AppHandle) -> IpcResult<()> {
     recording::stop(&app)
 }
 
-/// Starts recording the last used (or first) source, or stops.
-#[tauri::command]
-#[specta::specta]
-async fn toggle_recording(app: AppHandle) -> IpcResult<bool> {
-    recording::toggle(&app).await
-}
-
 #[tauri::command]
 #[specta::specta]
 async fn get_settings(state: State<'_, AppState>) -> IpcResult<SettingsView> {
@@ -269,7 +263,6 @@ pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
             watch_recording,
             start_recording,
             stop_recording,
-            toggle_recording,
             get_settings,
             save_settings,
             list_history,

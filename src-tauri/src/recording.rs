@@ -194,7 +194,9 @@ fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) ->
     RecordingView {
         state: p.state.clone(),
         capturing,
-        elapsed_ms: p.elapsed_ms,
+        // Whole seconds: the window shows mm:ss, and a view that differs only
+        // in milliseconds is not worth a repaint.
+        elapsed_ms: p.elapsed_ms / 1000 * 1000,
         fragments_recorded: p.fragments_recorded,
         fragments_confirmed: p.fragments_confirmed,
         recorded: p.recorded,
@@ -318,7 +320,8 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
             view.confirmed = c.bytes;
             view.backlog = 0;
             view.fragments_confirmed = view.fragments_recorded;
-            view.share_url = c.share_url;
+            // A plain TUS server has no share page: its upload URL is the link.
+            view.share_url = c.share_url.or(Some(c.upload_url));
         }
         Ok(None) => view.state = "saved".into(),
         Err(e) => {

@@ -5,7 +5,9 @@
 //! `spool serve` on the same virtual display for the same time.
 //!
 //! Uses the release builds: $SPOOL_DESKTOP_BIN (default
-//! target/release/spool-desktop, `make desktop`) and $SPOOL_BIN.
+//! target/release/spool-desktop, `make desktop`) and $SPOOL_BIN (`make
+//! bench` sets it to target/release/spool). Memory is PSS summed over each
+//! process tree.
 //! Environment: SPOOL_BENCH_LAUNCHES (default 5), SPOOL_BENCH_RECORD_SECS
 //! (default 20).
 
@@ -33,13 +35,22 @@ fn release_desktop() -> PathBuf {
 
 const TICK_MS: u64 = 10;
 
-/// (cpu time, rss bytes) of one process, if it runs.
+/// (cpu time, memory bytes) of one process, if it runs. Memory is PSS
+/// (shared pages split among the processes sharing them), so summing a
+/// process tree does not count GTK/WebKit libraries once per process.
 fn proc_usage(pid: u32) -> Option<(Duration, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let f: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
     let ticks: u64 = f[11].parse::<u64>().ok()? + f[12].parse::<u64>().ok()?;
-    let rss_pages: u64 = f[21].parse().ok()?;
-    Some((Duration::from_millis(ticks * TICK_MS), rss_pages * 4096))
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let pss_kb: u64 = smaps
+        .lines()
+        .find(|l| l.starts_with("Pss:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some((Duration::from_millis(ticks * TICK_MS), pss_kb * 1024))
 }
 
 fn ppid(pid: u32) -> Option<u32> {
@@ -294,19 +305,19 @@ async fn main() {
     let _ = painter.wait();
     let pct = |d: Duration| 100.0 * d.as_secs_f64() / secs as f64;
     println!(
-        "pipeline alone (spool record + spool serve), 1080p30 for {secs} s: CPU {:.1} s ({:.0} % of a core), peak RSS {:.0} MiB",
+        "pipeline alone (spool record + spool serve), 1080p30 for {secs} s: CPU {:.1} s ({:.0} % of a core), peak PSS {:.0} MiB",
         p_cpu.as_secs_f64(),
         pct(p_cpu),
         mib(p_rss)
     );
     println!(
-        "desktop app (process tree incl. WebKit, embedded server), same recording: CPU {:.1} s ({:.0} % of a core), peak RSS {:.0} MiB",
+        "desktop app (process tree incl. WebKit, embedded server), same recording: CPU {:.1} s ({:.0} % of a core), peak PSS {:.0} MiB",
         a_cpu.as_secs_f64(),
         pct(a_cpu),
         mib(a_rss)
     );
     println!(
-        "app overhead while recording 1080p30: CPU {:+.1} s ({:+.0} % of a core), RSS {:+.0} MiB; idle window: CPU {:.0} % of a core over 5 s, RSS {:.0} MiB",
+        "app overhead while recording 1080p30: CPU {:+.1} s ({:+.0} % of a core), PSS {:+.0} MiB; idle window: CPU {:.0} % of a core over 5 s, PSS {:.0} MiB",
         a_cpu.as_secs_f64() - p_cpu.as_secs_f64(),
         pct(a_cpu) - pct(p_cpu),
         mib(a_rss) - mib(p_rss),

@@ -283,37 +283,6 @@ async fn kill_9_of_spool_upload_then_resume_sends_nothing_acknowledged_again() {
     assert!(status.success() && lines.is_empty(), "{lines:?}");
 }
 
-/// @tus/server (npm) with its file store, on a free port.
-struct NodeTus {
-    proc: Proc,
-    base: String,
-    dir: std::path::PathBuf,
-}
-
-fn node_tus(dir: &Path) -> NodeTus {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut cmd = node("tus_node_server.mjs");
-    cmd.args(["0", dir.to_str().unwrap()]);
-    let mut proc = Proc::spawn(cmd);
-    let line = proc.wait_line(Duration::from_secs(20), |l| {
-        l.starts_with("listening on http://")
-    });
-    NodeTus {
-        proc,
-        base: line.trim_start_matches("listening on ").to_owned(),
-        dir: dir.to_path_buf(),
-    }
-}
-
-impl NodeTus {
-    fn endpoint(&self) -> String {
-        format!("{}/files", self.base)
-    }
-    fn stored_sha(&self, url: &str) -> String {
-        sha256_hex(&std::fs::read(self.dir.join(upload_id(url))).unwrap())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn tus_node_server_plain_upload_and_resume_after_kill() {
     let dir = tempfile::tempdir().unwrap();

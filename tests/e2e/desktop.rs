@@ -568,3 +568,37 @@ async fn a_desktop_notification_tells_the_link_is_ready() {
     .await;
     app.quit(driver, s).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn records_to_any_tus_endpoint_the_reference_node_server() {
+    let _one = ONE_APP_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let tus = node_tus(&dir.path().join("tus-store"));
+    let app = App::new(dir.path(), None);
+    let (driver, s) = app.launch(1).await;
+
+    let open = s.testid("settings-button").await;
+    s.click(&open).await;
+    let endpoint = s.testid("settings-endpoint-url").await;
+    s.type_text(&endpoint, &tus.endpoint()).await;
+    let destination = s.testid("settings-destination").await;
+    assert_eq!(s.prop(&destination, "value").await, "endpoint");
+    let save = s.testid("settings-save").await;
+    s.click(&save).await;
+    s.wait_for(
+        "the settings to save",
+        Duration::from_secs(10),
+        async |_| app.data.join("settings.json").exists().then_some(()),
+    )
+    .await;
+
+    record(&s).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop(&s).await;
+    // @tus/server has no share page: the link is the upload's URL.
+    let link = share_link(&s, Duration::from_secs(60)).await;
+    assert!(link.starts_with(&tus.endpoint()), "{link}");
+    let local = std::fs::read(local_recording(&app.data)).unwrap();
+    assert_eq!(tus.stored_sha(&link), sha256_hex(&local));
+    app.quit(driver, s).await;
+}

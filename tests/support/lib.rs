@@ -512,3 +512,36 @@ pub fn stderr_of(child: &mut Child) -> String {
     }
     s
 }
+
+/// @tus/server (npm) with its file store, on a free port.
+pub struct NodeTus {
+    pub proc: Proc,
+    pub base: String,
+    pub dir: PathBuf,
+}
+
+pub fn node_tus(dir: &Path) -> NodeTus {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut cmd = node("tus_node_server.mjs");
+    cmd.args(["0", dir.to_str().unwrap()]);
+    let mut proc = Proc::spawn(cmd);
+    let line = proc.wait_line(Duration::from_secs(20), |l| {
+        l.starts_with("listening on http://")
+    });
+    NodeTus {
+        proc,
+        base: line.trim_start_matches("listening on ").to_owned(),
+        dir: dir.to_path_buf(),
+    }
+}
+
+impl NodeTus {
+    /// The creation endpoint.
+    pub fn endpoint(&self) -> String {
+        format!("{}/files", self.base)
+    }
+    /// SHA-256 of what it stored for the upload at `url`.
+    pub fn stored_sha(&self, url: &str) -> String {
+        sha256_hex(&std::fs::read(self.dir.join(upload_id(url))).unwrap())
+    }
+}

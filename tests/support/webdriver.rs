@@ -297,6 +297,16 @@ impl Session {
         .map(str::to_owned)
     }
 
+    /// A DOM property (e.g. a select's current `value`).
+    pub async fn prop(&self, e: &Element, name: &str) -> Value {
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{}/property/{name}", e.0),
+            None,
+        )
+        .await
+    }
+
     pub async fn enabled(&self, e: &Element) -> bool {
         self.cmd(
             reqwest::Method::GET,

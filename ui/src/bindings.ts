@@ -13,8 +13,6 @@ export const commands = {
 	watchRecording: (onProgress: Channel<RecordingView>) => __TAURI_INVOKE<void>("watch_recording", { onProgress }),
 	startRecording: (source: string) => typedError<RecordingView, IpcError>(__TAURI_INVOKE("start_recording", { source })),
 	stopRecording: () => typedError<null, IpcError>(__TAURI_INVOKE("stop_recording")),
-	/**  Starts recording the last used (or first) source, or stops. */
-	toggleRecording: () => typedError<boolean, IpcError>(__TAURI_INVOKE("toggle_recording")),
 	getSettings: () => typedError<SettingsView, IpcError>(__TAURI_INVOKE("get_settings")),
 	saveSettings: (settings: SettingsInput) => typedError<SettingsView, IpcError>(__TAURI_INVOKE("save_settings", { settings })),
 	listHistory: () => typedError<HistoryItem[], IpcError>(__TAURI_INVOKE("list_history")),
@@ -90,6 +88,7 @@ export type RecordingView = {
 	/**  Capture is running (Stop is possible). */
 	capturing: boolean,
 	upload_id: string | null,
+	/**  Elapsed recording time, in whole seconds (as milliseconds). */
 	elapsed_ms: number,
 	fragments_recorded: number,
 	fragments_confirmed: number,

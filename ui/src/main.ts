@@ -114,11 +114,22 @@ async function call<T>(
 
 // ---------- recorder ----------
 
+/** Writes only what changed: every write costs WebKit a layout and a paint. */
+function setText(el: HTMLElement, text: string) {
+  if (el.textContent !== text) el.textContent = text;
+}
+function setAttr(el: HTMLElement, name: string, value: string) {
+  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+}
+function setStyleWidth(el: HTMLElement, width: string) {
+  if (el.style.width !== width) el.style.width = width;
+}
+
 function render(v: RecordingView) {
-  ui.record.disabled = v.capturing;
-  ui.stop.disabled = !v.capturing;
-  ui.source.disabled = v.capturing;
-  ui.elapsed.textContent = clock(v.elapsed_ms);
+  if (ui.record.disabled !== v.capturing) ui.record.disabled = v.capturing;
+  if (ui.stop.disabled !== !v.capturing) ui.stop.disabled = !v.capturing;
+  if (ui.source.disabled !== v.capturing) ui.source.disabled = v.capturing;
+  setText(ui.elapsed, clock(v.elapsed_ms));
 
   const word = v.state === "idle" ? "ready" : v.state;
   let text = word;
@@ -136,43 +147,48 @@ function render(v: RecordingView) {
   } else if (v.state === "saved") {
     text = "saved locally";
   }
-  ui.status.textContent = text;
-  ui.status.className = `status ${v.state}`;
+  setText(ui.status, text);
+  setAttr(ui.status, "class", `status ${v.state}`);
   if (v.last_error && (v.state === "reconnecting" || v.state === "stalled")) {
     ui.status.title = v.last_error;
   } else {
     ui.status.removeAttribute("title");
   }
 
-  ui.progress.dataset.confirmed = String(v.confirmed);
-  ui.progress.dataset.recorded = String(v.recorded);
-  ui.progress.setAttribute("aria-valuemin", "0");
-  ui.progress.setAttribute("aria-valuemax", String(v.recorded));
-  ui.progress.setAttribute("aria-valuenow", String(v.confirmed));
-  ui.barRecorded.style.width = v.recorded > 0 ? "100%" : "0";
-  ui.barConfirmed.style.width =
-    v.recorded > 0 ? `${Math.min(100, (100 * v.confirmed) / v.recorded).toFixed(1)}%` : "0";
-  ui.progress.classList.toggle("retrying", v.state === "reconnecting" || v.state === "stalled");
+  setAttr(ui.progress, "data-confirmed", String(v.confirmed));
+  setAttr(ui.progress, "data-recorded", String(v.recorded));
+  setAttr(ui.progress, "aria-valuemin", "0");
+  setAttr(ui.progress, "aria-valuemax", String(v.recorded));
+  setAttr(ui.progress, "aria-valuenow", String(v.confirmed));
+  setStyleWidth(ui.barRecorded, v.recorded > 0 ? "100%" : "0px");
+  setStyleWidth(
+    ui.barConfirmed,
+    v.recorded > 0 ? `${Math.min(100, (100 * v.confirmed) / v.recorded).toFixed(1)}%` : "0px",
+  );
+  const retrying = v.state === "reconnecting" || v.state === "stalled";
+  if (ui.progress.classList.contains("retrying") !== retrying) ui.progress.classList.toggle("retrying", retrying);
 
   if (v.state === "idle") {
-    ui.detail.textContent = "";
+    setText(ui.detail, "");
   } else {
     const dropped = v.dropped > 0 ? ` · ${v.dropped} frames dropped` : "";
-    ui.detail.textContent =
+    setText(
+      ui.detail,
       `fragments ${v.fragments_confirmed}/${v.fragments_recorded} uploaded · ` +
-      `${bytes(v.confirmed)} of ${bytes(v.recorded)} · backlog ${bytes(v.backlog)}${dropped}`;
+        `${bytes(v.confirmed)} of ${bytes(v.recorded)} · backlog ${bytes(v.backlog)}${dropped}`,
+    );
   }
 
   if (v.share_url) {
-    ui.linkBox.hidden = false;
-    ui.link.href = v.share_url;
-    ui.link.textContent = v.share_url;
-  } else {
+    if (ui.linkBox.hidden) ui.linkBox.hidden = false;
+    setAttr(ui.link, "href", v.share_url);
+    setText(ui.link, v.share_url);
+  } else if (!ui.linkBox.hidden || ui.link.hasAttribute("href")) {
     ui.linkBox.hidden = true;
     ui.link.removeAttribute("href");
-    ui.link.textContent = "";
+    setText(ui.link, "");
   }
-  showError(ui.error, v.error ?? null);
+  if (v.error || !ui.error.hidden) showError(ui.error, v.error ?? null);
 }
 
 async function loadSources() {
@@ -227,6 +243,7 @@ ui.link.addEventListener("click", (e) => {
 
 const TERMINAL = new Set(["complete", "failed"]);
 let historyTimer: number | undefined;
+let historyShown = "";
 
 function historyItem(h: HistoryItem): HTMLLIElement {
   const li = document.createElement("li");
@@ -307,8 +324,12 @@ function historyItem(h: HistoryItem): HTMLLIElement {
 async function refreshHistory() {
   const items = await call(commands.listHistory());
   if (!items) return;
-  ui.historyList.replaceChildren(...items.map(historyItem));
-  ui.historyEmpty.hidden = items.length > 0;
+  const key = JSON.stringify(items);
+  if (key !== historyShown) {
+    historyShown = key;
+    ui.historyList.replaceChildren(...items.map(historyItem));
+    ui.historyEmpty.hidden = items.length > 0;
+  }
   // Follow running uploads closely; stay quiet once everything is settled.
   window.clearTimeout(historyTimer);
   if (items.some((i) => !TERMINAL.has(i.state))) {
@@ -318,14 +339,15 @@ async function refreshHistory() {
 
 // ---------- settings ----------
 
-// The server fields stay visible (typing a server address selects it); the
-// other destination's fields are dimmed.
+// Every field stays reachable (typing an address selects its destination);
+// the fields of the destinations not chosen are dimmed.
 function showDestination() {
   const d = ui.destination.value;
-  document
-    .querySelectorAll<HTMLElement>("#settings .remote")
-    .forEach((el) => el.classList.toggle("inactive", d !== "remote"));
-  document.querySelectorAll<HTMLElement>("#settings .endpoint").forEach((el) => (el.hidden = d !== "endpoint"));
+  for (const kind of ["remote", "endpoint"]) {
+    document
+      .querySelectorAll<HTMLElement>(`#settings .${kind}`)
+      .forEach((el) => el.classList.toggle("inactive", d !== kind));
+  }
   ui.embeddedNote.hidden = d !== "embedded";
 }
 
@@ -397,7 +419,7 @@ ui.settingsButton.addEventListener("click", async () => {
 });
 
 ui.destination.addEventListener("change", showDestination);
-// Typing a server address means "use that server".
+// Typing an address means "upload there": the last one typed wins.
 for (const el of [ui.serverUrl, ui.tokenId, ui.tokenSecret]) {
   el.addEventListener("input", () => {
     if (ui.serverUrl.value.trim() !== "" && ui.destination.value !== "remote") {
@@ -407,7 +429,7 @@ for (const el of [ui.serverUrl, ui.tokenId, ui.tokenSecret]) {
   });
 }
 ui.endpointUrl.addEventListener("input", () => {
-  if (ui.endpointUrl.value.trim() !== "" && ui.destination.value === "embedded") {
+  if (ui.endpointUrl.value.trim() !== "" && ui.destination.value !== "endpoint") {
     ui.destination.value = "endpoint";
     showDestination();
   }
