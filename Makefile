@@ -68,9 +68,10 @@ test: setup lint build
 	$(CARGO) test --locked --workspace --no-fail-fast 2>&1 | scripts/test-summary.sh
 
 ## Benchmarks that print figures (see README, Performance).
-bench: setup
+bench: setup desktop
 	$(CARGO) build --locked --release -p spool-cli
-	SPOOL_BIN=$(CURDIR)/target/release/spool $(CARGO) bench --locked -p spool-e2e
+	SPOOL_BIN=$(CURDIR)/target/release/spool SPOOL_DESKTOP_BIN=$(CURDIR)/target/release/spool-desktop \
+	  $(CARGO) bench --locked -p spool-e2e
 
 clean:
 	$(CARGO) clean

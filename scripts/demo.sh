@@ -16,6 +16,7 @@ mkdir -p "$DATA" .spool/demo
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # The virtual display reports its number on fd 3 once it is ready.
 exec 3< <(Xvfb -displayfd 1 -nolisten tcp -screen 0 1280x720x24 2>/dev/null & echo "pid $!")
@@ -36,7 +37,8 @@ echo "Spool server (embedded default) on $base; recording the virtual display $d
 # Something to see: the background changes colour every second.
 (for c in '#1f77b4' '#ff7f0e' '#2ca02c' '#d62728' '#9467bd' '#8c564b' '#e377c2' '#7f7f7f' '#bcbd22' '#17becf'; do
    xsetroot -display "$display" -solid "$c"; sleep 1; done) &
-pids+=("$!")
+painter=$!
+pids+=("$painter")
 
 out=$("$SPOOL" record --source "x11:$display" --duration "$SECONDS_TO_RECORD" --output .spool/demo/recordings \
   --state-dir .spool/demo/state --server "$base" --token-id "$token_id" --token-secret "$token_secret" --json)
@@ -49,5 +51,5 @@ print(f"link ready {c['stop_to_complete_ms']} ms after Stop")
 print(f"share link: {c['share_url']}")
 PY
 echo "The server keeps running so the link works; Ctrl-C to stop."
-kill "$xvfb_pid" 2>/dev/null || true
+kill "$painter" "$xvfb_pid" 2>/dev/null || true
 wait "$serve_pid"
