@@ -324,9 +324,14 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
             view.share_url = c.share_url.or(Some(c.upload_url));
         }
         Ok(None) => view.state = "saved".into(),
+        Err(spool_record::RecordError::Upload(spool_client::ClientError::Stopped)) => {
+            // Stopped on purpose: deleted, or handed to a fresh session by
+            // Retry (the history follows that one); the window stops following.
+            tracing::info!("the recording's upload was stopped");
+            view.state = "idle".into();
+        }
         Err(e) => {
             tracing::warn!(error = %e, "the upload did not complete");
-            // Stopped on purpose (deleted, quitting) or failed for good.
             view.state = "failed".into();
             view.error = Some(e.into());
         }
