@@ -19,13 +19,14 @@ what="${1:-all}"
 # PyPI peers where the image lacks pip. The desktop app (Tauri 2):
 # WebKitGTK 4.1, libxdo (menu accelerators), appindicator (tray icon), librsvg
 # (icons), libssl/libdbus (Tauri's and the keyring's system parts);
-# webkit2gtk-driver is WebKitWebDriver for tauri-driver; dbus + dunst give
+# webkit2gtk-driver is WebKitWebDriver for tauri-driver; xdotool presses the
+# global shortcut in tests; dbus + dunst give
 # tests a session bus and a notification daemon.
 APT_PACKAGES=(build-essential pkg-config ca-certificates clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
   libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
-  libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst)
+  libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst xdotool)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
