@@ -19,6 +19,29 @@ use std::process::ExitCode;
 
 use tauri::Manager as _;
 
+/// SIGTERM and SIGINT (a logout, `kill`, Ctrl-C in a terminal) quit like the
+/// Quit menu does, so a recording in progress is saved first.
+fn quit_on_signals(handle: tauri::AppHandle) {
+    tauri::async_runtime::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                tracing::warn!("cannot watch for SIGTERM/SIGINT");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: quitting"),
+                _ = int.recv() => tracing::info!("SIGINT: quitting"),
+            }
+            handle.exit(0);
+        }
+    });
+}
+
 /// When the process started, for the launch-to-ready figure.
 pub static STARTED: std::sync::LazyLock<std::time::Instant> =
     std::sync::LazyLock::new(std::time::Instant::now);
@@ -53,6 +76,7 @@ fn main() -> ExitCode {
             app.manage(state);
             desktop::install(app.handle());
             recording::resume_unfinished(app.handle().clone());
+            quit_on_signals(app.handle().clone());
             Ok(())
         })
         .build(tauri::generate_context!());

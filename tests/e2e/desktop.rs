@@ -626,3 +626,38 @@ async fn the_global_shortcut_starts_and_stops_a_recording() {
     history_state(&s, &asset_of(&link), "complete", Duration::from_secs(10)).await;
     app.quit(driver, s).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn quitting_while_recording_saves_the_recording_and_the_relaunch_uploads_it() {
+    let _one = ONE_APP_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (server, proxy) = server_behind_proxy(dir.path()).await;
+    let app = App::new(dir.path(), Some(&proxy.url()));
+    let (driver, s) = app.launch(1).await;
+    record(&s).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let asset = s
+        .execute("return document.querySelector('[data-testid=history-item][data-state=recording]').dataset.assetId")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Offline, then quit (SIGTERM, as a logout does) in the middle of it.
+    proxy.set_down(true);
+    kill_apps_using(&app.data);
+    drop(s);
+    drop(driver);
+
+    proxy.set_down(false);
+    let (driver, s) = app.launch(2).await;
+    history_state(&s, &asset, "complete", Duration::from_secs(60)).await;
+    let (meta, uploaded) = server_asset(&server.base, &basic_auth(), &asset).await;
+    assert_eq!(meta["status"], "ready", "{meta}");
+    // The quit encoded the last frames into a whole last fragment: the
+    // server holds exactly the local file, about 4 s of it.
+    let local = local_recording(&app.data);
+    assert_same(&local, &uploaded);
+    let d = duration_s(&local);
+    assert!(d > 3.0, "recorded {d} s");
+    app.quit(driver, s).await;
+}

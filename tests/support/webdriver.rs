@@ -136,17 +136,29 @@ impl Driver {
             .build()
             .unwrap();
         let base = format!("http://127.0.0.1:{}", self.port);
-        let resp: Value = http
-            .post(format!("{base}/session"))
-            .json(&json!({"capabilities": {"alwaysMatch": {
-                "tauri:options": {"application": app.to_str().unwrap()}
-            }}}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        // tauri-driver listens before its WebKitWebDriver does: a session
+        // asked for too early fails, so ask again (bounded).
+        let mut resp = Value::Null;
+        for attempt in 0..10 {
+            let r = http
+                .post(format!("{base}/session"))
+                .json(&json!({"capabilities": {"alwaysMatch": {
+                    "tauri:options": {"application": app.to_str().unwrap()}
+                }}}))
+                .send()
+                .await;
+            match r {
+                Ok(r) => {
+                    resp = r.json().await.unwrap_or_default();
+                    if resp["value"]["sessionId"].is_string() {
+                        break;
+                    }
+                }
+                Err(e) => resp = json!({"error": e.to_string()}),
+            }
+            eprintln!("WebDriver session attempt {attempt} failed: {resp}");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let id = resp["value"]["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {resp}"))

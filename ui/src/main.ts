@@ -304,6 +304,12 @@ function historyItem(h: HistoryItem): HTMLLIElement {
   }
   if (h.state !== "recording") {
     button("Delete", "history-delete", async () => {
+      if (
+        h.state !== "complete" &&
+        !window.confirm("This recording is not fully uploaded. Stop its upload and remove it from the history?")
+      ) {
+        return null;
+      }
       const alsoFile =
         h.local_exists && window.confirm("Delete the local file too? (Cancel keeps the file.)");
       return call(commands.deleteRecording(h.upload_id, alsoFile));
