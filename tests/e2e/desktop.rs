@@ -659,3 +659,32 @@ async fn quitting_while_recording_saves_the_recording_and_the_relaunch_uploads_i
     assert!(d > 3.0, "recorded {d} s");
     app.quit(driver, s).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_recording_removes_it_from_the_history_and_the_disk() {
+    let _one = ONE_APP_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = App::new(dir.path(), None);
+    let (driver, s) = app.launch(1).await;
+    record(&s).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop(&s).await;
+    let link = share_link(&s, Duration::from_secs(60)).await;
+    history_state(&s, &asset_of(&link), "complete", Duration::from_secs(10)).await;
+    let local = local_recording(&app.data);
+    // Answer "delete the local file too?" with yes.
+    s.execute("window.confirm = () => true; return true").await;
+    let delete = s
+        .find("[data-testid=\"history-item\"] [data-testid=\"history-delete\"]")
+        .await;
+    s.click(&delete).await;
+    s.wait_for("the history to empty", Duration::from_secs(10), async |s| {
+        s.find_all("[data-testid=\"history-item\"]")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert!(!local.exists(), "the local file is deleted");
+    app.quit(driver, s).await;
+}
