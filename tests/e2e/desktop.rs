@@ -177,35 +177,13 @@ async fn server_asset(base: &str, auth: &str, asset: &str) -> (serde_json::Value
     (meta, bytes)
 }
 
-fn duration_s(path: &Path) -> f64 {
-    let out = std::process::Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-fn assert_same(local: &Path, uploaded: &[u8]) {
+/// The server says `asset` is ready and holds exactly the bytes of `local`.
+async fn assert_stored(base: &str, auth: &str, asset: &str, local: &Path) {
+    let (meta, uploaded) = server_asset(base, auth, asset).await;
+    assert_eq!(meta["status"], "ready", "{meta}");
     let local_bytes = std::fs::read(local).unwrap();
     assert_eq!(
-        sha256_hex(uploaded),
+        sha256_hex(&uploaded),
         sha256_hex(&local_bytes),
         "the server's bytes differ from the local recording ({} vs {} bytes)",
         uploaded.len(),
@@ -254,8 +232,17 @@ async fn records_the_display_to_the_embedded_server_and_shows_the_link() {
     assert_eq!(confirmed, recorded, "everything recorded is confirmed");
     let copy = s.testid("copy-link-button").await;
     s.click(&copy).await;
+    // The button says so only when the clipboard took the link.
+    s.wait_for("Copied", Duration::from_secs(5), async |s| {
+        (s.text(&copy).await == "Copied").then_some(())
+    })
+    .await;
     let error = s.testid("error-message").await;
-    assert_eq!(s.text(&error).await, "", "copying shows no error");
+    assert_eq!(
+        s.prop(&error, "hidden").await,
+        true,
+        "copying shows no error"
+    );
 
     let asset = asset_of(&link);
     history_state(&s, &asset, "complete", Duration::from_secs(10)).await;
@@ -270,10 +257,8 @@ async fn records_the_display_to_the_embedded_server_and_shows_the_link() {
     );
     let base = format!("http://127.0.0.1:{}", port.trim());
     assert!(link.starts_with(&base), "{link} is served by {base}");
-    let (meta, uploaded) = server_asset(&base, &auth, &asset).await;
-    assert_eq!(meta["status"], "ready", "{meta}");
     let local = local_recording(&app.data);
-    assert_same(&local, &uploaded);
+    assert_stored(&base, &auth, &asset, &local).await;
     let d = duration_s(&local);
     assert!((d - 10.0).abs() < 1.5, "recorded {d} s");
     // The share page answers.
@@ -326,9 +311,13 @@ async fn a_network_cut_shows_reconnecting_and_then_recovers() {
     wait_status(&s, "complete", Duration::from_secs(10)).await;
 
     let asset = asset_of(&link);
-    let (meta, uploaded) = server_asset(&server.base, &basic_auth(), &asset).await;
-    assert_eq!(meta["status"], "ready", "{meta}");
-    assert_same(&local_recording(&app.data), &uploaded);
+    assert_stored(
+        &server.base,
+        &basic_auth(),
+        &asset,
+        &local_recording(&app.data),
+    )
+    .await;
     history_state(&s, &asset, "complete", Duration::from_secs(10)).await;
     app.quit(driver, s).await;
 }
@@ -371,9 +360,13 @@ async fn quitting_during_an_upload_and_relaunching_finishes_it() {
     proxy.set_down(false);
     let (driver, s) = app.launch(2).await;
     history_state(&s, &asset, "complete", Duration::from_secs(60)).await;
-    let (meta, uploaded) = server_asset(&server.base, &basic_auth(), &asset).await;
-    assert_eq!(meta["status"], "ready", "{meta}");
-    assert_same(&local_recording(&app.data), &uploaded);
+    assert_stored(
+        &server.base,
+        &basic_auth(),
+        &asset,
+        &local_recording(&app.data),
+    )
+    .await;
     app.quit(driver, s).await;
 }
 
@@ -429,9 +422,13 @@ async fn settings_send_uploads_to_a_remote_server_and_keep_the_secret_out_of_fil
         server.base
     );
     let asset = asset_of(&link);
-    let (meta, uploaded) = server_asset(&server.base, &basic_auth(), &asset).await;
-    assert_eq!(meta["status"], "ready", "{meta}");
-    assert_same(&local_recording(&app.data), &uploaded);
+    assert_stored(
+        &server.base,
+        &basic_auth(),
+        &asset,
+        &local_recording(&app.data),
+    )
+    .await;
     app.quit(driver, s).await;
 
     // The secret is in no file the app wrote (settings, journal, logs).
@@ -649,12 +646,10 @@ async fn quitting_while_recording_saves_the_recording_and_the_relaunch_uploads_i
     proxy.set_down(false);
     let (driver, s) = app.launch(2).await;
     history_state(&s, &asset, "complete", Duration::from_secs(60)).await;
-    let (meta, uploaded) = server_asset(&server.base, &basic_auth(), &asset).await;
-    assert_eq!(meta["status"], "ready", "{meta}");
     // The quit encoded the last frames into a whole last fragment: the
     // server holds exactly the local file, about 4 s of it.
     let local = local_recording(&app.data);
-    assert_same(&local, &uploaded);
+    assert_stored(&server.base, &basic_auth(), &asset, &local).await;
     let d = duration_s(&local);
     assert!(d > 3.0, "recorded {d} s");
     app.quit(driver, s).await;

@@ -94,21 +94,24 @@ function showError(el: HTMLElement, e: IpcError | string | null) {
   el.dataset.code = err.code;
 }
 
-/** Unwraps a typed result; an error is shown in `where` and becomes null. */
+/**
+ * Unwraps a typed result; an error is shown in `where` and becomes
+ * `undefined` (a command that returns nothing succeeds with `null`).
+ */
 async function call<T>(
   p: Promise<{ status: "ok"; data: T } | { status: "error"; error: IpcError }>,
   where: HTMLElement = ui.error,
-): Promise<T | null> {
+): Promise<T | undefined> {
   try {
     const r = await p;
     if (r.status === "error") {
       showError(where, r.error);
-      return null;
+      return undefined;
     }
     return r.data;
   } catch (e) {
     showError(where, String(e));
-    return null;
+    return undefined;
   }
 }
 
@@ -228,7 +231,7 @@ ui.refreshSources.addEventListener("click", () => void loadSources());
 ui.copy.addEventListener("click", async () => {
   const url = ui.link.href;
   if (!url) return;
-  if ((await call(commands.copyText(url))) !== null) {
+  if ((await call(commands.copyText(url))) !== undefined) {
     ui.copy.textContent = "Copied";
     setTimeout(() => (ui.copy.textContent = "Copy"), 1500);
   }
