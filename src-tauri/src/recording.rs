@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::desktop::notify;
 use crate::ipc::{HistoryChanged, HistoryItem, IpcError, RecordingToggled, RecordingView, codes};
-use crate::state::{AppState, LiveUpload};
+use crate::state::AppState;
 
 /// The recording being captured.
 pub struct Active {
@@ -115,6 +115,8 @@ pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingV
         tauri::async_runtime::spawn(forward_events(app.clone(), events));
     }
     let progress = recorder.progress_handle();
+    let first = view_of(&progress.progress(), &base, true);
+    publish(app, generation, first.clone());
     let done = CancellationToken::new();
     let pump = tauri::async_runtime::spawn(pump(
         app.clone(),
@@ -139,7 +141,7 @@ pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingV
     ));
     history_changed(app);
     let _ = RecordingToggled { capturing: true }.emit(app);
-    Ok(state.last_view())
+    Ok(first)
 }
 
 pub fn stop(app: &AppHandle) -> Result<(), IpcError> {
@@ -279,15 +281,7 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
         if let Err(e) = session.finish().await {
             tracing::error!(error = %e, "declaring the upload's length failed");
         }
-        if let Ok(mut u) = state.uploads.lock() {
-            u.insert(
-                upload_id.clone(),
-                LiveUpload {
-                    status: session.status(),
-                    stop: session.stop_handle(),
-                },
-            );
-        }
+        state.track_upload(&upload_id, session);
     }
     let _ = d.saved.send(true);
     if let Ok(mut r) = state.recording.lock() {
@@ -304,9 +298,7 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
     );
 
     let result = recorded.finish_upload(None).await;
-    if let Ok(mut u) = state.uploads.lock() {
-        u.remove(&upload_id);
-    }
+    state.untrack_upload(&upload_id);
     d.done.cancel();
     let _ = d.pump.await;
     let mut view = view_of(&d.progress.progress(), &d.base, false);
@@ -404,36 +396,21 @@ pub async fn resume(app: &AppHandle, id: &str, retry_now: bool) -> Result<(), Ip
     if recording_upload(app).as_deref() == Some(id) {
         return Ok(());
     }
-    let live = state
-        .uploads
-        .lock()
-        .ok()
-        .and_then(|u| u.get(id).map(|l| (l.status.borrow().state, l.stop.clone())));
-    if let Some((st, stop)) = live {
+    if let Some((status, stop)) = state.live_upload(id) {
         use spool_client::State;
-        if !(retry_now && matches!(st, State::Reconnecting | State::Stalled)) {
+        if !(retry_now && matches!(status.state, State::Reconnecting | State::Stalled)) {
             return Ok(());
         }
         stop.cancel();
         // The old worker saves its state and lets go of the upload.
         for _ in 0..50 {
-            if state
-                .uploads
-                .lock()
-                .map(|u| !u.contains_key(id))
-                .unwrap_or(true)
-            {
+            if state.live_upload(id).is_none() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    let rec = state
-        .client
-        .journal()
-        .get(id)
-        .await?
-        .ok_or_else(|| IpcError::new(codes::NOT_FOUND, format!("no recording {id}")))?;
+    let rec = state.journaled(id).await?;
     let target = state.target_for(&rec.target).await;
     let mut session = state.client.resume_orphaned(id, target).await?;
     if let Some(mut events) = session.take_events() {
@@ -444,15 +421,7 @@ pub async fn resume(app: &AppHandle, id: &str, retry_now: bool) -> Result<(), Ip
             }
         });
     }
-    if let Ok(mut u) = state.uploads.lock() {
-        u.insert(
-            id.to_owned(),
-            LiveUpload {
-                status: session.status(),
-                stop: session.stop_handle(),
-            },
-        );
-    }
+    state.track_upload(id, &session);
     history_changed(app);
     let app = app.clone();
     let id = id.to_owned();
@@ -461,10 +430,7 @@ pub async fn resume(app: &AppHandle, id: &str, retry_now: bool) -> Result<(), Ip
         if let Err(e) = &r {
             tracing::warn!(%id, error = %e, "resumed upload ended without completing");
         }
-        let state = app.state::<AppState>();
-        if let Ok(mut u) = state.uploads.lock() {
-            u.remove(&id);
-        }
+        app.state::<AppState>().untrack_upload(&id);
         history_changed(&app);
     });
     Ok(())
@@ -490,11 +456,7 @@ pub async fn history(app: &AppHandle) -> Result<Vec<HistoryItem>, IpcError> {
     let mut items: Vec<HistoryItem> = recs
         .into_iter()
         .map(|r| {
-            let live = state
-                .uploads
-                .lock()
-                .ok()
-                .and_then(|u| u.get(&r.id).map(|l| l.status.borrow().clone()));
+            let live = state.live_upload(&r.id).map(|(status, _)| status);
             let path = local_path(&r.source);
             let (state_word, confirmed, error) = if recording.as_deref() == Some(r.id.as_str()) {
                 ("recording", r.acked, None)
@@ -539,14 +501,8 @@ pub async fn delete(app: &AppHandle, id: &str, delete_file: bool) -> Result<(), 
             "stop the recording before deleting it",
         ));
     }
-    let rec = state
-        .client
-        .journal()
-        .get(id)
-        .await?
-        .ok_or_else(|| IpcError::new(codes::NOT_FOUND, format!("no recording {id}")))?;
-    let live = state.uploads.lock().ok().and_then(|mut u| u.remove(id));
-    if let Some(l) = live {
+    let rec = state.journaled(id).await?;
+    if let Some(l) = state.untrack_upload(id) {
         l.stop.cancel();
     }
     if delete_file {
@@ -571,12 +527,7 @@ pub async fn delete(app: &AppHandle, id: &str, delete_file: bool) -> Result<(), 
 pub async fn reveal(app: &AppHandle, id: &str) -> Result<(), IpcError> {
     use tauri_plugin_opener::OpenerExt as _;
     let state = app.state::<AppState>();
-    let rec = state
-        .client
-        .journal()
-        .get(id)
-        .await?
-        .ok_or_else(|| IpcError::new(codes::NOT_FOUND, format!("no recording {id}")))?;
+    let rec = state.journaled(id).await?;
     let path = local_path(&rec.source);
     if !path.is_file() {
         return Err(IpcError::new(

@@ -103,7 +103,7 @@ pub struct AppState {
     pub embedded: Option<Embedded>,
     pub embedded_error: Option<String>,
     pub recording: Mutex<Option<crate::recording::Active>>,
-    pub uploads: Mutex<HashMap<String, LiveUpload>>,
+    uploads: Mutex<HashMap<String, LiveUpload>>,
     progress: Mutex<(Option<Channel<RecordingView>>, RecordingView)>,
     _log_guard: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
@@ -310,10 +310,37 @@ impl AppState {
         }
     }
 
-    pub fn last_view(&self) -> RecordingView {
-        self.progress
-            .lock()
-            .map(|p| p.1.clone())
-            .unwrap_or_default()
+    /// Follows a running upload (its live status overrides the journal's).
+    pub fn track_upload(&self, id: &str, session: &spool_client::Session) {
+        if let Ok(mut u) = self.uploads.lock() {
+            u.insert(
+                id.to_owned(),
+                LiveUpload {
+                    status: session.status(),
+                    stop: session.stop_handle(),
+                },
+            );
+        }
+    }
+
+    /// A followed upload's live status and the token that stops it.
+    pub fn live_upload(&self, id: &str) -> Option<(spool_client::Status, CancellationToken)> {
+        let u = self.uploads.lock().ok()?;
+        u.get(id)
+            .map(|l| (l.status.borrow().clone(), l.stop.clone()))
+    }
+
+    /// Stops following an upload; what was followed, if anything.
+    pub fn untrack_upload(&self, id: &str) -> Option<LiveUpload> {
+        self.uploads.lock().ok().and_then(|mut u| u.remove(id))
+    }
+
+    /// The journal's record of upload `id`, or `ERR_NOT_FOUND`.
+    pub async fn journaled(&self, id: &str) -> Result<spool_client::UploadRecord, IpcError> {
+        self.client
+            .journal()
+            .get(id)
+            .await?
+            .ok_or_else(|| IpcError::new(codes::NOT_FOUND, format!("no recording {id}")))
     }
 }

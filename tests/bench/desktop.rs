@@ -20,13 +20,6 @@ use std::time::{Duration, Instant};
 use spool_e2e::webdriver::{Driver, app_pids, kill_apps_using};
 use spool_e2e::*;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn release_desktop() -> PathBuf {
     std::env::var_os("SPOOL_DESKTOP_BIN")
         .map(PathBuf::from)

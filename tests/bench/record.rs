@@ -14,13 +14,6 @@ use std::time::{Duration, Instant};
 use spool_capture::{Frame, Source, Synthetic};
 use spool_e2e::*;
 
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// CPU time (user + system) of this process so far.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();

@@ -17,13 +17,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use spool_e2e::*;
 
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -138,8 +131,8 @@ async fn run(
 
 #[tokio::main]
 async fn main() {
-    let size = env_num("SPOOL_BENCH_MB", 100) as usize * 1_000_000;
-    let chunk = env_num("SPOOL_BENCH_CHUNK_MB", 8) as usize * 1024 * 1024;
+    let size = env_u64("SPOOL_BENCH_MB", 100) as usize * 1_000_000;
+    let chunk = env_u64("SPOOL_BENCH_CHUNK_MB", 8) as usize * 1024 * 1024;
     let levels: Vec<usize> = std::env::var("SPOOL_BENCH_CONCURRENCY")
         .unwrap_or_else(|_| "1,8,64".into())
         .split(',')

@@ -38,47 +38,6 @@ fn complete(events: &[serde_json::Value]) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no complete event: {events:?}"))
 }
 
-fn ffprobe(path: &Path, args: &[&str]) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "ffprobe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-fn frame_count(path: &Path) -> u64 {
-    ffprobe(
-        path,
-        &[
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ],
-    )
-    .parse()
-    .unwrap()
-}
-
-fn duration_s(path: &Path) -> f64 {
-    ffprobe(
-        path,
-        &["-show_entries", "format=duration", "-of", "csv=p=0"],
-    )
-    .parse()
-    .unwrap()
-}
-
 /// Mean RGB of the decoded frame at `t` seconds.
 fn mean_rgb_at(path: &Path, t: f64) -> [u32; 3] {
     let out = Command::new("ffmpeg")

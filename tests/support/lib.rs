@@ -545,3 +545,55 @@ impl NodeTus {
         sha256_hex(&std::fs::read(self.dir.join(upload_id(url))).unwrap())
     }
 }
+
+/// Runs ffprobe on `path` with `args`; its output, trimmed.
+pub fn ffprobe(path: &Path, args: &[&str]) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(path)
+        .output()
+        .expect("ffprobe is installed by scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "ffprobe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// Decoded video frames in `path`.
+pub fn frame_count(path: &Path) -> u64 {
+    ffprobe(
+        path,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+    )
+    .parse()
+    .unwrap()
+}
+
+/// The container's duration in seconds.
+pub fn duration_s(path: &Path) -> f64 {
+    ffprobe(
+        path,
+        &["-show_entries", "format=duration", "-of", "csv=p=0"],
+    )
+    .parse()
+    .unwrap()
+}
+
+/// A numeric setting from the environment (benchmarks' knobs).
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}

@@ -277,72 +277,60 @@ impl Session {
             .unwrap_or_default()
     }
 
-    pub async fn click(&self, e: &Element) {
+    /// GET `/element/{id}/{what}`.
+    async fn element_get(&self, e: &Element, what: &str) -> Value {
+        self.cmd(
+            reqwest::Method::GET,
+            &format!("/element/{}/{what}", e.0),
+            None,
+        )
+        .await
+    }
+
+    /// POST `/element/{id}/{what}`.
+    async fn element_post(&self, e: &Element, what: &str, body: Value) -> Value {
         self.cmd(
             reqwest::Method::POST,
-            &format!("/element/{}/click", e.0),
-            Some(json!({})),
+            &format!("/element/{}/{what}", e.0),
+            Some(body),
         )
-        .await;
+        .await
+    }
+
+    pub async fn click(&self, e: &Element) {
+        self.element_post(e, "click", json!({})).await;
     }
 
     pub async fn text(&self, e: &Element) -> String {
-        self.cmd(
-            reqwest::Method::GET,
-            &format!("/element/{}/text", e.0),
-            None,
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
+        self.element_get(e, "text")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub async fn attr(&self, e: &Element, name: &str) -> Option<String> {
-        self.cmd(
-            reqwest::Method::GET,
-            &format!("/element/{}/attribute/{name}", e.0),
-            None,
-        )
-        .await
-        .as_str()
-        .map(str::to_owned)
+        self.element_get(e, &format!("attribute/{name}"))
+            .await
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// A DOM property (e.g. a select's current `value`).
     pub async fn prop(&self, e: &Element, name: &str) -> Value {
-        self.cmd(
-            reqwest::Method::GET,
-            &format!("/element/{}/property/{name}", e.0),
-            None,
-        )
-        .await
+        self.element_get(e, &format!("property/{name}")).await
     }
 
     pub async fn enabled(&self, e: &Element) -> bool {
-        self.cmd(
-            reqwest::Method::GET,
-            &format!("/element/{}/enabled", e.0),
-            None,
-        )
-        .await
-        .as_bool()
-        .unwrap_or(false)
+        self.element_get(e, "enabled")
+            .await
+            .as_bool()
+            .unwrap_or(false)
     }
 
     pub async fn type_text(&self, e: &Element, text: &str) {
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{}/clear", e.0),
-            Some(json!({})),
-        )
-        .await;
-        self.cmd(
-            reqwest::Method::POST,
-            &format!("/element/{}/value", e.0),
-            Some(json!({"text": text})),
-        )
-        .await;
+        self.element_post(e, "clear", json!({})).await;
+        self.element_post(e, "value", json!({"text": text})).await;
     }
 
     pub async fn execute(&self, script: &str) -> Value {

@@ -4,10 +4,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::Command;
 use std::time::Duration;
 
 use spool_capture::{Frame, Source, Synthetic};
+use spool_e2e::ffprobe;
 use spool_encode::{Config, Encoder, Event};
 
 fn config(path: &std::path::Path, fps: u32, fragment_ms: u64) -> Config {
@@ -42,21 +42,6 @@ fn encode(cfg: Config, frames: u64) -> (Vec<Event>, spool_encode::Summary) {
     }
     let summary = enc.finish().unwrap();
     (rx.try_iter().collect(), summary)
-}
-
-fn ffprobe(path: &std::path::Path, args: &[&str]) -> String {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error"])
-        .args(args)
-        .arg(path)
-        .output()
-        .expect("ffprobe is installed by scripts/setup.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]

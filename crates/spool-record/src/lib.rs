@@ -163,8 +163,7 @@ pub struct Recorder {
     /// The journal id of its upload, when uploading.
     pub upload_id: Option<String>,
     stop: CancellationToken,
-    shared: Arc<Shared>,
-    upload_status: Option<watch::Receiver<Status>>,
+    progress: ProgressHandle,
     events: Option<mpsc::Receiver<Event>>,
     task: JoinHandle<Result<Recorded, RecordError>>,
 }
@@ -312,8 +311,10 @@ impl Recorder {
             height,
             upload_id,
             stop,
-            shared,
-            upload_status,
+            progress: ProgressHandle {
+                shared,
+                upload_status,
+            },
             events: Some(events_rx),
             task,
         })
@@ -335,26 +336,15 @@ impl Recorder {
         self.events.take()
     }
 
-    /// The upload's live status, when uploading.
-    pub fn upload_status(&self) -> Option<watch::Receiver<Status>> {
-        self.upload_status.clone()
-    }
-
     /// How far the upload keeps pace, now.
     pub fn progress(&self) -> Progress {
-        progress_of(
-            &self.shared,
-            self.upload_status.as_ref().map(|s| s.borrow().clone()),
-        )
+        self.progress.progress()
     }
 
     /// A cheap handle that computes [`Recorder::progress`] after the
     /// recorder itself has been consumed by [`Recorder::finish`].
     pub fn progress_handle(&self) -> ProgressHandle {
-        ProgressHandle {
-            shared: self.shared.clone(),
-            upload_status: self.upload_status.clone(),
-        }
+        self.progress.clone()
     }
 
     /// Waits until capture and encoding are done (after [`Recorder::stop`],
@@ -381,27 +371,22 @@ impl ProgressHandle {
             self.upload_status.as_ref().map(|s| s.borrow().clone()),
         )
     }
-
-    /// Resolves when the upload's status changes (never, when not uploading).
-    pub async fn changed(&mut self) {
-        match &mut self.upload_status {
-            Some(s) => {
-                if s.changed().await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            }
-            None => std::future::pending::<()>().await,
-        }
-    }
 }
 
 fn progress_of(shared: &Shared, upload: Option<Status>) -> Progress {
     let recorded = shared.recorded.load(Ordering::Acquire);
     let capturing = shared.capturing.load(Ordering::Acquire);
-    let ends = shared
+    let confirmed = upload.as_ref().map_or(0, |s| s.confirmed);
+    // Fragment ends only grow: count them without copying.
+    let (fragments_recorded, fragments_confirmed) = shared
         .fragment_ends
         .lock()
-        .map(|e| e.clone())
+        .map(|e| {
+            (
+                e.len() as u64,
+                e.partition_point(|&end| end <= confirmed) as u64,
+            )
+        })
         .unwrap_or_default();
     let elapsed = match shared.stopped_at.lock().ok().and_then(|s| *s) {
         Some(at) => at.duration_since(shared.started),
@@ -416,14 +401,14 @@ fn progress_of(shared: &Shared, upload: Option<Status>) -> Progress {
             "saved".into()
         },
         elapsed_ms: elapsed.as_millis() as u64,
-        fragments_recorded: ends.len() as u64,
+        fragments_recorded,
         recorded,
         dropped,
         ..Progress::default()
     };
     if let Some(s) = upload {
         p.confirmed = s.confirmed;
-        p.fragments_confirmed = ends.iter().filter(|&&e| e <= s.confirmed).count() as u64;
+        p.fragments_confirmed = fragments_confirmed;
         p.backlog = recorded.saturating_sub(s.confirmed);
         p.attempt = s.attempt;
         p.next_retry_in_ms = s.next_retry_in_ms;
