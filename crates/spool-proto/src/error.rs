@@ -77,6 +77,9 @@ error_codes! {
     NotFound = ("ERR_NOT_FOUND", 404, "No such route."),
     ShuttingDown = ("ERR_SHUTTING_DOWN", 503, "The server is shutting down; what arrived was saved. Retry."),
     Internal = ("ERR_INTERNAL", 500, "An internal error; the details are in the server's log."),
+    Forbidden = ("ERR_FORBIDDEN", 403, "The credentials or signed URL are valid but do not allow this request (e.g. an upload URL after its upload completed)."),
+    InsufficientStorage = ("ERR_INSUFFICIENT_STORAGE", 507, "The server is keeping its free-space reserve; nothing of this chunk was stored. Retry later."),
+    RecordingInProgress = ("ERR_RECORDING_IN_PROGRESS", 409, "The recording is still being produced by a live process; it cannot be resumed or finished from here."),
 }
 
 impl ErrorCode {
@@ -90,6 +93,7 @@ impl ErrorCode {
                 | ErrorCode::RequestTimeout
                 | ErrorCode::ChecksumMismatch
                 | ErrorCode::ShuttingDown
+                | ErrorCode::InsufficientStorage
                 | ErrorCode::Internal
         )
     }
