@@ -35,6 +35,14 @@ pub enum ClientError {
     LocalDataChanged(String),
     #[error("the upload is gone from the server and {0}")]
     Gone(String),
+    /// Another live process owns this journal entry (it is still recording
+    /// or uploading it); nothing was done to it.
+    #[error("{0}")]
+    RecordingInProgress(String),
+    /// The upload was terminated on purpose (a TUS DELETE, or its asset was
+    /// deleted): it is never re-created.
+    #[error("the upload was terminated on the server: {0}")]
+    Terminated(String),
     #[error("stopped")]
     Stopped,
     #[error("internal: {0}")]
@@ -60,6 +68,17 @@ impl ClientError {
             src = s.source();
         }
         ClientError::Network(msg)
+    }
+
+    /// The stable `ERR_*` code this error carries, where it has one: the
+    /// server's own, or the client's for ownership and termination.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Server { code, .. } => *code,
+            ClientError::RecordingInProgress(_) => Some(ErrorCode::RecordingInProgress),
+            ClientError::Terminated(_) => Some(ErrorCode::UploadTerminated),
+            _ => None,
+        }
     }
 
     /// The HTTP status if the server answered.
