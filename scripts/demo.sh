@@ -31,7 +31,6 @@ pids+=("$serve_pid")
 for _ in $(seq 100); do grep -q '^listening on ' .spool/demo/serve.log && break; sleep 0.1; done
 grep -q '^listening on ' .spool/demo/serve.log || { cat .spool/demo/serve.log >&2; exit 1; }
 base="http://$LISTEN"
-IFS=: read -r token_id token_secret < "$DATA/credentials"
 echo "Spool server (embedded default) on $base; recording the virtual display $display for $SECONDS_TO_RECORD s…"
 
 # Something to see: the background changes colour every second.
@@ -41,7 +40,7 @@ painter=$!
 pids+=("$painter")
 
 out=$("$SPOOL" record --source "x11:$display" --duration "$SECONDS_TO_RECORD" --output .spool/demo/recordings \
-  --state-dir .spool/demo/state --server "$base" --token-id "$token_id" --token-secret "$token_secret" --json)
+  --state-dir .spool/demo/state --server "$base" --token-secret-file "$DATA/credentials" --json)
 complete=$(grep '"event":"complete"' <<<"$out" | tail -n 1)
 python3 - "$complete" <<'PY'
 import json, sys

@@ -465,16 +465,12 @@ async fn a_server_that_needs_5_mib_chunks_gets_none_smaller_but_the_last() {
     assert_eq!(last.upload_length, Some(23_000_000));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_upload_gone_from_the_server_is_created_again_from_local_bytes() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
-    let client = spool_client::Client::open(&dir.path().join("state")).unwrap();
-    let target = spool_client::Target::OnDemand {
-        server: server.base.clone(),
-        token_id: TOKEN_ID.into(),
-        token_secret: TOKEN_SECRET.into(),
-    };
+/// Starts a stream upload of 3 MB to `server`, waits until the server has
+/// it all, and stops the session (as a crash or a closed laptop would).
+async fn stopped_stream_upload(
+    client: &spool_client::Client,
+    target: &spool_client::Target,
+) -> (String, Vec<u8>) {
     let session = client
         .start(
             target.clone(),
@@ -501,13 +497,32 @@ async fn an_upload_gone_from_the_server_is_created_again_from_local_bytes() {
         session.wait().await,
         Err(spool_client::ClientError::Stopped)
     ));
+    (id, first)
+}
 
-    // The asset is deleted on the server: its upload answers 410.
+fn on_demand_target(server: &SpoolServer) -> spool_client::Target {
+    spool_client::Target::OnDemand {
+        server: server.base.clone(),
+        token_id: TOKEN_ID.into(),
+        token_secret: TOKEN_SECRET.into(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_upload_is_created_again_from_local_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &["--upload-expiry", "2"]);
+    let client = spool_client::Client::open(&dir.path().join("state")).unwrap();
+    let target = on_demand_target(&server);
+    let (id, first) = stopped_stream_upload(&client, &target).await;
     let rec = client.journal().get(&id).await.unwrap().unwrap();
-    assert_eq!(
-        server.delete_asset(rec.asset_id.as_deref().unwrap()).await,
-        204
-    );
+    // No bytes for longer than --upload-expiry: the upload expires (410).
+    let url = rec.upload_url.clone().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while Tus::default().head(&url).await.0 != 410 {
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let mut session = client.resume(&id, Some(target)).await.unwrap();
     let mut rx = session.take_events().unwrap();
@@ -527,6 +542,55 @@ async fn an_upload_gone_from_the_server_is_created_again_from_local_bytes() {
         sha256_hex(&Tus::default().get(&done.upload_url).await),
         sha256_hex(&whole)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_terminated_on_purpose_is_never_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let state = dir.path().join("state");
+    let client = spool_client::Client::open(&state).unwrap();
+    let target = on_demand_target(&server);
+    let (id, _) = stopped_stream_upload(&client, &target).await;
+    // Its asset is deleted on the server: the upload is terminated (410
+    // ERR_UPLOAD_TERMINATED), which is not the same as expired.
+    let rec = client.journal().get(&id).await.unwrap().unwrap();
+    assert_eq!(
+        server.delete_asset(rec.asset_id.as_deref().unwrap()).await,
+        204
+    );
+    let session = client.resume(&id, Some(target)).await.unwrap();
+    session.finish().await.unwrap();
+    let err = session.wait().await.unwrap_err();
+    assert!(
+        matches!(err, spool_client::ClientError::Terminated(_)),
+        "{err}"
+    );
+    assert_eq!(err.code(), Some(spool_proto::ErrorCode::UploadTerminated));
+    let after = client.journal().get(&id).await.unwrap().unwrap();
+    assert_eq!(after.state, spool_client::UploadState::Failed);
+    assert!(
+        after
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("ERR_UPLOAD_TERMINATED"),
+        "{after:?}"
+    );
+    assert_eq!(
+        after.upload_url, rec.upload_url,
+        "no new upload was created"
+    );
+    // The CLI says so and exits non-zero.
+    let mut resume = spool("resume");
+    resume
+        .arg("--state-dir")
+        .arg(&state)
+        .args(server_args(&server.base));
+    let out = resume.output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ERR_UPLOAD_TERMINATED"), "{err}");
 }
 
 #[test]

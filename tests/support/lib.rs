@@ -182,7 +182,19 @@ impl SpoolServer {
     /// Starts `spool serve` on `data` and `port` (0 picks one) with the test
     /// credentials and `extra` arguments; returns once it is listening.
     pub fn start(data: &Path, port: u16, extra: &[&str]) -> SpoolServer {
+        Self::start_with_env(data, port, extra, &[])
+    }
+
+    /// [`SpoolServer::start`] with extra environment variables (e.g. a
+    /// crash point for durability tests).
+    pub fn start_with_env(
+        data: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> SpoolServer {
         let mut cmd = Command::new(spool_bin());
+        cmd.envs(env.iter().copied());
         cmd.arg("serve")
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--data")
@@ -496,9 +508,16 @@ impl Tus {
         (resp.status().as_u16(), off)
     }
 
-    /// GET a completed upload's bytes.
+    /// GET a completed upload's bytes, with the API credentials (an upload
+    /// URL alone authorises the upload protocol, not reading).
     pub async fn get(&self, url: &str) -> Vec<u8> {
-        let resp = self.http.get(url).send().await.unwrap();
+        let resp = self
+            .http
+            .get(url)
+            .header("authorization", basic_auth())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         resp.bytes().await.unwrap().to_vec()
     }

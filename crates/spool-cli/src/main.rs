@@ -3,6 +3,7 @@
 //! server; `spool upload`, `resume` and `uploads` drive the resumable client.
 
 mod record;
+mod secret;
 mod upload;
 
 use std::io::Write as _;
@@ -79,15 +80,15 @@ struct ServeArgs {
     #[arg(long, env = "SPOOL_PUBLIC_URL")]
     public_url: Option<url::Url>,
     /// API token id (default: generated on first start, kept in DATA/credentials).
-    #[arg(long, env = "SPOOL_TOKEN_ID", requires = "token_secret")]
+    #[arg(long, env = "SPOOL_TOKEN_ID")]
     token_id: Option<String>,
-    /// API token secret.
-    #[arg(
-        long,
-        env = "SPOOL_TOKEN_SECRET",
-        requires = "token_id",
-        hide_env_values = true
-    )]
+    /// File holding the API token secret (or `id:secret`); the documented way
+    /// to give it, with SPOOL_TOKEN_SECRET.
+    #[arg(long, env = "SPOOL_TOKEN_SECRET_FILE")]
+    token_secret_file: Option<PathBuf>,
+    /// API token secret. Prefer --token-secret-file or SPOOL_TOKEN_SECRET: a
+    /// secret on the command line is visible to every user in `ps`.
+    #[arg(long, env = "SPOOL_TOKEN_SECRET", hide_env_values = true)]
     token_secret: Option<String>,
     /// Where to send signed webhooks.
     #[arg(long, env = "SPOOL_WEBHOOK_URL", requires = "webhook_secret")]
@@ -138,14 +139,27 @@ impl ServeArgs {
         config.upload_ttl = Duration::from_secs(self.upload_ttl);
         config.upload_expiry = Duration::from_secs(self.upload_expiry);
         config.idle_timeout = Duration::from_secs(self.idle_timeout);
-        if let (Some(token_id), Some(token_secret)) = (self.token_id, self.token_secret) {
-            if token_id.is_empty() || token_id.contains(':') || token_secret.is_empty() {
-                bail!("--token-id must be non-empty without ':' and --token-secret non-empty");
+        let (token_id, token_secret) = crate::secret::resolve(
+            self.token_id,
+            self.token_secret,
+            self.token_secret_file.as_deref(),
+        )?;
+        match (token_id, token_secret) {
+            (Some(token_id), Some(token_secret)) => {
+                if token_id.is_empty() || token_id.contains(':') || token_secret.is_empty() {
+                    bail!(
+                        "--token-id must be non-empty without ':' and the token secret non-empty"
+                    );
+                }
+                config.credentials = Some(Credentials {
+                    token_id,
+                    token_secret,
+                });
             }
-            config.credentials = Some(Credentials {
-                token_id,
-                token_secret,
-            });
+            (None, None) => {}
+            _ => bail!(
+                "give both the token id (--token-id) and its secret (--token-secret-file or SPOOL_TOKEN_SECRET), or neither"
+            ),
         }
         if let (Some(url), Some(secret)) = (self.webhook_url, self.webhook_secret) {
             let secret = WebhookSecret::parse(&secret).context("--webhook-secret")?;
@@ -225,8 +239,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )?;
         writeln!(
             out,
-            "  spool record --source synthetic --duration 10 --server {base} --token-id {} --token-secret \"$(cut -d: -f2 {})\"",
-            creds.token_id,
+            "  spool record --source synthetic --duration 10 --server {base} --token-secret-file {}",
             cred_file.display()
         )?;
     }

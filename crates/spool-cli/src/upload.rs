@@ -19,7 +19,12 @@ pub struct TargetArgs {
     /// API token id for --server.
     #[arg(long, env = "SPOOL_TOKEN_ID")]
     pub token_id: Option<String>,
-    /// API token secret for --server.
+    /// File holding the API token secret (or `id:secret`, as `spool serve`
+    /// writes DATA/credentials); the documented way, with SPOOL_TOKEN_SECRET.
+    #[arg(long, env = "SPOOL_TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<PathBuf>,
+    /// API token secret for --server. Prefer --token-secret-file or
+    /// SPOOL_TOKEN_SECRET: a secret on the command line shows in `ps`.
     #[arg(long, env = "SPOOL_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
     /// Any TUS creation endpoint (the upload is created with Upload-Defer-Length: 1).
@@ -36,10 +41,15 @@ impl TargetArgs {
         if let Some(u) = &self.upload_url {
             return Ok(Some(Target::UploadUrl(u.clone())));
         }
+        let (token_id, token_secret) = crate::secret::resolve(
+            self.token_id.clone(),
+            self.token_secret.clone(),
+            self.token_secret_file.as_deref(),
+        )?;
         if let Some(e) = &self.endpoint {
             // Credentials given with an endpoint authorise the creation (as
             // Spool's own /v1/uploads requires).
-            let headers = match (&self.token_id, &self.token_secret) {
+            let headers = match (&token_id, &token_secret) {
                 (Some(id), Some(secret)) => {
                     use base64::Engine as _;
                     vec![(
@@ -61,14 +71,14 @@ impl TargetArgs {
         let Some(server) = &self.server else {
             return Ok(None);
         };
-        match (&self.token_id, &self.token_secret) {
+        match (&token_id, &token_secret) {
             (Some(id), Some(secret)) => Ok(Some(Target::OnDemand {
                 server: server.trim_end_matches('/').to_owned(),
                 token_id: id.clone(),
                 token_secret: secret.clone(),
             })),
             _ => bail!(
-                "--server needs --token-id and --token-secret (or SPOOL_TOKEN_ID and SPOOL_TOKEN_SECRET)"
+                "--server needs the API token id and secret: --token-id with --token-secret-file (or SPOOL_TOKEN_ID and SPOOL_TOKEN_SECRET)"
             ),
         }
     }
@@ -285,7 +295,7 @@ async fn interrupted() {
 
 pub async fn upload(args: UploadArgs, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     TargetArgs::check_exclusive(matches)?;
-    let target = args.target.target()?.context("no upload target: give --server (with --token-id and --token-secret), --endpoint or --upload-url")?;
+    let target = args.target.target()?.context("no upload target: give --server (with --token-id and --token-secret-file), --endpoint or --upload-url")?;
     let mut options = args.options.options()?;
     let source = spool_client::source::file_source(&args.file)?;
     if let Some(name) = args.file.file_name().and_then(|n| n.to_str()) {
@@ -321,9 +331,24 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
         let session = match client.resume_orphaned(&rec.id, creds.clone()).await {
             Ok(s) => s,
             Err(e) => {
+                // A live owner (a recorder still capturing, another
+                // `spool resume`) keeps its entry: skipped, said, and the
+                // exit status says not everything was resumed.
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "error",
+                            "id": rec.id,
+                            "code": e.code().map(|c| c.as_str()),
+                            "error": e.to_string(),
+                        })
+                    );
+                }
                 eprintln!("spool: upload {}: {e}", rec.id);
-                tasks.push(tokio::spawn(async {
-                    Err::<(), anyhow::Error>(anyhow::anyhow!("not resumable"))
+                let why = format!("upload {}: {e}", rec.id);
+                tasks.push(tokio::spawn(async move {
+                    Err::<(), anyhow::Error>(anyhow::anyhow!(why))
                 }));
                 continue;
             }

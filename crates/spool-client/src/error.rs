@@ -41,7 +41,9 @@ pub enum ClientError {
     RecordingInProgress(String),
     /// The upload was terminated on purpose (a TUS DELETE, or its asset was
     /// deleted): it is never re-created.
-    #[error("the upload was terminated on the server: {0}")]
+    #[error(
+        "the upload was terminated on the server (ERR_UPLOAD_TERMINATED), so it is not created again: {0}"
+    )]
     Terminated(String),
     #[error("stopped")]
     Stopped,

@@ -380,13 +380,15 @@ impl Journal {
 
     /// Forgets an upload and its pieces.
     pub async fn delete(&self, id: &str) -> Result<()> {
-        let id = id.to_owned();
+        let owned = id.to_owned();
         self.call(move |c| {
-            c.execute("DELETE FROM pieces WHERE upload_id = ?1", [&id])?;
-            c.execute("DELETE FROM uploads WHERE id = ?1", [&id])
+            c.execute("DELETE FROM pieces WHERE upload_id = ?1", [&owned])?;
+            c.execute("DELETE FROM uploads WHERE id = ?1", [&owned])
                 .map(|_| ())
         })
-        .await
+        .await?;
+        crate::owner::remove(&self.dir, id);
+        Ok(())
     }
 }
 

@@ -10,6 +10,7 @@
 
 pub mod error;
 pub mod journal;
+pub mod owner;
 pub mod policy;
 pub mod session;
 pub mod source;
@@ -19,6 +20,7 @@ use std::path::Path;
 
 pub use error::{ClientError, Result};
 pub use journal::{Journal, SourceRecord, UploadRecord, UploadState};
+pub use owner::OwnerLock;
 pub use session::{Checksum, Completed, Event, Options, Session, State, Status, Target};
 
 /// The entry point: a journal plus sessions over it.

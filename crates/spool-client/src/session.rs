@@ -22,6 +22,7 @@ use crate::error::{ClientError, Result};
 use crate::journal::{
     Journal, OptionsRecord, Piece, SourceRecord, TargetRecord, UploadRecord, UploadState,
 };
+use crate::owner::OwnerLock;
 use crate::policy::{ChunkSizer, RetryPolicy};
 use crate::tus::{BodyProgress, Timeouts, Tus};
 
@@ -262,6 +263,9 @@ impl Session {
             chrono::Utc::now().format("%Y%m%dT%H%M%S"),
             hex::encode(rand::random::<[u8; 4]>())
         );
+        // Owned before it exists in the journal, so no `resume` can ever
+        // see it unowned while its producer lives.
+        let owner = OwnerLock::acquire(journal.dir(), &id)?;
         journal
             .insert(&id, &target.record(), &source, &options.record())
             .await?;
@@ -269,13 +273,24 @@ impl Session {
             .get(&id)
             .await?
             .ok_or_else(|| ClientError::Internal("journal lost a new upload".into()))?;
-        Self::spawn(journal, rec, Vec::new(), target, options, Sha256::new())
+        Self::spawn(
+            journal,
+            rec,
+            Vec::new(),
+            target,
+            options,
+            Sha256::new(),
+            owner,
+        )
     }
 
     /// Continues a journaled upload. `target` supplies credentials in case a
     /// new upload must be created (a journal never stores secrets); without
     /// it the journaled target is used as far as it goes.
+    /// Fails with [`ClientError::RecordingInProgress`], touching nothing,
+    /// while another live process (or session) owns the entry.
     pub async fn resume(journal: Journal, id: &str, target: Option<Target>) -> Result<Session> {
+        let owner = OwnerLock::acquire(journal.dir(), id)?;
         let rec = journal
             .get(id)
             .await?
@@ -338,7 +353,7 @@ impl Session {
             },
             (None, _, Some(url)) => Target::UploadUrl(url.clone()),
             (None, TargetRecord::OnDemand { .. }, None) => {
-                return Err(ClientError::Invalid("the upload was never created and the API secret is needed to create it: pass --server, --token-id and --token-secret".into()));
+                return Err(ClientError::Invalid("the upload was never created and the API secret is needed to create it: pass --server, --token-id and --token-secret-file (or SPOOL_TOKEN_SECRET)".into()));
             }
             (None, TargetRecord::Attached, None) => {
                 return Err(ClientError::Internal(
@@ -347,7 +362,7 @@ impl Session {
             }
         };
         let options = Options::from_record(&rec.options);
-        Self::spawn(journal, rec, pieces, target, options, whole)
+        Self::spawn(journal, rec, pieces, target, options, whole, owner)
     }
 
     fn spawn(
@@ -357,6 +372,7 @@ impl Session {
         target: Target,
         options: Options,
         whole: Sha256,
+        owner: OwnerLock,
     ) -> Result<Session> {
         let end = pieces.last().map(Piece::end).unwrap_or(0);
         let shared = Arc::new(Shared {
@@ -395,6 +411,7 @@ impl Session {
             status: status_tx,
             events: events_tx,
             last_progress: Instant::now() - PROGRESS_EVERY,
+            _owner: owner,
         };
         let span = tracing::info_span!("upload", id = %shared.id);
         let task = tokio::spawn(tracing::Instrument::instrument(worker.run(), span));
@@ -544,6 +561,9 @@ struct Worker {
     status: watch::Sender<Status>,
     events: mpsc::Sender<Event>,
     last_progress: Instant,
+    /// This process's ownership of the journal entry, held until the
+    /// worker ends (released by the kernel if the process dies first).
+    _owner: OwnerLock,
 }
 
 /// What to do after a failure.
@@ -743,6 +763,13 @@ impl Worker {
             }
         };
         match e {
+            // Terminated on purpose (a TUS DELETE, or its asset deleted):
+            // re-creating it would resurrect what someone deleted.
+            ClientError::Server {
+                code: Some(ErrorCode::UploadTerminated),
+                message,
+                ..
+            } => Recovery::Fatal(ClientError::Terminated(message)),
             ClientError::Server {
                 status: 404 | 410, ..
             } => Recovery::Gone(e.to_string()),

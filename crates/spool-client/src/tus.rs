@@ -337,11 +337,19 @@ impl Tus {
             .await?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
-            let code = match status {
+            // A HEAD answer has no body: Spool's server repeats the code in a
+            // header (a terminated upload must not look like an expired one);
+            // other TUS servers give only the status.
+            let named = resp
+                .headers()
+                .get(spool_proto::error::ERROR_CODE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(ErrorCode::parse);
+            let code = named.or(match status {
                 404 => Some(ErrorCode::UploadNotFound),
                 410 => Some(ErrorCode::UploadExpired),
                 _ => None,
-            };
+            });
             return Err(ClientError::Server {
                 status,
                 code,

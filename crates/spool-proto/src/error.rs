@@ -79,6 +79,7 @@ error_codes! {
     Internal = ("ERR_INTERNAL", 500, "An internal error; the details are in the server's log."),
     Forbidden = ("ERR_FORBIDDEN", 403, "The credentials or signed URL are valid but do not allow this request (e.g. an upload URL after its upload completed)."),
     InsufficientStorage = ("ERR_INSUFFICIENT_STORAGE", 507, "The server is keeping its free-space reserve; nothing of this chunk was stored. Retry later."),
+    UploadDamaged = ("ERR_UPLOAD_DAMAGED", 410, "The server's storage lost acknowledged bytes of this upload (found at startup); it was marked errored rather than filled with anything else. Create a new upload and send it again."),
     RecordingInProgress = ("ERR_RECORDING_IN_PROGRESS", 409, "The recording is still being produced by a live process; it cannot be resumed or finished from here."),
 }
 
@@ -110,6 +111,11 @@ impl Serialize for ErrorCode {
         s.serialize_str(self.as_str())
     }
 }
+
+/// The response header that repeats an error answer's code, so that answers
+/// without a body (HEAD) still tell, e.g., a terminated upload
+/// (`ERR_UPLOAD_TERMINATED`) from an expired one (`ERR_UPLOAD_EXPIRED`).
+pub const ERROR_CODE_HEADER: &str = "spool-error-code";
 
 /// The JSON body of every error answer except HEAD's: `{"code","message"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

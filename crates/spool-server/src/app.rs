@@ -55,6 +55,8 @@ pub struct AppInner {
     pub shutdown: CancellationToken,
     /// Wakes the webhook worker when an event is enqueued.
     pub webhook_wake: Notify,
+    /// This server's exclusive lock on its data folder, held for its life.
+    _data_lock: std::fs::File,
 }
 
 /// A cheap handle to the shared state.
@@ -69,6 +71,88 @@ impl std::ops::Deref for App {
 }
 
 const CREDENTIALS_FILE: &str = "credentials";
+const LOCK_FILE: &str = "server.lock";
+const DB_FILE: &str = "spool.db";
+
+/// Why the data folder cannot be opened by this server.
+#[derive(Debug, thiserror::Error)]
+pub enum DataDirError {
+    #[error(
+        "the data folder {dir} is in use by another spool server{who}; stop it first, or give this one its own --data folder"
+    )]
+    InUse { dir: String, who: String },
+    #[error("locking the data folder {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
+}
+
+/// Creates the data folder private (0700) and takes its exclusive lock, so
+/// a second server on the same folder (another `spool serve`, a second app)
+/// fails at once instead of sharing the database and moving the port. The
+/// kernel drops the lock when the process dies, `kill -9` included.
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, DataDirError> {
+    use std::io::{Read, Seek, Write};
+    let io = |source| DataDirError::Io {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut file = opts.open(dir.join(LOCK_FILE)).map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let who = match pid.trim() {
+                "" => String::new(),
+                p => format!(" (process {p})"),
+            };
+            return Err(DataDirError::InUse {
+                dir: dir.display().to_string(),
+                who,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+    }
+    // The pid is for the message above only.
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
+/// Makes the database files private: they hold the URL-signing keys.
+#[cfg(unix)]
+fn private_db_files(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let db = dir.join(DB_FILE);
+    // Created 0600 before SQLite opens it; SQLite gives its -wal and -shm
+    // files the database file's mode.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let p = dir.join(format!("{DB_FILE}{suffix}"));
+        if p.exists() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
 
 fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
@@ -123,11 +207,17 @@ impl App {
     /// Opens the data directory and prepares the state; `public_url` is the
     /// base URL clients use (already resolved against the bound address).
     pub async fn open(config: Config, public_url: &str) -> anyhow::Result<(App, CredentialSource)> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let data_lock = lock_data_dir(&config.data_dir)?;
+        #[cfg(unix)]
+        private_db_files(&config.data_dir).with_context(|| {
+            format!(
+                "making the database in {} private",
+                config.data_dir.display()
+            )
+        })?;
         let (credentials, source) = resolve_credentials(&config)?;
         let db = Db::open(
-            &config.data_dir.join("spool.db"),
+            &config.data_dir.join(DB_FILE),
             public_url,
             config.webhook.is_some(),
         )
@@ -160,38 +250,18 @@ impl App {
             locks: Arc::new(Locks::default()),
             shutdown: CancellationToken::new(),
             webhook_wake: Notify::new(),
+            _data_lock: data_lock,
         }));
         app.reconcile().await?;
         Ok((app, source))
     }
 
-    /// Brings each unfinished upload's offset in line with the bytes on disk:
-    /// after a kill, bytes written but not yet recorded are kept (they
-    /// arrived, in order), and an upload that thereby became complete is
-    /// completed.
+    /// Makes the state truthful after a crash, before serving: each
+    /// unfinished upload's offset is brought in line with the bytes in
+    /// storage, every complete upload is checked to still have its bytes,
+    /// and storage no live upload owns is removed. See [`crate::repair`].
     async fn reconcile(&self) -> anyhow::Result<()> {
-        let active = self.db.call(|ops| ops.active_uploads()).await?;
-        for row in active {
-            let valid = self.store.recover(&row.id, row.offset, row.length).await?;
-            if valid != row.offset {
-                tracing::info!(upload = %row.id, recorded = row.offset, on_disk = valid, "reconciled upload offset with disk");
-            }
-            let expiry = self.expiry_ms();
-            let id = row.id.clone();
-            self.db
-                .call(move |ops| {
-                    ops.reconcile_offset(&id, valid)?;
-                    // Re-record at the same offset: completes the upload if
-                    // the disk already holds every byte.
-                    let current = ops.upload(&id)?.map(|r| r.offset).unwrap_or(valid);
-                    if current == valid && row.length == Some(valid) {
-                        ops.record_progress(&id, valid, crate::db::now_ms(), expiry)?;
-                    }
-                    Ok(())
-                })
-                .await?;
-        }
-        Ok(())
+        crate::repair::run(self).await
     }
 
     pub fn expiry_ms(&self) -> i64 {
@@ -203,6 +273,7 @@ impl App {
         let token = spool_proto::token::sign(
             &self.keys.current_kid,
             self.keys.current_secret(),
+            spool_proto::token::Purpose::Upload,
             upload_id,
             sig_exp,
         );

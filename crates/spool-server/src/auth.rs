@@ -1,13 +1,16 @@
 //! Who may do what. The upload API and upload creation need the API
 //! credentials (HTTP Basic). A request to one upload resource is allowed with
-//! either those credentials or a valid signature for that very upload; a
-//! signature's expiry bounds only how long an *unused* URL stays good, so a
-//! recording that keeps sending bytes is never cut off by it.
+//! either those credentials or a valid upload-purpose signature for that very
+//! upload. A signature authorises the upload protocol only — HEAD, PATCH,
+//! OPTIONS and, while the upload is unfinished, DELETE — never reading the
+//! bytes, and PATCH/DELETE stop working once the upload is complete (403
+//! `ERR_FORBIDDEN`). Its expiry bounds only how long an *unused* URL stays
+//! good, so a recording that keeps sending bytes is never cut off by it.
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use base64::Engine as _;
 use spool_proto::ErrorCode;
-use spool_proto::token::{QUERY_PARAM, Token};
+use spool_proto::token::{Purpose, QUERY_PARAM, Token};
 
 use crate::app::App;
 use crate::db::UploadRow;
@@ -102,18 +105,48 @@ pub fn authorize_upload(
             "upload signature was made with an unknown key",
         )
     })?;
-    token.verify(secret, upload_id).map_err(|_| {
-        ApiError::new(
-            ErrorCode::InvalidSignature,
-            "upload signature does not match this upload",
-        )
-    })?;
+    token
+        .verify(secret, Purpose::Upload, upload_id)
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidSignature,
+                "upload signature does not match this upload",
+            )
+        })?;
     Ok(UploadAuth::Signature(token))
+}
+
+fn forbidden(message: &str) -> ApiError {
+    ApiError::new(ErrorCode::Forbidden, message)
+}
+
+/// What a signature allows on an upload in `row`'s state: HEAD and PATCH
+/// (PATCH only while unfinished), DELETE while unfinished (cancelling), and
+/// never GET — reading bytes needs the API credentials or the share routes.
+pub fn check_signature_scope(auth: &UploadAuth, method: &Method, row: &UploadRow) -> ApiResult<()> {
+    if matches!(auth, UploadAuth::Credentials) {
+        return Ok(());
+    }
+    match *method {
+        Method::HEAD | Method::OPTIONS => Ok(()),
+        // A final concatenation is never patched; the TUS rule says why
+        // (403 ERR_MODIFY_FINAL) more precisely than the scope would.
+        Method::PATCH if row.concat == Some(crate::db::ConcatKind::Final) => Ok(()),
+        Method::PATCH | Method::DELETE if row.is_complete() => Err(forbidden(
+            "the upload is complete: its upload URL no longer allows PATCH or DELETE \
+             (delete the asset with the API credentials)",
+        )),
+        Method::PATCH | Method::DELETE => Ok(()),
+        Method::GET => Err(forbidden(
+            "an upload URL does not grant reading the bytes: use the API credentials or the share link",
+        )),
+        _ => Err(forbidden("an upload URL does not allow this method")),
+    }
 }
 
 /// A signature past its expiry still works for an upload that has started
 /// receiving bytes (so long recordings are never cut off), has a writer
-/// streaming into it right now, or is complete.
+/// streaming into it right now, or is complete (HEAD only, by the scope rule).
 pub fn check_signature_time(
     auth: &UploadAuth,
     row: &UploadRow,

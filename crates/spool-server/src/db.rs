@@ -63,6 +63,28 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(asset_id, delivered_at, seq);
 "#;
 
+/// Columns added after the first release, with their declarations: added
+/// to an existing database at open, so an older data folder keeps working.
+const ADDED_UPLOAD_COLUMNS: &[(&str, &str)] = &[("error_code", "TEXT"), ("error_message", "TEXT")];
+
+/// Adds each of `columns` to `table` where it is missing.
+fn add_missing_columns(
+    conn: &Connection,
+    table: &str,
+    columns: &[(&str, &str)],
+) -> Result<(), DbError> {
+    let existing: Vec<String> = conn
+        .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for (name, decl) in columns {
+        if !existing.iter().any(|c| c == name) {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {decl}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Where an upload is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadState {
@@ -70,6 +92,9 @@ pub enum UploadState {
     Complete,
     Expired,
     Terminated,
+    /// Its storage lost acknowledged bytes (found at startup); see the
+    /// row's error. Never filled with anything it was not sent.
+    Damaged,
 }
 
 impl UploadState {
@@ -79,6 +104,7 @@ impl UploadState {
             UploadState::Complete => "complete",
             UploadState::Expired => "expired",
             UploadState::Terminated => "terminated",
+            UploadState::Damaged => "damaged",
         }
     }
     fn parse(s: &str) -> Result<Self, DbError> {
@@ -87,6 +113,7 @@ impl UploadState {
             "complete" => UploadState::Complete,
             "expired" => UploadState::Expired,
             "terminated" => UploadState::Terminated,
+            "damaged" => UploadState::Damaged,
             other => return Err(DbError::Corrupt(format!("upload state {other:?}"))),
         })
     }
@@ -119,6 +146,8 @@ pub struct UploadRow {
     pub expires_at: i64,
     /// Unix seconds after which an unused signed URL stops working.
     pub sig_exp: u64,
+    /// Why a damaged (or expired) upload ended.
+    pub error_message: Option<String>,
 }
 
 impl UploadRow {
@@ -171,8 +200,18 @@ pub struct AssetView {
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub created_at: String,
     pub updated_at: String,
+    /// Why an errored asset failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<AssetError>,
     #[serde(skip)]
     pub upload_id: String,
+}
+
+/// An errored asset's reason, with a stable code.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct AssetError {
+    pub code: String,
+    pub message: String,
 }
 
 /// A new upload to insert.
@@ -252,6 +291,7 @@ fn upload_from_row(
             first_byte_at: row.get("first_byte_at")?,
             expires_at: row.get("expires_at")?,
             sig_exp: row.get("sig_exp")?,
+            error_message: row.get("error_message")?,
         },
         row.get("state")?,
         row.get("concat")?,
@@ -275,13 +315,16 @@ impl Db {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub fn open(path: &Path, public_url: &str, webhooks: bool) -> Result<Db, DbError> {
         let conn = Connection::open(path)?;
-        // WAL + NORMAL: a commit survives a killed process; the uploaded bytes
-        // themselves are fsynced by the store before any acknowledgement.
+        // WAL + FULL: every commit is fsynced before it returns, so an
+        // offset acknowledged to a client survives a power cut, not only a
+        // killed process (NORMAL may roll the last commits back on power
+        // loss). The uploaded bytes are fsynced by the store before that.
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        add_missing_columns(&conn, "uploads", ADDED_UPLOAD_COLUMNS)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             public_url: public_url.trim_end_matches('/').into(),
@@ -398,6 +441,28 @@ impl Ops<'_> {
         rows.into_iter().map(finish_upload_row).collect()
     }
 
+    /// Complete uploads as (id, length), for the startup check that every
+    /// ready asset still has its bytes.
+    pub fn complete_uploads(&self) -> Result<Vec<(String, u64)>, DbError> {
+        let mut stmt = self
+            .tx
+            .prepare(r#"SELECT id, "offset" FROM uploads WHERE state = 'complete'"#)?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The state of every upload id in `ids` that has a row (orphan check).
+    pub fn upload_states(&self, ids: &[String]) -> Result<Vec<(String, UploadState)>, DbError> {
+        let mut stmt = self.tx.prepare("SELECT state FROM uploads WHERE id = ?1")?;
+        let mut out = Vec::new();
+        for id in ids {
+            if let Some(state) = stmt.query_row([id], |r| r.get::<_, String>(0)).optional()? {
+                out.push((id.clone(), UploadState::parse(&state)?));
+            }
+        }
+        Ok(out)
+    }
+
     /// Unfinished uploads whose expiry has passed.
     pub fn expired_candidates(&self, now: i64) -> Result<Vec<String>, DbError> {
         let mut stmt = self.tx.prepare(
@@ -411,37 +476,60 @@ impl Ops<'_> {
         let row = self
             .tx
             .query_row(
-                r#"SELECT a.id, a.upload_id, a.status, a.metadata, a.created_at, a.updated_at, u."offset", u.length
+                r#"SELECT a.id, a.upload_id, a.status, a.metadata, a.created_at, a.updated_at, u."offset", u.length,
+                          u.error_code, u.error_message
                    FROM assets a JOIN uploads u ON u.id = a.upload_id WHERE a.id = ?1"#,
                 [id],
                 |r| {
                     Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                        r.get::<_, u64>(6)?,
-                        r.get::<_, Option<u64>>(7)?,
+                        (
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                        ),
+                        (
+                            r.get::<_, i64>(4)?,
+                            r.get::<_, i64>(5)?,
+                            r.get::<_, u64>(6)?,
+                            r.get::<_, Option<u64>>(7)?,
+                        ),
+                        (
+                            r.get::<_, Option<String>>(8)?,
+                            r.get::<_, Option<String>>(9)?,
+                        ),
                     ))
                 },
             )
             .optional()?;
-        let Some((id, upload_id, status, metadata, created, updated, offset, length)) = row else {
+        let Some((
+            (id, upload_id, status, metadata),
+            (created, updated, offset, length),
+            (error_code, error_message),
+        )) = row
+        else {
             return Ok(None);
+        };
+        let status = AssetStatus::parse(&status)?;
+        let error = match (status, error_code) {
+            (AssetStatus::Errored, Some(code)) => Some(AssetError {
+                code,
+                message: error_message.unwrap_or_default(),
+            }),
+            _ => None,
         };
         let metadata =
             serde_json::from_str(&metadata).map_err(|e| DbError::Corrupt(e.to_string()))?;
         Ok(Some(AssetView {
             share_url: self.db.share_url(&id),
             id,
-            status: AssetStatus::parse(&status)?,
+            status,
             offset,
             length,
             metadata,
             created_at: ms_to_rfc3339(created),
             updated_at: ms_to_rfc3339(updated),
+            error,
             upload_id,
         }))
     }
@@ -525,11 +613,41 @@ impl Ops<'_> {
         Ok(())
     }
 
-    /// Ends an upload as expired or terminated; its asset becomes errored or deleted.
+    /// Ends an upload as expired, terminated or damaged; its asset becomes
+    /// errored (with the reason) or deleted. Called before the bytes are
+    /// removed, so a crash in between leaves an orphan file (cleaned at
+    /// startup), never a live upload without its bytes.
     pub fn end_upload(&self, id: &str, state: UploadState, now: i64) -> Result<(), DbError> {
+        self.end_upload_with(id, state, now, None)
+    }
+
+    /// [`Ops::end_upload`] with an explicit error message (damaged uploads).
+    pub fn end_upload_with(
+        &self,
+        id: &str,
+        state: UploadState,
+        now: i64,
+        message: Option<&str>,
+    ) -> Result<(), DbError> {
+        let error = match state {
+            UploadState::Expired => Some((
+                spool_proto::ErrorCode::UploadExpired,
+                "the upload received no bytes for longer than the server's --upload-expiry",
+            )),
+            UploadState::Damaged => Some((
+                spool_proto::ErrorCode::UploadDamaged,
+                "the server's storage lost acknowledged bytes of this upload",
+            )),
+            _ => None,
+        };
         self.tx.execute(
-            "UPDATE uploads SET state = ?2 WHERE id = ?1",
-            params![id, state.as_str()],
+            "UPDATE uploads SET state = ?2, error_code = ?3, error_message = ?4 WHERE id = ?1",
+            params![
+                id,
+                state.as_str(),
+                error.map(|(c, _)| c.as_str()),
+                error.map(|(_, m)| message.unwrap_or(m)),
+            ],
         )?;
         let asset_id: Option<String> = self
             .tx
@@ -540,7 +658,7 @@ impl Ops<'_> {
             .flatten();
         if let Some(asset_id) = asset_id {
             match state {
-                UploadState::Expired => {
+                UploadState::Expired | UploadState::Damaged => {
                     self.set_asset_status(&asset_id, AssetStatus::Errored, now)?;
                     self.enqueue(&asset_id, "video.asset.errored", now)?;
                 }

@@ -65,6 +65,10 @@ impl IntoResponse for ApiError {
         for (k, v) in self.headers {
             resp.headers_mut().insert(k, v);
         }
+        resp.headers_mut().insert(
+            spool_proto::error::ERROR_CODE_HEADER,
+            HeaderValue::from_static(self.code.as_str()),
+        );
         resp
     }
 }

@@ -86,6 +86,12 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the concatenation of `parts` (complete uploads) as upload `id`
     /// and returns its length.
     async fn concat(&self, id: &str, parts: &[String]) -> Result<u64, StoreError>;
+    /// How many bytes are stored for upload `id`, or `None` if it has no
+    /// storage at all (startup checks that complete uploads kept theirs).
+    async fn stored_len(&self, id: &str) -> Result<Option<u64>, StoreError>;
+    /// The ids of every upload with storage (startup removes the orphans:
+    /// storage whose upload ended or never got a row).
+    async fn list(&self) -> Result<Vec<String>, StoreError>;
 }
 
 /// Uploads as files under one directory: `<id>` holds the bytes, `<id>.stage`
@@ -116,10 +122,23 @@ async fn blocking<R: Send + 'static>(
 }
 
 impl FsStore {
-    /// A store under `dir` (created if missing).
+    /// A store under `dir` (created if missing). The directory is made
+    /// private (0700) and every file in it 0600, also for data folders
+    /// written by versions that used the umask.
     pub fn open(dir: impl Into<PathBuf>) -> std::io::Result<Self> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                if entry.file_type()?.is_file() {
+                    std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+        }
         Ok(FsStore { dir: Arc::new(dir) })
     }
 
@@ -138,6 +157,18 @@ impl FsStore {
     fn stage_path(&self, id: &str) -> Result<PathBuf, StoreError> {
         Ok(self.path(id)?.with_extension("stage"))
     }
+}
+
+/// Options for a new upload file: private (0600) from its first byte.
+fn private_file() -> std::fs::OpenOptions {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
 }
 
 fn sync_dir(dir: &Path) {
@@ -214,8 +245,13 @@ impl ChunkWriter for FsWriter {
                 dst.seek(SeekFrom::Start(start)).map_err(io_err(&id))?;
                 dst.set_len(start).map_err(io_err(&id))?;
                 std::io::copy(&mut src, &mut dst).map_err(io_err(&id))?;
+                crate::fault::point("stage-copied-before-sync");
                 dst.sync_data().map_err(io_err(&id))?;
+                // No directory fsync for the removal: if a power cut brings
+                // the stage file back, recovery trusts only the recorded
+                // offset, which is what a lost acknowledgement means anyway.
                 std::fs::remove_file(&stage).map_err(io_err(&id))?;
+                crate::fault::point("stage-merged-before-record");
             }
             Ok(written)
         })
@@ -251,8 +287,7 @@ impl Store for FsStore {
         let id = id.to_owned();
         let dir = self.dir.clone();
         blocking(move || {
-            std::fs::OpenOptions::new()
-                .write(true)
+            private_file()
                 .create_new(true)
                 .open(&path)
                 .map_err(io_err(&id))?;
@@ -276,9 +311,17 @@ impl Store for FsStore {
         let idc = id.to_owned();
         let (m, s) = (main.clone(), stage.clone());
         let file = blocking(move || {
+            let on_disk = std::fs::metadata(&m).map_err(io_err(&idc))?.len();
+            if on_disk < offset {
+                // Never pad: zeros in place of acknowledged bytes would be
+                // served as the recording.
+                return Err(StoreError::Precondition {
+                    id: idc,
+                    reason: format!("{on_disk} bytes stored, below the offset {offset}"),
+                });
+            }
             let mut f = match &s {
-                Some(stage) => std::fs::OpenOptions::new()
-                    .write(true)
+                Some(stage) => private_file()
                     .create(true)
                     .truncate(true)
                     .open(stage)
@@ -323,8 +366,18 @@ impl Store for FsStore {
         blocking(move || {
             let file = match std::fs::OpenOptions::new().write(true).open(&main) {
                 Ok(f) => f,
+                // Nothing acknowledged, nothing lost: give it its (empty)
+                // storage back. With bytes acknowledged the caller sees 0 <
+                // recorded and marks the upload damaged; nothing is made up.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    std::fs::File::create(&main).map_err(io_err(&id))?;
+                    let _ = std::fs::remove_file(&stage);
+                    if recorded == 0 {
+                        private_file()
+                            .create(true)
+                            .truncate(false)
+                            .open(&main)
+                            .map_err(io_err(&id))?;
+                    }
                     return Ok(0);
                 }
                 Err(e) => return Err(io_err(&id)(e)),
@@ -375,6 +428,7 @@ impl Store for FsStore {
     async fn delete(&self, id: &str) -> Result<(), StoreError> {
         let paths = [self.path(id)?, self.stage_path(id)?];
         let id = id.to_owned();
+        let dir = self.dir.clone();
         blocking(move || {
             for p in paths {
                 match std::fs::remove_file(&p) {
@@ -383,7 +437,40 @@ impl Store for FsStore {
                     Err(e) => return Err(io_err(&id)(e)),
                 }
             }
+            // A deleted recording must stay deleted after a power cut.
+            sync_dir(&dir);
             Ok(())
+        })
+        .await
+    }
+
+    async fn stored_len(&self, id: &str) -> Result<Option<u64>, StoreError> {
+        let path = self.path(id)?;
+        let id = id.to_owned();
+        blocking(move || match std::fs::metadata(&path) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&id)(e)),
+        })
+        .await
+    }
+
+    async fn list(&self) -> Result<Vec<String>, StoreError> {
+        let dir = self.dir.clone();
+        blocking(move || {
+            let mut ids = std::collections::BTreeSet::new();
+            let entries = std::fs::read_dir(&*dir).map_err(io_err("-"))?;
+            for entry in entries {
+                let name = entry.map_err(io_err("-"))?.file_name();
+                let name = name.to_string_lossy();
+                let id = name.strip_suffix(".stage").unwrap_or(&name);
+                // Only names this server could have made; anything else in
+                // the folder is not ours to judge.
+                if crate::ids::is_valid_id(id) {
+                    ids.insert(id.to_owned());
+                }
+            }
+            Ok(ids.into_iter().collect())
         })
         .await
     }
@@ -397,8 +484,7 @@ impl Store for FsStore {
         let id = id.to_owned();
         let dir = self.dir.clone();
         blocking(move || {
-            let mut dst = std::fs::OpenOptions::new()
-                .write(true)
+            let mut dst = private_file()
                 .create(true)
                 .truncate(true)
                 .open(&dst_path)

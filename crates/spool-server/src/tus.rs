@@ -93,6 +93,10 @@ fn finish(
             for (k, v) in e.headers {
                 r.headers_mut().insert(k, v);
             }
+            r.headers_mut().insert(
+                spool_proto::error::ERROR_CODE_HEADER,
+                HeaderValue::from_static(e.code.as_str()),
+            );
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
@@ -181,6 +185,12 @@ fn check_live(row: &UploadRow, writer_active: bool) -> ApiResult<()> {
             ErrorCode::UploadExpired,
             "the upload expired",
         )),
+        UploadState::Damaged => Err(ApiError::new(
+            ErrorCode::UploadDamaged,
+            row.error_message
+                .clone()
+                .unwrap_or_else(|| ErrorCode::UploadDamaged.description().to_owned()),
+        )),
         UploadState::Active if !writer_active && row.expires_at < now_ms() => Err(ApiError::new(
             ErrorCode::UploadExpired,
             "the upload expired",
@@ -201,10 +211,11 @@ async fn load(app: &App, id: &str) -> ApiResult<UploadRow> {
         .ok_or_else(not_found)
 }
 
-/// Authorises a request to an upload resource and loads the upload.
+/// Authorises a `method` request to an upload resource and loads the upload.
 async fn authorize_and_load(
     app: &App,
     id: &str,
+    method: &Method,
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> ApiResult<UploadRow> {
@@ -214,6 +225,7 @@ async fn authorize_and_load(
     let writer_active = app.locks.is_held(id);
     check_live(&row, writer_active)?;
     auth::check_signature_time(&auth, &row, writer_active)?;
+    auth::check_signature_scope(&auth, method, &row)?;
     Ok(row)
 }
 
@@ -224,7 +236,7 @@ async fn head(
     query: Option<&str>,
 ) -> ApiResult<Response> {
     check_version(headers)?;
-    let row = authorize_and_load(app, id, headers, query).await?;
+    let row = authorize_and_load(app, id, &Method::HEAD, headers, query).await?;
     let mut resp = StatusCode::OK.into_response();
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -281,7 +293,7 @@ async fn patch(app: &App, id: &str, req: Request) -> ApiResult<Response> {
         ErrorCode::InvalidRequest,
     )?;
 
-    let row = authorize_and_load(app, id, headers, parts.uri.query()).await?;
+    let row = authorize_and_load(app, id, &Method::PATCH, headers, parts.uri.query()).await?;
     if row.concat == Some(ConcatKind::Final) {
         return Err(ApiError::new(
             ErrorCode::ModifyFinal,
@@ -569,7 +581,9 @@ async fn append(
         app.events_enqueued();
         return Err(e);
     }
+    crate::fault::point("written-before-commit");
     let added = writer.commit().await?;
+    crate::fault::point("committed-before-record");
     record(app, row, added).await
 }
 
@@ -722,8 +736,10 @@ pub async fn create_upload(
         // Rounded up so the URL is never shorter-lived than the upload.
         sig_exp: ((now + ttl_ms + 999) / 1000).max(0) as u64,
     };
-    // Storage first: a row without bytes behind it must never exist.
+    // Storage first: a row without bytes behind it must never exist (a
+    // file without a row is an orphan that startup removes).
     app.store.create(&up.id).await?;
+    crate::fault::point("created-before-row");
     let asset = asset.cloned();
     let id = up.id.clone();
     let row = app
@@ -832,7 +848,7 @@ async fn terminate(
     query: Option<&str>,
 ) -> ApiResult<Response> {
     check_version(headers)?;
-    authorize_and_load(app, id, headers, query).await?;
+    authorize_and_load(app, id, &Method::DELETE, headers, query).await?;
     end_upload(app, id, UploadState::Terminated).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -841,11 +857,15 @@ async fn terminate(
 /// writer, removes the bytes, and records the end with its webhook.
 pub async fn end_upload(app: &App, id: &str, state: UploadState) -> ApiResult<()> {
     let _guard = lock(app, id, Mode::Force).await?;
-    app.store.delete(id).await?;
+    // The end state is committed before any byte goes: a crash in between
+    // leaves an orphan file that startup removes, never an upload that
+    // looks alive with its bytes gone.
     let rid = id.to_owned();
     app.db
         .call(move |ops| ops.end_upload(&rid, state, now_ms()))
         .await?;
+    crate::fault::point("end-recorded-before-delete");
+    app.store.delete(id).await?;
     app.events_enqueued();
     Ok(())
 }
@@ -856,7 +876,7 @@ async fn download(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> ApiResult<Response> {
-    let row = authorize_and_load(app, id, headers, query).await?;
+    let row = authorize_and_load(app, id, &Method::GET, headers, query).await?;
     if !row.is_complete() {
         return Err(ApiError::new(
             ErrorCode::UploadIncomplete,
@@ -891,11 +911,11 @@ pub async fn sweep_expired(app: &App) -> ApiResult<usize> {
         };
         let row = load(app, &id).await?;
         if row.state == UploadState::Active && row.expires_at < now_ms() {
-            app.store.delete(&id).await?;
             let rid = id.clone();
             app.db
                 .call(move |ops| ops.end_upload(&rid, UploadState::Expired, now_ms()))
                 .await?;
+            app.store.delete(&id).await?;
             expired += 1;
             tracing::info!(upload = %id, "upload expired");
         }

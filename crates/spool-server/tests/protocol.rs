@@ -5,215 +5,16 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use sha2::Digest;
-use spool_server::{App, Config, Credentials};
 use tower::ServiceExt;
 
-const ID: &str = "test-id";
-const SECRET: &str = "test-secret";
-
-struct T {
-    app: App,
-    router: Router,
-    _dir: tempfile::TempDir,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-    fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap().to_owned()
-    }
-}
-
-fn basic() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ID}:{SECRET}"))
-    )
-}
-
-/// Path and query of an absolute URL.
-fn local(url: &str) -> String {
-    let u = url::Url::parse(url).unwrap();
-    match u.query() {
-        Some(q) => format!("{}?{q}", u.path()),
-        None => u.path().to_owned(),
-    }
-}
-
-fn id_of(url: &str) -> String {
-    url.split('?')
-        .next()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
-impl T {
-    async fn new() -> T {
-        T::with(|_| {}).await
-    }
-
-    async fn with(f: impl FnOnce(&mut Config)) -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::new(dir.path().join("data"));
-        cfg.credentials = Some(Credentials {
-            token_id: ID.into(),
-            token_secret: SECRET.into(),
-        });
-        f(&mut cfg);
-        let (app, _) = App::open(cfg, "http://spool.test").await.unwrap();
-        let router = spool_server::router(app.clone());
-        T {
-            app,
-            router,
-            _dir: dir,
-        }
-    }
-
-    async fn send(&self, req: Request<Body>) -> Resp {
-        let resp = self.router.clone().oneshot(req).await.unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn req(
-        &self,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Resp {
-        let mut b = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        self.send(b.body(body.into()).unwrap()).await
-    }
-
-    /// `POST /v1/on-demand`; returns (asset id, local upload URL).
-    async fn on_demand(&self, json: &str) -> (String, String) {
-        let r = self
-            .req(
-                "POST",
-                "/v1/on-demand",
-                &[
-                    ("authorization", &basic()),
-                    ("content-type", "application/json"),
-                ],
-                json.to_owned(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-        let j = r.json();
-        (
-            j["asset_id"].as_str().unwrap().to_owned(),
-            local(j["upload_url"].as_str().unwrap()),
-        )
-    }
-
-    /// TUS creation; returns the local, signed Location.
-    async fn create(&self, headers: &[(&str, &str)]) -> String {
-        let b = basic();
-        let mut h = vec![("tus-resumable", "1.0.0"), ("authorization", b.as_str())];
-        h.extend_from_slice(headers);
-        let r = self.req("POST", "/v1/uploads", &h, Body::empty()).await;
-        assert_eq!(
-            r.status,
-            StatusCode::CREATED,
-            "{:?}",
-            String::from_utf8_lossy(&r.body)
-        );
-        local(r.header("location").unwrap())
-    }
-
-    async fn patch(
-        &self,
-        url: &str,
-        offset: u64,
-        extra: &[(&str, &str)],
-        data: &'static [u8],
-    ) -> Resp {
-        let off = offset.to_string();
-        let mut h = vec![
-            ("tus-resumable", "1.0.0"),
-            ("content-type", "application/offset+octet-stream"),
-            ("upload-offset", off.as_str()),
-        ];
-        h.extend_from_slice(extra);
-        self.req("PATCH", url, &h, data).await
-    }
-
-    async fn head(&self, url: &str) -> Resp {
-        self.req("HEAD", url, &[("tus-resumable", "1.0.0")], Body::empty())
-            .await
-    }
-
-    async fn asset(&self, id: &str) -> serde_json::Value {
-        let r = self
-            .req(
-                "GET",
-                &format!("/v1/assets/{id}"),
-                &[("authorization", &basic())],
-                Body::empty(),
-            )
-            .await;
-        assert_eq!(r.status, StatusCode::OK);
-        r.json()
-    }
-}
-
-/// A request body fed by the test, chunk by chunk; dropping the sender with
-/// `Err` simulates a cut connection.
-fn channel_body() -> (
-    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    Body,
-) {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
-    });
-    (tx, Body::from_stream(stream))
-}
-
-fn streaming_patch(url: &str, offset: u64, body: Body) -> Request<Body> {
-    Request::builder()
-        .method("PATCH")
-        .uri(url)
-        .header("tus-resumable", "1.0.0")
-        .header("content-type", "application/offset+octet-stream")
-        .header("upload-offset", offset.to_string())
-        .body(body)
-        .unwrap()
-}
+mod common;
+use common::*;
 
 // ---- upload API ----
 
@@ -232,7 +33,7 @@ async fn on_demand_issues_a_signed_url_for_a_new_asset() {
     let j = r.json();
     let url = j["upload_url"].as_str().unwrap();
     assert!(
-        url.starts_with("http://spool.test/v1/uploads/") && url.contains("?sig=v1."),
+        url.starts_with("http://spool.test/v1/uploads/") && url.contains("?sig=v2."),
         "{url}"
     );
     assert!(chrono::DateTime::parse_from_rfc3339(j["expires_at"].as_str().unwrap()).is_ok());
@@ -503,7 +304,7 @@ async fn creation_with_upload_stores_the_body() {
         t.patch(&url, 5, &[], b" world").await.status,
         StatusCode::NO_CONTENT
     );
-    let g = t.req("GET", &url, &[], Body::empty()).await;
+    let g = t.get_basic(&url).await;
     assert_eq!(&g.body[..], b"hello world");
 }
 
@@ -549,13 +350,18 @@ async fn patch_appends_and_answers_offset_and_expiry() {
     let r = t.patch(&url, 3, &[], b"def").await;
     assert_eq!(r.header("upload-offset"), Some("6"));
     assert!(r.header("upload-expires").is_some());
-    // A repeated, empty final PATCH is idempotent; more bytes are refused.
+    // Complete: the upload URL no longer patches (issue 9's scope); with
+    // the credentials a repeated, empty final PATCH is idempotent and more
+    // bytes are refused.
+    assert_eq!(t.patch(&url, 6, &[], b"").await.code(), "ERR_FORBIDDEN");
+    let b = basic();
+    let auth = [("authorization", b.as_str())];
     assert_eq!(
-        t.patch(&url, 6, &[], b"").await.status,
+        t.patch(&url, 6, &auth, b"").await.status,
         StatusCode::NO_CONTENT
     );
     assert_eq!(
-        t.patch(&url, 6, &[], b"x").await.code(),
+        t.patch(&url, 6, &auth, b"x").await.code(),
         "ERR_UPLOAD_COMPLETE"
     );
 }
@@ -784,10 +590,7 @@ async fn checksums_verify_and_a_mismatch_stores_nothing() {
             .status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        &t.req("GET", &url, &[], Body::empty()).await.body[..],
-        b"abcdefgh"
-    );
+    assert_eq!(&t.get_basic(&url).await.body[..], b"abcdefgh");
 }
 
 #[tokio::test]
@@ -849,10 +652,7 @@ async fn concatenation_of_finished_partial_uploads() {
             .unwrap()
             .starts_with("final;/v1/uploads/")
     );
-    assert_eq!(
-        &t.req("GET", &fin, &[], Body::empty()).await.body[..],
-        b"abcdefg"
-    );
+    assert_eq!(&t.get_basic(&fin).await.body[..], b"abcdefg");
     let r = t.patch(&fin, 7, &[], b"x").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.code(), "ERR_MODIFY_FINAL");
@@ -960,7 +760,7 @@ async fn forged_or_foreign_signatures_are_refused() {
         if mac.starts_with('A') { 'B' } else { 'A' },
         &mac[1..]
     );
-    let unknown_key = a.replace("sig=v1.k", "sig=v1.zz");
+    let unknown_key = a.replace("sig=v2.k", "sig=v2.zz");
     for url in [flipped, format!("{a_path}?sig=garbage"), unknown_key] {
         let r = t.patch(&url, 0, &[], b"x").await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{url}");
@@ -997,7 +797,13 @@ async fn an_old_signature_works_once_bytes_flow_but_not_for_an_unused_url() {
         let id = id_of(url);
         format!(
             "{path}?sig={}",
-            spool_proto::token::sign(&keys.current_kid, keys.current_secret(), &id, 1)
+            spool_proto::token::sign(
+                &keys.current_kid,
+                keys.current_secret(),
+                spool_proto::token::Purpose::Upload,
+                &id,
+                1
+            )
         )
     };
     assert_eq!(
@@ -1015,22 +821,22 @@ async fn an_old_signature_works_once_bytes_flow_but_not_for_an_unused_url() {
 async fn get_returns_completed_bytes_with_ranges() {
     let t = T::new().await;
     let url = t.create(&[("upload-length", "10")]).await;
+    let auth = [("authorization", basic())];
+    let auth: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (*k, v.as_str())).collect();
     t.patch(&url, 0, &[], b"01234").await;
-    let r = t.req("GET", &url, &[], Body::empty()).await;
+    let r = t.req("GET", &url, &auth, Body::empty()).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.code(), "ERR_UPLOAD_INCOMPLETE");
     t.patch(&url, 5, &[], b"56789").await;
-    let r = t.req("GET", &url, &[], Body::empty()).await;
+    let r = t.req("GET", &url, &auth, Body::empty()).await;
     assert_eq!(&r.body[..], b"0123456789");
-    let r = t
-        .req("GET", &url, &[("range", "bytes=2-4")], Body::empty())
-        .await;
+    let range = [auth[0], ("range", "bytes=2-4")];
+    let r = t.req("GET", &url, &range, Body::empty()).await;
     assert_eq!(r.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&r.body[..], b"234");
     assert_eq!(r.header("content-range"), Some("bytes 2-4/10"));
-    let r = t
-        .req("GET", &url, &[("range", "bytes=20-")], Body::empty())
-        .await;
+    let range = [auth[0], ("range", "bytes=20-")];
+    let r = t.req("GET", &url, &range, Body::empty()).await;
     assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
     let path = url.split_once('?').unwrap().0;
     assert_eq!(
@@ -1294,7 +1100,7 @@ async fn a_cut_off_patch_keeps_what_arrived() {
             .status,
         StatusCode::NO_CONTENT
     );
-    let got = t.req("GET", &url, &[], Body::empty()).await.body;
+    let got = t.get_basic(&url).await.body;
     assert_eq!(&got[..3000], &[1u8; 3000][..]);
     assert_eq!(&got[3000..], &[[2u8; 500].as_slice(), b"z"].concat()[..]);
 }
@@ -1349,10 +1155,7 @@ async fn a_live_writer_gets_423_for_a_newcomer_a_stalled_one_is_interrupted() {
             .status,
         StatusCode::NO_CONTENT
     );
-    assert_eq!(
-        &t.req("GET", &url, &[], Body::empty()).await.body[..],
-        b"live-next"
-    );
+    assert_eq!(&t.get_basic(&url).await.body[..], b"live-next");
 }
 
 #[tokio::test]

@@ -1,0 +1,115 @@
+//! Startup repair: after a crash (or a power cut, or storage damaged while
+//! the server was down) the database and the bytes in storage may disagree,
+//! and before serving anything the server makes them agree without ever
+//! inventing a byte. An unfinished upload whose storage holds more than its
+//! recorded offset keeps the extra bytes (they arrived, in order); one whose
+//! storage holds less than its recorded — that is, acknowledged — offset, or
+//! none at all, is never padded and never moved back below what a client
+//! was told: it is marked damaged (410 `ERR_UPLOAD_DAMAGED`, its asset
+//! errored with that reason, `video.asset.errored` sent), so the client
+//! re-creates it from its local copy. A complete upload whose bytes are gone
+//! or short is marked damaged the same way, so no asset is ever ready
+//! without its bytes. Storage that no live upload owns (an upload created
+//! but never recorded, or ended but not yet removed, when the crash came) is
+//! removed; a damaged upload's remaining bytes are kept for inspection until
+//! its asset is deleted.
+
+use anyhow::Context as _;
+
+use crate::app::App;
+use crate::db::{UploadState, now_ms};
+
+async fn mark_damaged(app: &App, id: &str, message: String) -> anyhow::Result<()> {
+    tracing::error!(upload = %id, %message, "upload damaged: acknowledged bytes are missing from storage");
+    let rid = id.to_owned();
+    app.db
+        .call(move |ops| ops.end_upload_with(&rid, UploadState::Damaged, now_ms(), Some(&message)))
+        .await?;
+    app.events_enqueued();
+    Ok(())
+}
+
+/// Runs every repair step; see the module docs.
+pub async fn run(app: &App) -> anyhow::Result<()> {
+    unfinished(app)
+        .await
+        .context("repairing unfinished uploads")?;
+    complete(app).await.context("checking complete uploads")?;
+    orphans(app).await.context("removing orphaned storage")?;
+    Ok(())
+}
+
+async fn unfinished(app: &App) -> anyhow::Result<()> {
+    let active = app.db.call(|ops| ops.active_uploads()).await?;
+    for row in active {
+        let valid = app.store.recover(&row.id, row.offset, row.length).await?;
+        if valid < row.offset {
+            let message = format!(
+                "storage holds {valid} of the {} bytes the server acknowledged; send the recording again",
+                row.offset
+            );
+            mark_damaged(app, &row.id, message).await?;
+            continue;
+        }
+        if valid != row.offset {
+            tracing::info!(upload = %row.id, recorded = row.offset, on_disk = valid, "reconciled upload offset with storage");
+        }
+        let expiry = app.expiry_ms();
+        let id = row.id.clone();
+        app.db
+            .call(move |ops| {
+                ops.reconcile_offset(&id, valid)?;
+                // Re-record at the same offset: completes the upload if
+                // storage already holds every byte.
+                if row.length == Some(valid) {
+                    ops.record_progress(&id, valid, now_ms(), expiry)?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+async fn complete(app: &App) -> anyhow::Result<()> {
+    let complete = app.db.call(|ops| ops.complete_uploads()).await?;
+    for (id, len) in complete {
+        match app.store.stored_len(&id).await? {
+            Some(stored) if stored >= len => {}
+            stored => {
+                let message = match stored {
+                    None => format!("the upload's {len} bytes are missing from storage"),
+                    Some(s) => format!("storage holds {s} of the upload's {len} bytes"),
+                };
+                mark_damaged(app, &id, message).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn orphans(app: &App) -> anyhow::Result<()> {
+    let stored = app.store.list().await?;
+    if stored.is_empty() {
+        return Ok(());
+    }
+    let ids = stored.clone();
+    let known: std::collections::HashMap<String, UploadState> = app
+        .db
+        .call(move |ops| ops.upload_states(&ids))
+        .await?
+        .into_iter()
+        .collect();
+    for id in stored {
+        let orphan = match known.get(&id) {
+            None => true,
+            Some(UploadState::Expired | UploadState::Terminated) => true,
+            Some(UploadState::Active | UploadState::Complete | UploadState::Damaged) => false,
+        };
+        if orphan {
+            tracing::info!(upload = %id, "removing orphaned storage");
+            app.store.delete(&id).await?;
+        }
+    }
+    Ok(())
+}
