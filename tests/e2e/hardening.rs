@@ -6,21 +6,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use spool_e2e::*;
 
-fn record_cmd(state: &Path, output: &Path, target: &[String], extra: &[&str]) -> Command {
-    let mut cmd = spool("record");
-    cmd.args(target)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--output")
-        .arg(output)
-        .arg("--json")
-        .args(extra);
-    cmd
+/// A synthetic 320×240 recording at 10 fps in 1 s fragments, `secs` long.
+fn synthetic(secs: &str) -> [&str; 8] {
+    [
+        "--source",
+        "synthetic:320x240",
+        "--fps",
+        "10",
+        "--fragment-secs",
+        "1",
+        "--duration",
+        secs,
+    ]
 }
 
 fn event(line: &str) -> Option<serde_json::Value> {
@@ -32,20 +33,13 @@ async fn resume_leaves_a_live_recording_alone_and_it_completes_whole() {
     let dir = tempfile::tempdir().unwrap();
     let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
     let state = dir.path().join("state");
-    let mut rec = Proc::spawn(record_cmd(
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let mut rec = Proc::spawn(spool_record(
         &state,
         &dir.path().join("out"),
-        &server_args(&server.base),
-        &[
-            "--source",
-            "synthetic:320x240",
-            "--fps",
-            "10",
-            "--fragment-secs",
-            "1",
-            "--duration",
-            "8",
-        ],
+        &target,
+        &synthetic("8"),
     ));
     rec.wait_line(Duration::from_secs(30), |l| {
         event(l).is_some_and(|e| e["event"] == "fragment" && e["index"] == 2)
@@ -78,11 +72,7 @@ async fn resume_leaves_a_live_recording_alone_and_it_completes_whole() {
     // The recorder goes on and uploads the whole recording.
     let (status, lines) = rec.finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
-    let c = json_lines(&lines)
-        .into_iter()
-        .rev()
-        .find(|e| e["event"] == "complete")
-        .unwrap();
+    let c = complete(&json_lines(&lines));
     let local = std::fs::read(c["local_path"].as_str().unwrap()).unwrap();
     let uploaded = Tus::default().get(&url).await;
     assert_eq!(sha256_hex(&uploaded), sha256_hex(&local));
@@ -100,28 +90,17 @@ async fn a_recording_longer_than_the_upload_ttl_completes() {
     // The upload URL is good for 2 s unused; the recording takes 7 s and
     // keeps sending bytes the whole time.
     let server = SpoolServer::start(&dir.path().join("data"), 0, &["--upload-ttl", "2"]);
-    let (status, lines) = Proc::spawn(record_cmd(
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let (status, lines) = Proc::spawn(spool_record(
         &dir.path().join("state"),
         &dir.path().join("out"),
-        &server_args(&server.base),
-        &[
-            "--source",
-            "synthetic:320x240",
-            "--fps",
-            "10",
-            "--fragment-secs",
-            "1",
-            "--duration",
-            "7",
-        ],
+        &target,
+        &synthetic("7"),
     ))
     .finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
-    let c = json_lines(&lines)
-        .into_iter()
-        .rev()
-        .find(|e| e["event"] == "complete")
-        .unwrap();
+    let c = complete(&json_lines(&lines));
     let asset = server.asset(c["asset_id"].as_str().unwrap()).await;
     assert_eq!(asset["status"], "ready", "{asset}");
     let local = std::fs::read(c["local_path"].as_str().unwrap()).unwrap();

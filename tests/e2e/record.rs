@@ -11,31 +11,10 @@ use std::time::Duration;
 use spool_e2e::proxy::{FaultProxy, Faults};
 use spool_e2e::*;
 
-fn spool_record(state: &Path, output: &Path, target: &[&str], extra: &[&str]) -> Command {
-    let mut cmd = spool("record");
-    cmd.args(target)
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--output")
-        .arg(output)
-        .arg("--json")
-        .args(extra);
-    cmd
-}
-
 /// Whether `line` is the `fragment` event of fragment `index`.
 fn is_fragment(line: &str, index: u64) -> bool {
     serde_json::from_str::<serde_json::Value>(line)
         .is_ok_and(|v| v["event"] == "fragment" && v["index"] == index)
-}
-
-fn complete(events: &[serde_json::Value]) -> serde_json::Value {
-    events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "complete")
-        .cloned()
-        .unwrap_or_else(|| panic!("no complete event: {events:?}"))
 }
 
 /// Mean RGB of the decoded frame at `t` seconds.

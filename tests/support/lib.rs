@@ -389,6 +389,30 @@ pub fn spool(subcommand: &str) -> Command {
     cmd
 }
 
+/// `spool record --json` with `target` and `extra` arguments, its journal in
+/// `state` and its recordings in `output`.
+pub fn spool_record(state: &Path, output: &Path, target: &[&str], extra: &[&str]) -> Command {
+    let mut cmd = spool("record");
+    cmd.args(target)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--output")
+        .arg(output)
+        .arg("--json")
+        .args(extra);
+    cmd
+}
+
+/// The last `complete` event among `events`.
+pub fn complete(events: &[serde_json::Value]) -> serde_json::Value {
+    events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "complete")
+        .cloned()
+        .unwrap_or_else(|| panic!("no complete event: {events:?}"))
+}
+
 /// `--server URL --token-id … --token-secret …` with the test credentials.
 pub fn server_args(base: &str) -> Vec<String> {
     [
