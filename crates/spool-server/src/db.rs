@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+mod max_size;
+
 /// A database failure; always an internal error to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -119,6 +121,9 @@ pub struct UploadRow {
     pub expires_at: i64,
     /// Unix seconds after which an unused signed URL stops working.
     pub sig_exp: u64,
+    /// The upload's own size limit, below the server's (`max_size` of
+    /// on-demand); see [`UploadRow::size_limit`].
+    pub max_size: Option<u64>,
 }
 
 impl UploadRow {
@@ -252,6 +257,7 @@ fn upload_from_row(
             first_byte_at: row.get("first_byte_at")?,
             expires_at: row.get("expires_at")?,
             sig_exp: row.get("sig_exp")?,
+            max_size: row.get("max_size")?,
         },
         row.get("state")?,
         row.get("concat")?,
@@ -282,6 +288,7 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        max_size::migrate(&conn)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             public_url: public_url.trim_end_matches('/').into(),

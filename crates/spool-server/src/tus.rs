@@ -233,6 +233,11 @@ async fn head(
         Some(len) => h.insert(tus::UPLOAD_LENGTH, HeaderValue::from(len)),
         None => h.insert(tus::UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1")),
     };
+    // An upload with a limit of its own names it (OPTIONS names the server's).
+    if row.max_size.is_some() {
+        let max = row.size_limit(app.config.max_size);
+        h.insert(tus::TUS_MAX_SIZE, HeaderValue::from(max));
+    }
     if !row.metadata.is_empty()
         && let Ok(v) = HeaderValue::from_str(&row.metadata)
     {
@@ -393,10 +398,11 @@ async fn declare_length(app: &App, row: &UploadRow, len: u64) -> ApiResult<Uploa
             ),
         ));
     }
-    if len > app.config.max_size {
+    let max = row.size_limit(app.config.max_size);
+    if len > max {
         return Err(ApiError::new(
             ErrorCode::MaxSizeExceeded,
-            format!("the maximum upload size is {} bytes", app.config.max_size),
+            format!("the maximum size of this upload is {max} bytes"),
         ));
     }
     let id = row.id.clone();
@@ -464,7 +470,8 @@ async fn append(
     let (limit, limit_error) = match row.length {
         Some(len) => (len - row.offset, ErrorCode::UploadSizeExceeded),
         None => (
-            app.config.max_size.saturating_sub(row.offset),
+            row.size_limit(app.config.max_size)
+                .saturating_sub(row.offset),
             ErrorCode::MaxSizeExceeded,
         ),
     };
