@@ -112,6 +112,10 @@ struct ServeArgs {
     /// Seconds a request body may deliver nothing before it is cut off (what arrived is kept).
     #[arg(long, env = "SPOOL_IDLE_TIMEOUT", default_value_t = defaults::IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
+    /// Bytes to keep free on the volume holding DATA; a chunk that would cross this is refused
+    /// with 507 and not stored (default: 1 GiB or 5 % of the volume, whichever is smaller).
+    #[arg(long, env = "SPOOL_MIN_FREE_SPACE")]
+    min_free_space: Option<u64>,
 }
 
 impl ServeArgs {
@@ -138,6 +142,7 @@ impl ServeArgs {
         config.upload_ttl = Duration::from_secs(self.upload_ttl);
         config.upload_expiry = Duration::from_secs(self.upload_expiry);
         config.idle_timeout = Duration::from_secs(self.idle_timeout);
+        config.min_free_space = self.min_free_space;
         if let (Some(token_id), Some(token_secret)) = (self.token_id, self.token_secret) {
             if token_id.is_empty() || token_id.contains(':') || token_secret.is_empty() {
                 bail!("--token-id must be non-empty without ':' and --token-secret non-empty");

@@ -17,6 +17,7 @@ pub mod http_util;
 pub mod ids;
 pub mod locks;
 pub mod share;
+pub mod space;
 pub mod store;
 pub mod tus;
 pub mod webhooks;

@@ -86,6 +86,13 @@ pub trait Store: Send + Sync + 'static {
     /// Writes the concatenation of `parts` (complete uploads) as upload `id`
     /// and returns its length.
     async fn concat(&self, id: &str, parts: &[String]) -> Result<u64, StoreError>;
+    /// The space of the volume the bytes go to, for the free-space reserve
+    /// ([`crate::space`]); `None` (the default) means unlimited, as for an
+    /// object store. Called at most every few milliseconds, so it may make a
+    /// system call.
+    async fn space(&self) -> Result<Option<crate::space::Space>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Uploads as files under one directory: `<id>` holds the bytes, `<id>.stage`
@@ -411,6 +418,19 @@ impl Store for FsStore {
             dst.sync_data().map_err(io_err(&id))?;
             sync_dir(&dir);
             Ok(total)
+        })
+        .await
+    }
+
+    async fn space(&self) -> Result<Option<crate::space::Space>, StoreError> {
+        if !cfg!(unix) {
+            return Ok(None);
+        }
+        let dir = self.dir.clone();
+        blocking(move || {
+            crate::space::statvfs(&dir)
+                .map(Some)
+                .map_err(io_err("(volume)"))
         })
         .await
     }
