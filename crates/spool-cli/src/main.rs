@@ -113,7 +113,7 @@ struct ServeArgs {
     #[arg(long, env = "SPOOL_IDLE_TIMEOUT", default_value_t = defaults::IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
     /// Bytes to keep free on the volume holding DATA; a chunk that would cross this is refused
-    /// with 507 and not stored (default: 1 GiB or 5 % of the volume, whichever is smaller).
+    /// with 507 and not stored (default: 1 GiB or 5 % of the volume, whichever is smaller; 0: none).
     #[arg(long, env = "SPOOL_MIN_FREE_SPACE")]
     min_free_space: Option<u64>,
 }

@@ -63,7 +63,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Bytes kept free on the volume holding the uploads: a chunk that would
     /// cross this answers 507 and is not stored. `None`: 1 GiB or 5 % of the
-    /// volume, whichever is smaller (see [`crate::space`]).
+    /// volume, whichever is smaller (see [`crate::space`]); 0: none.
     pub min_free_space: Option<u64>,
 }
 

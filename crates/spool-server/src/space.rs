@@ -97,8 +97,16 @@ impl Reserve {
     /// Asks the store once and fixes the reserve: `configured`, or the
     /// default for the volume's size. A store that cannot say how much space
     /// it has (an error) keeps no reserve, with a warning: uploads are not
-    /// refused on a guess.
+    /// refused on a guess. A configured 0 keeps none and never asks.
     pub async fn open(store: Arc<dyn Store>, configured: Option<u64>) -> Reserve {
+        if configured == Some(0) {
+            tracing::info!("no free-space reserve (--min-free-space 0)");
+            return Reserve {
+                store,
+                min_free: None,
+                last: Mutex::new(None),
+            };
+        }
         let (min_free, first) = match store.space().await {
             Ok(Some(space)) => {
                 let min_free = configured.unwrap_or_else(|| default_reserve(space.total));
@@ -287,6 +295,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = statvfs(dir.path()).unwrap();
         assert!(s.total > 0 && s.available <= s.total, "{s:?}");
+    }
+
+    /// On the real volume: what would cross the reserve is refused (with
+    /// the offset), bytes received while streaming count before the next
+    /// probe, and a reserve of 0 never refuses.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_reserve_refuses_what_would_cross_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(crate::store::FsStore::open(dir.path()).unwrap());
+        let avail = statvfs(dir.path()).unwrap().available;
+        let r = Reserve::open(store.clone(), Some(avail / 2)).await;
+        assert_eq!(r.min_free(), Some(avail / 2));
+        r.check(1 << 20, Some(0)).await.unwrap();
+        r.check(0, Some(0)).await.unwrap();
+        let e = r.check(avail, Some(7)).await.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InsufficientStorage);
+        assert!(
+            e.headers
+                .iter()
+                .any(|(k, v)| k == "upload-offset" && v == "7")
+        );
+        assert!(
+            e.headers
+                .iter()
+                .any(|(k, v)| k == "retry-after" && v == "10")
+        );
+        // Just probed: the bytes said to have arrived are taken off that answer.
+        r.check(1 << 20, Some(0)).await.unwrap();
+        assert!(r.check_streaming(avail, 1, Some(0)).await.is_err());
+        let off = Reserve::open(store, Some(0)).await;
+        assert_eq!(off.min_free(), None);
+        off.check(u64::MAX, None).await.unwrap();
     }
 
     #[test]
