@@ -113,6 +113,10 @@ struct ServeArgs {
     /// Seconds a request body may deliver nothing before it is cut off (what arrived is kept).
     #[arg(long, env = "SPOOL_IDLE_TIMEOUT", default_value_t = defaults::IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
+    /// Bytes to keep free on the volume holding DATA; a chunk that would cross this is refused
+    /// with 507 and not stored (default: 1 GiB or 5 % of the volume, whichever is smaller; 0: none).
+    #[arg(long, env = "SPOOL_MIN_FREE_SPACE")]
+    min_free_space: Option<u64>,
 }
 
 impl ServeArgs {
@@ -139,6 +143,7 @@ impl ServeArgs {
         config.upload_ttl = Duration::from_secs(self.upload_ttl);
         config.upload_expiry = Duration::from_secs(self.upload_expiry);
         config.idle_timeout = Duration::from_secs(self.idle_timeout);
+        config.min_free_space = self.min_free_space;
         let (token_id, token_secret) = crate::secret::resolve(
             self.token_id,
             self.token_secret,

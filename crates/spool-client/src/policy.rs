@@ -1,10 +1,12 @@
 //! Retry and chunking policy. Backoff is exponential with jitter — about
 //! min(2^n × 500 ms, 16 s) plus up to 20 % — and honours `Retry-After`; a
 //! chunk that keeps failing (6 failures or 90 s by default) makes the session
-//! "stalled", which keeps retrying at the capped interval. Chunk sizes adapt
+//! "stalled", which keeps retrying at the capped interval; a server out of
+//! space (507) stalls it at once, retrying at that interval or its
+//! `Retry-After`, whichever is longer. Chunk sizes adapt
 //! to measured throughput so a PATCH takes a few seconds, within 256 KiB –
 //! 64 MiB, never below the server's minimum (except the last) nor above its
-//! maximum, and shrink after a 413.
+//! maximum, shrink after a 413, and drop to the minimum after a 507.
 
 use std::time::Duration;
 
@@ -53,6 +55,17 @@ impl RetryPolicy {
             None => d,
         }
     }
+
+    /// The wait between retries once stalled by a condition that does not
+    /// clear within seconds (507): the capped interval, or the server's
+    /// `Retry-After` if longer (itself capped at 5 minutes).
+    pub fn stalled_delay(&self, retry_after: Option<Duration>) -> Duration {
+        self.max_delay.max(
+            retry_after
+                .unwrap_or_default()
+                .min(Duration::from_secs(300)),
+        )
+    }
 }
 
 /// Picks the next chunk size.
@@ -100,6 +113,16 @@ impl ChunkSizer {
         self.current = next.max(self.min_chunk);
     }
 
+    /// After a 507 (the server has no space): the next chunks are the
+    /// smallest allowed, so that retries while stalled cost little (a
+    /// refused chunk is still sent whole); successes grow it back at the
+    /// measured throughput. A fixed size stays as it is.
+    pub fn no_space(&mut self) {
+        if self.fixed.is_none() {
+            self.current = MIN_CHUNK.max(self.min_chunk);
+        }
+    }
+
     /// After a 413 for a chunk of `bytes`: halve below it. Returns false when
     /// it cannot shrink further (the server refuses even the minimum).
     pub fn shrink(&mut self, bytes: u64) -> bool {
@@ -128,6 +151,21 @@ mod tests {
     }
 
     #[test]
+    fn a_stall_waits_the_cap_or_retry_after() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.stalled_delay(None), p.max_delay);
+        assert_eq!(p.stalled_delay(Some(Duration::from_secs(1))), p.max_delay);
+        assert_eq!(
+            p.stalled_delay(Some(Duration::from_secs(40))),
+            Duration::from_secs(40)
+        );
+        assert_eq!(
+            p.stalled_delay(Some(Duration::from_secs(86_400))),
+            Duration::from_secs(300)
+        );
+    }
+
+    #[test]
     fn chunks_adapt_within_bounds() {
         let mut c = ChunkSizer::new(None, 0);
         assert_eq!(c.target(), INITIAL_CHUNK);
@@ -153,5 +191,23 @@ mod tests {
         assert_eq!(c.target(), 4 << 20);
         while c.shrink(c.target()) {}
         assert_eq!(c.target(), MIN_CHUNK);
+    }
+
+    #[test]
+    fn no_space_sends_little_until_accepted_then_grows_back() {
+        let mut c = ChunkSizer::new(None, 0);
+        c.no_space();
+        assert_eq!(c.target(), MIN_CHUNK);
+        // 100 MB/s measured again: back to large chunks within a few PATCHes.
+        for _ in 0..8 {
+            c.record(c.target(), Duration::from_millis(c.target() / 100_000));
+        }
+        assert!(c.target() > 32 * 1024 * 1024, "{}", c.target());
+        let mut c = ChunkSizer::new(None, 5 << 20);
+        c.no_space();
+        assert_eq!(c.target(), 5 << 20);
+        let mut c = ChunkSizer::new(Some(8 << 20), 0);
+        c.no_space();
+        assert_eq!(c.target(), 8 << 20);
     }
 }

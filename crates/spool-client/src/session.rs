@@ -576,6 +576,9 @@ enum Recovery {
     },
     /// Send the same chunk again after `delay` (e.g. checksum mismatch).
     Retry { delay: Duration, error: String },
+    /// The server cannot take bytes for a while (507, its disk is full):
+    /// report stalled now, and ask again (HEAD) after `delay`.
+    Stall { delay: Duration, error: String },
     /// The upload is gone from the server.
     Gone(String),
     /// Cannot go on.
@@ -724,7 +727,7 @@ impl Worker {
                 }
                 Err(e) => {
                     let safe = matches!(&e, ClientError::Unreachable(_))
-                        || matches!(e.status(), Some(429 | 500 | 502 | 503 | 504));
+                        || matches!(e.status(), Some(429 | 500 | 502 | 503 | 504 | 507));
                     if !safe {
                         return Err(match e {
                             ClientError::Network(m) => ClientError::Network(format!(
@@ -738,13 +741,20 @@ impl Worker {
                     } else {
                         None
                     };
+                    // Same reporting as for PATCHes: reconnecting, then
+                    // stalled after the cap (at once for 507), retrying
+                    // until stopped.
+                    if e.status() == Some(507) {
+                        let delay = self.options.retry.stalled_delay(retry_after);
+                        self.note_stall(&mut failures, &e.to_string(), delay).await;
+                        self.sleep(delay).await?;
+                        continue;
+                    }
                     let delay = if failures.stalled {
                         self.options.retry.max_delay
                     } else {
                         self.options.retry.delay(failures.count + 1, retry_after)
                     };
-                    // Same reporting as for PATCHes: reconnecting, then
-                    // stalled after the cap, retrying until stopped.
                     self.note_failure(&mut failures, &e.to_string(), delay)
                         .await;
                     self.sleep(delay).await?;
@@ -815,6 +825,14 @@ impl Worker {
                 counts: true,
             },
             ClientError::Server {
+                status: 507,
+                retry_after,
+                ..
+            } => Recovery::Stall {
+                delay: self.options.retry.stalled_delay(retry_after),
+                error: e.to_string(),
+            },
+            ClientError::Server {
                 status,
                 retry_after,
                 ..
@@ -860,6 +878,22 @@ impl Worker {
             s.attempt = failures.count;
             s.next_retry_in_ms = Some(delay.as_millis() as u64);
         });
+    }
+
+    /// A failure that will not clear within seconds (507: the server's disk
+    /// is full): stalled at once, not after the failure cap; then counted
+    /// like any failure, and reset by the next success.
+    async fn note_stall(&mut self, failures: &mut Failures, error: &str, delay: Duration) {
+        failures.since.get_or_insert_with(Instant::now);
+        if !failures.stalled {
+            failures.stalled = true;
+            tracing::warn!(%error, "upload stalled: the server has no space; retrying at the capped interval");
+            self.set_state(State::Stalled, Some(error.to_owned())).await;
+            self.emit(Event::Stalled {
+                error: error.to_owned(),
+            });
+        }
+        self.note_failure(failures, error, delay).await;
     }
 
     /// Whether every byte is still on local disk as queued.
@@ -949,6 +983,10 @@ impl Worker {
                             Recovery::Head { delay, error, .. }
                             | Recovery::Retry { delay, error } => {
                                 self.note_failure(&mut failures, &error, delay).await;
+                                self.sleep(delay).await?;
+                            }
+                            Recovery::Stall { delay, error } => {
+                                self.note_stall(&mut failures, &error, delay).await;
                                 self.sleep(delay).await?;
                             }
                         }
@@ -1101,6 +1139,12 @@ impl Worker {
                         Recovery::Retry { delay, error } => {
                             self.note_failure(&mut failures, &error, delay).await;
                             self.sleep(delay).await?;
+                        }
+                        Recovery::Stall { delay, error } => {
+                            sizer.no_space();
+                            self.note_stall(&mut failures, &error, delay).await;
+                            self.sleep(delay).await?;
+                            need_head = true;
                         }
                         Recovery::Head {
                             delay,

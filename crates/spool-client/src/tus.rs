@@ -79,18 +79,60 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     })
 }
 
-async fn server_error(resp: reqwest::Response) -> ClientError {
+/// The most of an error answer's body that is read: enough for any
+/// `{"code","message"}`, and a bound on what a hostile or broken server can
+/// make the client hold.
+pub const ERROR_BODY_LIMIT: usize = 64 * 1024;
+/// The longest an error answer's body is waited for (or the response
+/// timeout, if shorter): a body that never ends must not hang recovery.
+pub const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads at most `limit` bytes of a body, for at most `timeout`; what arrived
+/// by then, and whether the body was cut short.
+async fn read_bounded(
+    mut resp: reqwest::Response,
+    limit: usize,
+    timeout: Duration,
+) -> (Vec<u8>, Option<&'static str>) {
+    let mut body = Vec::new();
+    let read = async {
+        while body.len() < limit {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    let take = chunk.len().min(limit - body.len());
+                    body.extend_from_slice(&chunk[..take]);
+                }
+                Ok(None) => return None,
+                Err(_) => return Some("the body was cut off"),
+            }
+        }
+        Some("the body is too large; only its start was read")
+    };
+    let cut = match tokio::time::timeout(timeout, read).await {
+        Ok(cut) => cut,
+        Err(_) => Some("the body did not arrive in time"),
+    };
+    (body, cut)
+}
+
+async fn server_error(resp: reqwest::Response, timeout: Duration) -> ClientError {
     let status = resp.status().as_u16();
     let ra = retry_after(resp.headers());
-    let body = resp.bytes().await.unwrap_or_default();
+    // Dropping the response after this closes a connection whose body was
+    // not read to its end.
+    let (body, cut) = read_bounded(resp, ERROR_BODY_LIMIT, timeout.min(ERROR_BODY_TIMEOUT)).await;
     let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(b) => (b.error_code(), b.message),
-        Err(_) => (
-            None,
-            String::from_utf8_lossy(&body[..body.len().min(200)])
+        Err(_) => {
+            let start = String::from_utf8_lossy(&body[..body.len().min(200)])
                 .trim()
-                .to_owned(),
-        ),
+                .to_owned();
+            match cut {
+                Some(why) if start.is_empty() => (None, format!("({why})")),
+                Some(why) => (None, format!("{start}… ({why})")),
+                None => (None, start),
+            }
+        }
     };
     ClientError::Server {
         status,
@@ -272,9 +314,15 @@ impl Tus {
             .json(&serde_json::json!({ "inputs": [{"type": "video"}], "metadata": metadata }));
         let resp = self.send(req).await?;
         if resp.status().as_u16() != 201 {
-            return Err(server_error(resp).await);
+            return Err(server_error(resp, self.timeouts.response).await);
         }
-        let v: serde_json::Value = resp.json().await.map_err(ClientError::network)?;
+        // The answer is a small JSON object; nothing larger is held.
+        let (body, cut) = read_bounded(resp, ERROR_BODY_LIMIT, self.timeouts.response).await;
+        if let Some(why) = cut {
+            return Err(ClientError::Protocol(format!("on-demand answer: {why}")));
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("on-demand answer is not JSON: {e}")))?;
         let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
         Ok(Created {
             url: s("upload_url").ok_or_else(|| {
@@ -305,7 +353,7 @@ impl Tus {
         }
         let resp = self.send(req).await?;
         if resp.status().as_u16() != 201 {
-            return Err(server_error(resp).await);
+            return Err(server_error(resp, self.timeouts.response).await);
         }
         let loc = resp
             .headers()
@@ -423,7 +471,7 @@ impl Tus {
         };
         progress.done_ms.store(0, Ordering::Relaxed);
         if resp.status().as_u16() != 204 {
-            return Err(server_error(resp).await);
+            return Err(server_error(resp, self.timeouts.response).await);
         }
         header_u64(resp.headers(), h::UPLOAD_OFFSET)?
             .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))

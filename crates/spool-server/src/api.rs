@@ -1,5 +1,6 @@
 //! The upload API a backend calls with its credentials: `POST /v1/on-demand`
-//! issues a short-lived signed upload URL for a new asset, `GET
+//! issues a short-lived signed upload URL for a new asset (optionally with a
+//! size limit of its own, `max_size`), `GET
 //! /v1/assets/{id}` reports the asset, `GET /v1/assets/{id}/original` returns
 //! its exact bytes, `DELETE /v1/assets/{id}` deletes it.
 
@@ -29,6 +30,9 @@ struct OnDemandRequest {
     metadata: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     cors_origin: Option<String>,
+    /// The most bytes the upload may hold; validated by [`parse_max_size`].
+    #[serde(default)]
+    max_size: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +63,18 @@ fn validate_origin(origin: &str) -> ApiResult<String> {
         return Err(bad());
     }
     Ok(trimmed.to_owned())
+}
+
+/// An upload's own limit: a positive JSON integer no larger than the
+/// server's `--max-size` (kept as a JSON value so that a wrong type is
+/// `ERR_INVALID_REQUEST`, not a JSON syntax error).
+fn parse_max_size(v: &serde_json::Value, server_max: u64) -> ApiResult<u64> {
+    match v.as_u64() {
+        Some(n) if n > 0 && n <= server_max => Ok(n),
+        _ => Err(invalid(format!(
+            "max_size must be an integer number of bytes from 1 to {server_max}"
+        ))),
+    }
 }
 
 /// `POST /v1/on-demand`.
@@ -99,6 +115,11 @@ pub async fn on_demand(
         .as_deref()
         .map(validate_origin)
         .transpose()?;
+    let max_size = req
+        .max_size
+        .as_ref()
+        .map(|v| parse_max_size(v, app.config.max_size))
+        .transpose()?;
     // The asset's metadata also travels as TUS Upload-Metadata, so any TUS
     // client sees it on HEAD.
     let tus_metadata: Vec<(String, Vec<u8>)> = req
@@ -126,14 +147,22 @@ pub async fn on_demand(
         Some(&asset),
     )
     .await?;
+    if let Some(max) = max_size {
+        // Before the URL is handed out, so no byte can arrive without it.
+        let id = row.id.clone();
+        app.db.call(move |ops| ops.set_max_size(&id, max)).await?;
+    }
     app.events_enqueued();
     let expires_at = chrono::DateTime::from_timestamp(row.sig_exp as i64, 0).unwrap_or_default();
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "asset_id": asset.id,
         "upload_url": app.signed_upload_url(&row.id, row.sig_exp),
         "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "share_url": app.db.share_url(&asset.id),
     });
+    if let (Some(max), Some(o)) = (max_size, body.as_object_mut()) {
+        o.insert("max_size".into(), max.into());
+    }
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Credentials};
 use crate::db::Db;
 use crate::locks::Locks;
+use crate::space::Reserve;
 use crate::store::{FsStore, Store};
 
 /// Signing keys for upload URLs: the current one signs, all verify.
@@ -50,6 +51,8 @@ pub struct AppInner {
     pub keys: SigningKeys,
     pub db: Db,
     pub store: Arc<dyn Store>,
+    /// The free-space reserve every stored chunk is checked against.
+    pub space: Reserve,
     pub locks: Arc<Locks>,
     /// Cancelled when the server begins shutting down.
     pub shutdown: CancellationToken,
@@ -235,8 +238,10 @@ impl App {
             })
             .await?;
         let current_kid = keys.last().map(|(k, _)| k.clone()).unwrap_or_default();
-        let store =
-            FsStore::open(config.data_dir.join("uploads")).context("opening the upload store")?;
+        let store: Arc<dyn Store> = Arc::new(
+            FsStore::open(config.data_dir.join("uploads")).context("opening the upload store")?,
+        );
+        let space = Reserve::open(store.clone(), config.min_free_space).await;
         let app = App(Arc::new(AppInner {
             public_url: public_url.trim_end_matches('/').to_owned(),
             config,
@@ -246,7 +251,8 @@ impl App {
                 keys: keys.into_iter().collect(),
             },
             db,
-            store: Arc::new(store),
+            store,
+            space,
             locks: Arc::new(Locks::default()),
             shutdown: CancellationToken::new(),
             webhook_wake: Notify::new(),

@@ -61,6 +61,10 @@ pub struct Config {
     pub stall_grace: Duration,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_timeout: Duration,
+    /// Bytes kept free on the volume holding the uploads: a chunk that would
+    /// cross this answers 507 and is not stored. `None`: 1 GiB or 5 % of the
+    /// volume, whichever is smaller (see [`crate::space`]); 0: none.
+    pub min_free_space: Option<u64>,
 }
 
 /// Defaults, in one place.
@@ -91,6 +95,7 @@ impl Config {
             idle_timeout: defaults::IDLE_TIMEOUT,
             stall_grace: defaults::STALL_GRACE,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
+            min_free_space: None,
         }
     }
 }

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
+mod max_size;
+
 /// A database failure; always an internal error to clients.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -148,6 +150,9 @@ pub struct UploadRow {
     pub sig_exp: u64,
     /// Why a damaged (or expired) upload ended.
     pub error_message: Option<String>,
+    /// The upload's own size limit, below the server's (`max_size` of
+    /// on-demand); see [`UploadRow::size_limit`].
+    pub max_size: Option<u64>,
 }
 
 impl UploadRow {
@@ -292,6 +297,7 @@ fn upload_from_row(
             expires_at: row.get("expires_at")?,
             sig_exp: row.get("sig_exp")?,
             error_message: row.get("error_message")?,
+            max_size: row.get("max_size")?,
         },
         row.get("state")?,
         row.get("concat")?,
@@ -325,6 +331,7 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn, "uploads", ADDED_UPLOAD_COLUMNS)?;
+        max_size::migrate(&conn)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             public_url: public_url.trim_end_matches('/').into(),

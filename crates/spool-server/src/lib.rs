@@ -19,6 +19,7 @@ pub mod ids;
 pub mod locks;
 pub mod repair;
 pub mod share;
+pub mod space;
 pub mod store;
 pub mod tus;
 pub mod webhooks;

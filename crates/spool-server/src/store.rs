@@ -92,6 +92,13 @@ pub trait Store: Send + Sync + 'static {
     /// The ids of every upload with storage (startup removes the orphans:
     /// storage whose upload ended or never got a row).
     async fn list(&self) -> Result<Vec<String>, StoreError>;
+    /// The space of the volume the bytes go to, for the free-space reserve
+    /// ([`crate::space`]); `None` (the default) means unlimited, as for an
+    /// object store. Called at most every few milliseconds, so it may make a
+    /// system call.
+    async fn space(&self) -> Result<Option<crate::space::Space>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Uploads as files under one directory: `<id>` holds the bytes, `<id>.stage`
@@ -497,6 +504,19 @@ impl Store for FsStore {
             dst.sync_data().map_err(io_err(&id))?;
             sync_dir(&dir);
             Ok(total)
+        })
+        .await
+    }
+
+    async fn space(&self) -> Result<Option<crate::space::Space>, StoreError> {
+        if !cfg!(unix) {
+            return Ok(None);
+        }
+        let dir = self.dir.clone();
+        blocking(move || {
+            crate::space::statvfs(&dir)
+                .map(Some)
+                .map_err(io_err("(volume)"))
         })
         .await
     }

@@ -4,7 +4,9 @@
 //! Protocol rules live here; bytes go through the [`Store`](crate::store::Store)
 //! trait and state through the database. The append path is shared by PATCH
 //! and creation-with-upload: stream the body into a writer, stop on a
-//! stall, an interruption or shutdown, and commit durably before answering.
+//! stall, an interruption or shutdown, and commit durably before answering;
+//! a chunk that would cross the free-space reserve ([`crate::space`]) is
+//! refused with 507, none of it kept.
 
 use std::time::Duration;
 
@@ -23,6 +25,7 @@ use crate::db::{ConcatKind, NewAsset, NewUpload, UploadRow, UploadState, now_ms}
 use crate::error::{ApiError, ApiResult};
 use crate::http_util::{CorsPolicy, apply_cors, effective_method, header_str, serve_bytes};
 use crate::locks::{LockError, Mode, WriteGuard};
+use crate::space;
 use crate::store::WriteMode;
 
 /// `/v1/uploads`: OPTIONS and POST (creation).
@@ -245,6 +248,11 @@ async fn head(
         Some(len) => h.insert(tus::UPLOAD_LENGTH, HeaderValue::from(len)),
         None => h.insert(tus::UPLOAD_DEFER_LENGTH, HeaderValue::from_static("1")),
     };
+    // An upload with a limit of its own names it (OPTIONS names the server's).
+    if row.max_size.is_some() {
+        let max = row.size_limit(app.config.max_size);
+        h.insert(tus::TUS_MAX_SIZE, HeaderValue::from(max));
+    }
     if !row.metadata.is_empty()
         && let Ok(v) = HeaderValue::from_str(&row.metadata)
     {
@@ -405,10 +413,11 @@ async fn declare_length(app: &App, row: &UploadRow, len: u64) -> ApiResult<Uploa
             ),
         ));
     }
-    if len > app.config.max_size {
+    let max = row.size_limit(app.config.max_size);
+    if len > max {
         return Err(ApiError::new(
             ErrorCode::MaxSizeExceeded,
-            format!("the maximum upload size is {} bytes", app.config.max_size),
+            format!("the maximum size of this upload is {max} bytes"),
         ));
     }
     let id = row.id.clone();
@@ -460,6 +469,8 @@ enum BodyEnd {
     Interrupted,
     ShuttingDown,
     TooLarge,
+    /// Storing more would cross the free-space reserve.
+    NoSpace,
 }
 
 /// Streams `body` into the upload at its current offset and records the
@@ -476,7 +487,8 @@ async fn append(
     let (limit, limit_error) = match row.length {
         Some(len) => (len - row.offset, ErrorCode::UploadSizeExceeded),
         None => (
-            app.config.max_size.saturating_sub(row.offset),
+            row.size_limit(app.config.max_size)
+                .saturating_sub(row.offset),
             ErrorCode::MaxSizeExceeded,
         ),
     };
@@ -489,6 +501,22 @@ async fn append(
     if content_length.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
+    // The free-space reserve: what is still to come must fit (a body of
+    // unknown length: its next window), checked before any of it is read.
+    let still_to_come =
+        |received: u64| content_length.map_or(space::CHECK_EVERY, |n| n.saturating_sub(received));
+    let idle = app.config.idle_timeout;
+    let stop = async {
+        tokio::select! {
+            _ = guard.interrupted() => {},
+            _ = app.shutdown.cancelled() => {},
+        }
+    };
+    if let Err(e) = app.space.check(still_to_come(0), Some(row.offset)).await {
+        space::discard(&mut body.into_data_stream(), idle, stop).await;
+        return Err(e);
+    }
+    let mut space_counted: u64 = 0;
     let mode = if checksum.is_some() {
         WriteMode::Staged
     } else {
@@ -498,7 +526,6 @@ async fn append(
     let mut hasher = checksum.as_ref().map(|c| Hasher::new(c.algorithm));
     let mut received: u64 = 0;
     let mut stream = body.into_data_stream();
-    let idle = app.config.idle_timeout;
     let end = loop {
         let frame = tokio::select! {
             biased;
@@ -515,13 +542,23 @@ async fn append(
                 if received > limit {
                     break BodyEnd::TooLarge;
                 }
+                // Other uploads fill the volume too: look again as bytes
+                // arrive, and stop before this chunk crosses the reserve.
+                if received - space_counted >= space::CHECK_EVERY {
+                    let (arrived, need) = (received - space_counted, still_to_come(received));
+                    space_counted = received;
+                    let check = app.space.check_streaming(arrived, need, Some(row.offset));
+                    if check.await.is_err() {
+                        break BodyEnd::NoSpace;
+                    }
+                }
                 guard.touch();
                 if let Some(h) = hasher.as_mut() {
                     h.update(&data);
                 }
                 if let Err(e) = writer.write(data).await {
                     let _ = writer.abort().await;
-                    return Err(e.into());
+                    return Err(space::store_error(e, Some(row.offset)));
                 }
             }
         }
@@ -545,6 +582,13 @@ async fn append(
         BodyEnd::TooLarge => {
             writer.abort().await?;
             return Err(too_large());
+        }
+        // A 507 promises that nothing of the chunk was stored.
+        BodyEnd::NoSpace => {
+            writer.abort().await?;
+            tracing::info!(upload = %row.id, received, "free-space reserve reached mid-body; the partial chunk is discarded");
+            space::discard(&mut stream, idle, stop).await;
+            return Err(space::insufficient(Some(row.offset)));
         }
         BodyEnd::ClientGone => Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -575,14 +619,20 @@ async fn append(
             writer.abort().await?;
             return Err(e);
         }
-        let added = writer.commit().await?;
+        let added = writer
+            .commit()
+            .await
+            .map_err(|e| space::store_error(e, Some(row.offset)))?;
         record(app, row, added).await?;
         tracing::info!(upload = %row.id, saved = added, code = %e.code, "body ended early");
         app.events_enqueued();
         return Err(e);
     }
     crate::fault::point("written-before-commit");
-    let added = writer.commit().await?;
+    let added = writer
+        .commit()
+        .await
+        .map_err(|e| space::store_error(e, Some(row.offset)))?;
     crate::fault::point("committed-before-record");
     record(app, row, added).await
 }
@@ -660,6 +710,15 @@ async fn create(app: &App, req: Request) -> ApiResult<Response> {
         header::CONTENT_LENGTH.as_str(),
         ErrorCode::InvalidRequest,
     )?;
+    if with_upload {
+        // Refused before anything is created, so nothing is left behind.
+        let need = content_length.unwrap_or(space::CHECK_EVERY);
+        if let Err(e) = app.space.check(need, None).await {
+            let stop = app.shutdown.cancelled();
+            space::discard(&mut body.into_data_stream(), app.config.idle_timeout, stop).await;
+            return Err(e);
+        }
+    }
     let partial = concat == Some(Concat::Partial);
     let asset = (!partial).then(|| NewAsset {
         id: crate::ids::new_id(),
@@ -738,7 +797,10 @@ pub async fn create_upload(
     };
     // Storage first: a row without bytes behind it must never exist (a
     // file without a row is an orphan that startup removes).
-    app.store.create(&up.id).await?;
+    app.store
+        .create(&up.id)
+        .await
+        .map_err(|e| space::store_error(e, None))?;
     crate::fault::point("created-before-row");
     let asset = asset.cloned();
     let id = up.id.clone();
@@ -812,6 +874,8 @@ async fn create_final(
             ),
         ));
     }
+    // The concatenation is a copy: all of it must fit above the reserve.
+    app.space.check(total, None).await?;
     let asset = NewAsset {
         id: crate::ids::new_id(),
         metadata: asset_metadata,
@@ -826,7 +890,11 @@ async fn create_final(
         Some(&asset),
     )
     .await?;
-    let written = app.store.concat(&row.id, &part_ids).await?;
+    let written = app
+        .store
+        .concat(&row.id, &part_ids)
+        .await
+        .map_err(|e| space::store_error(e, None))?;
     if written != total {
         return Err(ApiError::internal(format!(
             "concatenation wrote {written} bytes, expected {total}"
