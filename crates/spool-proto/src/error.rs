@@ -80,6 +80,7 @@ error_codes! {
     Forbidden = ("ERR_FORBIDDEN", 403, "The credentials or signed URL are valid but do not allow this request (e.g. an upload URL after its upload completed)."),
     InsufficientStorage = ("ERR_INSUFFICIENT_STORAGE", 507, "The server is keeping its free-space reserve; nothing of this chunk was stored. Retry later."),
     RecordingInProgress = ("ERR_RECORDING_IN_PROGRESS", 409, "The recording is still being produced by a live process; it cannot be resumed or finished from here."),
+    ServerBusy = ("ERR_SERVER_BUSY", 503, "The server is at its connection limit with every connection serving a request; retry shortly."),
 }
 
 impl ErrorCode {
@@ -94,6 +95,7 @@ impl ErrorCode {
                 | ErrorCode::ChecksumMismatch
                 | ErrorCode::ShuttingDown
                 | ErrorCode::InsufficientStorage
+                | ErrorCode::ServerBusy
                 | ErrorCode::Internal
         )
     }
