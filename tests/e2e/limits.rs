@@ -13,149 +13,16 @@
 
 use std::net::SocketAddr;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use spool_e2e::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// The soft and hard open-file limits of process `pid` ("self" for this one).
-fn fd_limits(pid: &str) -> (u64, u64) {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
-    let line = limits
-        .lines()
-        .find(|l| l.starts_with("Max open files"))
-        .unwrap();
-    let v: Vec<&str> = line.split_whitespace().collect();
-    let num = |s: &str| s.parse().unwrap_or(u64::MAX);
-    (num(v[3]), num(v[4]))
-}
-
-/// Makes room for `n` sockets in this test process (util-linux prlimit on
-/// our own pid: no unsafe code needed).
-fn ensure_fd_room(n: u64) {
-    let (soft, hard) = fd_limits("self");
-    if soft >= n {
-        return;
-    }
-    let target = hard.min(1 << 20);
-    let me = std::process::id().to_string();
-    let _ = Command::new("prlimit")
-        .args(["--pid", &me, &format!("--nofile={target}:{target}")])
-        .status();
-    let (soft, _) = fd_limits("self");
-    assert!(
-        soft >= n,
-        "this test needs {n} open files; the limit is {soft} (hard {hard})"
-    );
-}
-
-/// Reads one HTTP/1.1 response (skipping 1xx), head and Content-Length
-/// body, as text.
-async fn read_response(s: &mut TcpStream) -> String {
-    let mut buf = Vec::new();
-    loop {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut chunk))
-            .await
-            .expect("no response within 20 s")
-            .unwrap();
-        assert!(n > 0, "closed mid-response: {:?}", String::from_utf8_lossy(&buf));
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf).to_string();
-        let Some(end) = text.find("\r\n\r\n") else {
-            continue;
-        };
-        let head = &text[..end];
-        if head.starts_with("HTTP/1.1 1") {
-            buf.drain(..end + 4);
-            continue;
-        }
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
-        if buf.len() >= end + 4 + len {
-            return text;
-        }
-    }
-}
-
-/// Waits until the server closes `s` (EOF or reset); how long that took
-/// from `since`, or `None` if it stayed open for `limit`.
-async fn closed_within(s: &mut TcpStream, since: Instant, limit: Duration) -> Option<Duration> {
-    let mut buf = [0u8; 1024];
-    let deadline = tokio::time::Instant::from_std(since + limit);
-    loop {
-        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(since.elapsed()),
-            Ok(Ok(_)) => {}
-        }
-    }
-}
-
-/// Whether the server has closed `s`, without waiting.
-fn is_closed(s: &TcpStream) -> bool {
-    let mut buf = [0u8; 1];
-    match s.try_read(&mut buf) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-    }
-}
-
-async fn wait_closed(s: &mut TcpStream, what: &str) {
-    assert!(
-        closed_within(s, Instant::now(), Duration::from_secs(10))
-            .await
-            .is_some(),
-        "{what} was not closed"
-    );
-}
-
-/// `spool upload` of `file` to `server`; (seconds taken, asset id).
-fn upload(server: &SpoolServer, file: &std::path::Path, state: &std::path::Path) -> (f64, String) {
-    let mut cmd = spool("upload");
-    cmd.arg(file)
-        .args(server_args(&server.base))
-        .arg("--state-dir")
-        .arg(state)
-        .arg("--json");
-    let start = Instant::now();
-    let (status, lines) = Proc::spawn(cmd).finish(Duration::from_secs(180));
-    let secs = start.elapsed().as_secs_f64();
-    assert!(status.success(), "spool upload failed: {lines:?}");
-    let events = json_lines(&lines);
-    let done = events.last().unwrap();
-    assert_eq!(done["event"], "complete", "{lines:?}");
-    (secs, done["asset_id"].as_str().unwrap().to_owned())
-}
-
-async fn original_sha(server: &SpoolServer, asset: &str) -> String {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/v1/assets/{asset}/original", server.base))
-        .header("authorization", basic_auth())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    sha256_hex(&resp.bytes().await.unwrap())
-}
-
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
+#[path = "limits/raw.rs"]
+mod raw;
+use raw::*;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Slow {
@@ -197,8 +64,7 @@ async fn attack_conn(
         closed,
     };
     if kind == Slow::Header
-        && s
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: spool.test\r\nX-Slow: ")
+        && s.write_all(b"GET /healthz HTTP/1.1\r\nHost: spool.test\r\nX-Slow: ")
             .await
             .is_err()
     {
@@ -224,10 +90,6 @@ async fn attack_conn(
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn slowloris_does_not_stop_an_upload_and_slow_connections_are_closed_after_the_header_timeout()
  {
@@ -243,6 +105,7 @@ async fn slowloris_does_not_stop_an_upload_and_slow_connections_are_closed_after
     let file = dir.path().join("source.bin");
     let sha = random_file(&file, 20 * 1024 * 1024, 9);
 
+    let rss_before = rss_kib(server.proc.child.id(), "VmRSS:");
     let (baseline, asset) = upload(&server, &file, &dir.path().join("state-a"));
     assert_eq!(original_sha(&server, &asset).await, sha);
 
@@ -285,8 +148,11 @@ async fn slowloris_does_not_stop_an_upload_and_slow_connections_are_closed_after
     for c in conns {
         held.push(c.await.unwrap());
     }
-    let never = held.iter().filter(|h| h.closed.is_none()).count();
-    assert_eq!(never, 0, "{never} slow connections were never closed");
+    let never: Vec<Slow> = held
+        .iter()
+        .filter(|h| h.closed.is_none())
+        .map(|h| h.kind)
+        .collect();
     let open_at_upload_end = held
         .iter()
         .filter(|h| h.closed.is_some_and(|c| c > upload_end))
@@ -297,10 +163,38 @@ async fn slowloris_does_not_stop_an_upload_and_slow_connections_are_closed_after
         20.0 / under_attack
     );
     println!(
-        "{SLOW} slow connections open {:.2} s after the attack began; {open_at_upload_end} still open when the upload finished; server RSS {} MiB during the attack, peak {} MiB",
+        "{SLOW} slow connections open {:.2} s after the attack began; {open_at_upload_end} still open when the upload finished; server RSS {} MiB before, {} MiB during the attack, peak {} MiB",
         all_open.as_secs_f64(),
+        rss_before / 1024,
         rss_attack / 1024,
         rss_kib(server.proc.child.id(), "VmHWM:") / 1024
+    );
+    // The server's own count, logged when it stops.
+    server.proc.sigterm();
+    let log_path = server.data.with_extension("log");
+    let (status, _) = server.proc.finish(Duration::from_secs(20));
+    assert!(status.success(), "{status:?}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let summary = strip_ansi(
+        log.lines()
+            .find(|l| l.contains("connections since start"))
+            .unwrap_or_default(),
+    );
+    println!("server: {summary}");
+    assert!(
+        never.is_empty(),
+        "{} slow connections were never closed ({} idle); server: {summary}",
+        never.len(),
+        never.iter().filter(|k| **k == Slow::Idle).count()
+    );
+    let header_timeouts: usize = summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("header_timeouts="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        header_timeouts >= SLOW,
+        "the server closed {header_timeouts} connections for their header timeout: {summary}"
     );
     for kind in [Slow::Idle, Slow::Header] {
         let mut secs: Vec<f64> = held
@@ -325,7 +219,9 @@ async fn slowloris_does_not_stop_an_upload_and_slow_connections_are_closed_after
             last_close.as_secs_f64()
         );
         assert!(
-            secs[0] >= header_timeout.as_secs_f64() - 0.5,
+            // The client notes its connect a little after the server's
+            // accept, from which the server counts.
+            secs[0] >= header_timeout.as_secs_f64() - 1.5,
             "{kind:?} closed before the header timeout: {}",
             secs[0]
         );
@@ -458,7 +354,8 @@ async fn at_the_limit_idle_then_slow_connections_make_room_and_requests_in_progr
     read_response(&mut keepalive).await;
     let mut slow1 = TcpStream::connect(addr).await.unwrap();
     let slow2 = TcpStream::connect(addr).await.unwrap();
-    let mut uploading = vec![busy_patch(TcpStream::connect(addr).await.unwrap(), &urls[0], 10).await];
+    let mut uploading =
+        vec![busy_patch(TcpStream::connect(addr).await.unwrap(), &urls[0], 10).await];
 
     // A newcomer displaces the idle keep-alive connection first...
     let new1 = TcpStream::connect(addr).await.unwrap();
@@ -468,7 +365,10 @@ async fn at_the_limit_idle_then_slow_connections_make_room_and_requests_in_progr
     let new2 = TcpStream::connect(addr).await.unwrap();
     wait_closed(&mut slow1, "the oldest slow connection").await;
     assert!(!is_closed(&slow2) && !is_closed(&new1) && !is_closed(&new2));
-    assert!(!is_closed(&uploading[0]), "an upload in progress was displaced");
+    assert!(
+        !is_closed(&uploading[0]),
+        "an upload in progress was displaced"
+    );
 
     // Every connection serving a request: a newcomer is refused at once.
     for (s, url) in [slow2, new1, new2].into_iter().zip(&urls[1..]) {
@@ -479,7 +379,10 @@ async fn at_the_limit_idle_then_slow_connections_make_room_and_requests_in_progr
     let answer = read_response(&mut refused).await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("ERR_SERVER_BUSY"), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
     wait_closed(&mut refused, "the refused connection").await;
     println!(
         "refused in {:.1} ms with 503 ERR_SERVER_BUSY",
@@ -504,7 +407,9 @@ async fn serve_raises_its_open_file_limit_and_fits_connections_to_it() {
     let hard = hard.min(1 << 20);
     // Connections get what the limit leaves after 256 descriptors for files.
     let default_fits = hard >= 4096 + 256;
-    for (ulimit, expect_soft, lowered) in [("-S -n 512", hard, !default_fits), ("-n 400", 400, true)] {
+    for (ulimit, expect_soft, lowered) in
+        [("-S -n 512", hard, !default_fits), ("-n 400", 400, true)]
+    {
         let data = dir.path().join(format!("data-{expect_soft}"));
         let log = dir.path().join(format!("serve-{expect_soft}.log"));
         let mut cmd = Command::new("sh");
@@ -572,4 +477,51 @@ fn serve_rejects_bad_limit_and_frame_ancestor_flags() {
         err.contains("https://app.example/embed") && err.contains("origin"),
         "the message names the bad value: {err}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_reads_nothing_of_a_response_is_cut_after_the_idle_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &["--idle-timeout", "2"]);
+    // Larger than what the loopback socket buffers hold, so the server's
+    // writes must wait for the client.
+    let size = 48 * 1024 * 1024;
+    let asset = server.on_demand(serde_json::json!({})).await;
+    let (status, _) = Tus::default()
+        .patch(
+            asset["upload_url"].as_str().unwrap(),
+            0,
+            random_bytes(size, 5),
+            Some(size as u64),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let mut s = TcpStream::connect(server.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "GET /v1/assets/{}/original HTTP/1.1\r\nHost: spool.test\r\nAuthorization: {}\r\n\r\n",
+            asset["asset_id"].as_str().unwrap(),
+            basic_auth()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    // The scenario: a client that stops reading for twice the timeout.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let start = Instant::now();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the stalled response was never cut (read {got} bytes)"),
+        }
+    }
+    println!(
+        "a response nobody read was cut: {got} of {size} bytes had left the server (drained in {:.2} s)",
+        start.elapsed().as_secs_f64()
+    );
+    assert!(got < size, "the whole response arrived: {got}");
 }

@@ -109,7 +109,7 @@ struct ServeArgs {
     /// Seconds without incoming bytes after which an unfinished upload expires.
     #[arg(long, env = "SPOOL_UPLOAD_EXPIRY", default_value_t = defaults::UPLOAD_EXPIRY.as_secs())]
     upload_expiry: u64,
-    /// Seconds a request body may deliver nothing before it is cut off (what arrived is kept).
+    /// Seconds a request body may deliver nothing (what arrived is kept), or a client may read nothing of a response, before it is cut off.
     #[arg(long, env = "SPOOL_IDLE_TIMEOUT", default_value_t = defaults::IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
     /// Seconds a connection may take to send a whole request head (slow ones are closed).

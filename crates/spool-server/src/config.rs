@@ -53,7 +53,7 @@ pub struct Config {
     /// An unfinished upload with no bytes arriving for this long expires.
     pub upload_expiry: Duration,
     /// A request body that delivers no bytes for this long is cut off (what
-    /// arrived is saved).
+    /// arrived is saved); so is a response the client reads nothing of.
     pub idle_timeout: Duration,
     /// A writer that has received nothing for this long is considered
     /// stalled: a newer PATCH for the same upload interrupts it instead of

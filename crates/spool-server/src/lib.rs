@@ -119,8 +119,7 @@ impl Server {
             write_timeout: config.idle_timeout,
             max_connections: listener::fit_to_fd_limit(config.max_connections, fd_limit),
         };
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let listener = listener::bind(config.listen, listener::backlog_for(limits.max_connections))
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let public_url = config
@@ -196,7 +195,10 @@ impl Server {
         app.shutdown.cancelled().await;
         accept.await.context("the accept loop")?;
         connections.close();
-        if tokio::time::timeout(grace, connections.wait()).await.is_err() {
+        if tokio::time::timeout(grace, connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("connections still open after {grace:?}; closing them");
             force.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), connections.wait()).await;

@@ -119,7 +119,12 @@ pub struct Pruned {
 
 impl Ops<'_> {
     /// Adds a webhook for `asset_id` carrying the asset as it is now.
-    pub(crate) fn enqueue(&self, asset_id: &str, event_type: &str, now: i64) -> Result<(), DbError> {
+    pub(crate) fn enqueue(
+        &self,
+        asset_id: &str,
+        event_type: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
         if !self.db.webhooks {
             return Ok(());
         }
@@ -207,10 +212,12 @@ mod tests {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let n = stmt.parameter_count();
         let params: Vec<i64> = vec![0; n];
-        stmt.query_map(rusqlite::params_from_iter(params), |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
+        stmt.query_map(rusqlite::params_from_iter(params), |r| {
+            r.get::<_, String>(3)
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
     }
 
     fn old_database(path: &std::path::Path) {
@@ -236,7 +243,11 @@ mod tests {
         for (name, sql, index) in [
             ("due events", DUE_SQL.clone(), "outbox_due"),
             ("next due", NEXT_DUE_SQL.clone(), "outbox_due"),
-            ("prune delivered", PRUNE_DELIVERED_SQL.to_owned(), "outbox_delivered"),
+            (
+                "prune delivered",
+                PRUNE_DELIVERED_SQL.to_owned(),
+                "outbox_delivered",
+            ),
             ("prune dead", PRUNE_DEAD_SQL.to_owned(), "outbox_dead"),
         ] {
             let steps = plan(&conn, &sql);
@@ -253,9 +264,8 @@ mod tests {
             );
             if sql.contains(IS_HEAD) {
                 assert!(
-                    steps
-                        .iter()
-                        .any(|s| s.starts_with("SEARCH p USING") && s.contains("INDEX outbox_head (asset_id=? AND seq<?)")),
+                    steps.iter().any(|s| s.starts_with("SEARCH p USING")
+                        && s.contains("INDEX outbox_head (asset_id=? AND seq<?)")),
                     "{name}'s head-of-line check does not search outbox_head: {steps:?}"
                 );
             }
@@ -289,7 +299,12 @@ mod tests {
             .unwrap();
         assert_eq!(
             indexes,
-            ["outbox_dead", "outbox_delivered", "outbox_due", "outbox_head"]
+            [
+                "outbox_dead",
+                "outbox_delivered",
+                "outbox_due",
+                "outbox_head"
+            ]
         );
     }
 }

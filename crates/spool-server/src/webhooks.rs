@@ -284,16 +284,25 @@ mod tests {
             Duration::from_secs(7)
         );
         assert_eq!(retry_delay(1, Some(Duration::from_secs(99_999))), MAX_DELAY);
-        assert_eq!(retry_delay(20, Some(Duration::from_secs(99_999))), MAX_DELAY);
+        assert_eq!(
+            retry_delay(20, Some(Duration::from_secs(99_999))),
+            MAX_DELAY
+        );
     }
 
     #[test]
     fn attempts_stop_at_max_age_with_a_last_one_at_the_deadline() {
         let age = Duration::from_secs(10);
         // Young: the delay as computed.
-        assert_eq!(next_attempt(1_000, 0, age, Duration::from_secs(2)), Some(3_000));
+        assert_eq!(
+            next_attempt(1_000, 0, age, Duration::from_secs(2)),
+            Some(3_000)
+        );
         // The delay would overshoot: the last attempt lands on the deadline.
-        assert_eq!(next_attempt(9_000, 0, age, Duration::from_secs(4)), Some(10_000));
+        assert_eq!(
+            next_attempt(9_000, 0, age, Duration::from_secs(4)),
+            Some(10_000)
+        );
         // At or past the deadline: give up.
         assert_eq!(next_attempt(10_000, 0, age, Duration::from_secs(1)), None);
         assert_eq!(next_attempt(99_000, 0, age, Duration::ZERO), None);
@@ -302,7 +311,10 @@ mod tests {
     #[test]
     fn pruning_runs_often_enough_for_the_retention() {
         assert_eq!(prune_period(Duration::from_secs(2)), MIN_PRUNE_PERIOD);
-        assert_eq!(prune_period(Duration::from_secs(40)), Duration::from_secs(10));
+        assert_eq!(
+            prune_period(Duration::from_secs(40)),
+            Duration::from_secs(10)
+        );
         assert_eq!(
             prune_period(crate::config::defaults::WEBHOOK_RETENTION),
             MAX_PRUNE_PERIOD

@@ -282,7 +282,10 @@ async fn media_must_be_revalidated_and_revalidation_is_cheap() {
         assert_eq!(full.header("cache-control"), Some("private, no-cache"));
         assert_eq!(full.header("x-content-type-options"), Some("nosniff"));
         let etag = full.header("etag").unwrap().to_owned();
-        assert!(etag.starts_with('"') && etag.ends_with('"'), "strong: {etag}");
+        assert!(
+            etag.starts_with('"') && etag.ends_with('"'),
+            "strong: {etag}"
+        );
 
         let mut h = extra.clone();
         h.push(("if-none-match", &etag));

@@ -64,7 +64,12 @@ async fn receive(
         answered,
     });
     if fail {
-        (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "0")], "busy").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "0")],
+            "busy",
+        )
+            .into_response()
     } else {
         StatusCode::OK.into_response()
     }
@@ -256,7 +261,11 @@ async fn retry_after_zero_backs_off_then_the_event_is_dead_lettered_and_the_next
     let span = *times.last().unwrap();
     assert!((2.3..=4.5).contains(&span), "tried for {span} s: {times:?}");
     assert!(created.iter().all(|h| h.answered == 503));
-    assert!(created.iter().all(|h| h.webhook_id == created[0].webhook_id));
+    assert!(
+        created
+            .iter()
+            .all(|h| h.webhook_id == created[0].webhook_id)
+    );
     // The next event of the same asset went out only after its head died.
     assert_eq!(ready.len(), 1);
     assert!(ready[0].at >= created.last().unwrap().at);
@@ -267,12 +276,18 @@ async fn retry_after_zero_backs_off_then_the_event_is_dead_lettered_and_the_next
     assert_eq!(dead.delivered_at, None);
     assert_eq!(dead.attempts as usize, created.len());
     assert!(
-        dead.last_error.as_deref().unwrap_or_default().contains("503"),
+        dead.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("503"),
         "{dead:?}"
     );
     assert_eq!(dead.id, created[0].webhook_id);
     let sent = row(&rows, &asset, "video.asset.ready").unwrap();
-    assert!(sent.delivered_at.is_some() && sent.dead_at.is_none(), "{sent:?}");
+    assert!(
+        sent.delivered_at.is_some() && sent.dead_at.is_none(),
+        "{sent:?}"
+    );
     server.stop().await;
 }
 
@@ -281,10 +296,7 @@ async fn dead_and_pending_events_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let data = data_dir(&dir);
     let hook = Receiver::start(&["*"]).await;
-    let server = Running::start(&data, &hook, |c| {
-        c.webhook_max_age = Duration::from_secs(2)
-    })
-    .await;
+    let server = Running::start(&data, &hook, |c| c.webhook_max_age = Duration::from_secs(2)).await;
     let gone = server.asset(None).await;
     wait_for("the dead letter", Duration::from_secs(20), || {
         row(&outbox(&data), &gone, "video.asset.created").is_some_and(|r| r.dead_at.is_some())
@@ -317,7 +329,10 @@ async fn dead_and_pending_events_survive_a_restart() {
     );
     let rows = outbox(&data);
     let dead = row(&rows, &gone, "video.asset.created").unwrap();
-    assert!(dead.dead_at.is_some() && dead.delivered_at.is_none(), "{dead:?}");
+    assert!(
+        dead.dead_at.is_some() && dead.delivered_at.is_none(),
+        "{dead:?}"
+    );
     assert!(dead.last_error.is_some());
     let sent = row(&rows, &pending, "video.asset.created").unwrap();
     assert!(sent.delivered_at.is_some(), "{sent:?}");

@@ -17,24 +17,26 @@
 //! progress is never displaced. Only HTTP/1.1 is served: every Spool client
 //! and every browser speaks it over plain HTTP.
 
+mod conn;
+mod os;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use http_body_util::BodyExt as _;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
+
+use conn::{BUSY, Close, Conn, HEAD, IDLE, RequestGuard, Tracked};
+pub use os::{backlog_for, bind, fit_to_fd_limit, raise_nofile_limit};
 
 /// What a connection may hold.
 #[derive(Debug, Clone, Copy)]
@@ -50,249 +52,8 @@ pub struct Limits {
     pub max_connections: usize,
 }
 
-/// File descriptors kept back from connections for upload files, the
-/// database and the webhook client.
-const FD_RESERVE: u64 = 256;
 /// How often, at most, the listener warns about the limit or accept errors.
 const WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Raises the soft open-file limit to the hard limit, so that the
-/// connection limit (not the default 1024 descriptors) is what bounds
-/// connections. Returns the soft limit now in force, if known.
-pub fn raise_nofile_limit() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        use rustix::process::{Resource, getrlimit, setrlimit};
-        let lim = getrlimit(Resource::Nofile);
-        let soft = lim.current?;
-        let hard = lim.maximum;
-        if hard.is_some_and(|h| h <= soft) {
-            return Some(soft);
-        }
-        // An unlimited hard limit cannot be the soft one everywhere (macOS
-        // refuses more than OPEN_MAX); try it, then a large finite value.
-        for target in [hard, Some(hard.unwrap_or(u64::MAX).min(1 << 20)), Some(10240)] {
-            let Some(target) = target.filter(|t| *t > soft) else {
-                continue;
-            };
-            let new = rustix::process::Rlimit {
-                current: Some(target),
-                maximum: hard,
-            };
-            if setrlimit(Resource::Nofile, new).is_ok() {
-                tracing::info!(from = soft, to = target, "raised the open-file limit");
-                return Some(target);
-            }
-        }
-        Some(soft)
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
-}
-
-/// The connection limit that fits in `fd_limit` descriptors.
-pub fn fit_to_fd_limit(max_connections: usize, fd_limit: Option<u64>) -> usize {
-    let Some(fds) = fd_limit else {
-        return max_connections.max(1);
-    };
-    let room = fds.saturating_sub(FD_RESERVE).max(16);
-    let fitted = (max_connections as u64).min(room) as usize;
-    if fitted < max_connections {
-        tracing::warn!(
-            configured = max_connections,
-            open_file_limit = fds,
-            using = fitted,
-            "the connection limit is lowered to fit the open-file limit"
-        );
-    }
-    fitted.max(1)
-}
-
-const HEAD: u8 = 0;
-const BUSY: u8 = 1;
-const IDLE: u8 = 2;
-
-/// Why the listener closed a connection.
-#[derive(Debug, Clone, Copy)]
-enum Close {
-    HeaderTimeout,
-    IdleTimeout,
-    WriteTimeout,
-    Displaced,
-    Shutdown,
-}
-
-/// A connection's phase, shared by its socket wrapper, its requests'
-/// guards, its watchdog and the admission check.
-struct Conn {
-    id: u64,
-    base: Instant,
-    phase: AtomicU8,
-    /// Listener-clock ms when the phase began.
-    since: AtomicU64,
-    /// Listener-clock ms + 1 when a write started waiting; 0 when none waits.
-    write_blocked: AtomicU64,
-    active: AtomicUsize,
-    /// Wakes the watchdog when a deadline may have moved earlier.
-    changed: Notify,
-    /// Cancelled when the connection is displaced.
-    kill: CancellationToken,
-}
-
-impl Conn {
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_millis() as u64
-    }
-
-    fn at(&self, ms: u64) -> Instant {
-        self.base + Duration::from_millis(ms)
-    }
-
-    fn phase(&self) -> u8 {
-        self.phase.load(Relaxed)
-    }
-
-    fn on_read(&self) {
-        if self.phase() == IDLE {
-            self.since.store(self.now(), Relaxed);
-            self.phase.store(HEAD, Relaxed);
-            self.changed.notify_one();
-        }
-    }
-
-    fn on_write(&self, pending: bool) {
-        let blocked = self.write_blocked.load(Relaxed);
-        if pending && blocked == 0 {
-            self.write_blocked.store(self.now() + 1, Relaxed);
-            self.changed.notify_one();
-        } else if !pending && blocked != 0 {
-            self.write_blocked.store(0, Relaxed);
-        }
-    }
-
-    fn begin_request(&self) {
-        self.active.fetch_add(1, Relaxed);
-        self.phase.store(BUSY, Relaxed);
-    }
-
-    fn end_request(&self) {
-        if self.active.fetch_sub(1, Relaxed) == 1 {
-            self.since.store(self.now(), Relaxed);
-            self.phase.store(IDLE, Relaxed);
-            self.changed.notify_one();
-        }
-    }
-
-    /// The earliest moment a limit could close the connection.
-    fn deadline(&self, limits: &Limits) -> Option<Instant> {
-        let since = self.since.load(Relaxed);
-        let phase = match self.phase() {
-            HEAD => Some(self.at(since) + limits.header_timeout),
-            IDLE => Some(self.at(since) + limits.keepalive_timeout),
-            _ => None,
-        };
-        let write = match self.write_blocked.load(Relaxed) {
-            0 => None,
-            t => Some(self.at(t - 1) + limits.write_timeout),
-        };
-        match (phase, write) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Which limit, if any, the connection has run past.
-    fn expired(&self, limits: &Limits) -> Option<Close> {
-        let now = Instant::now();
-        let since = self.at(self.since.load(Relaxed));
-        match self.phase() {
-            HEAD if now >= since + limits.header_timeout => return Some(Close::HeaderTimeout),
-            IDLE if now >= since + limits.keepalive_timeout => return Some(Close::IdleTimeout),
-            _ => {}
-        }
-        match self.write_blocked.load(Relaxed) {
-            0 => None,
-            t if now >= self.at(t - 1) + limits.write_timeout => Some(Close::WriteTimeout),
-            _ => None,
-        }
-    }
-}
-
-/// Held by a request from its head until its response body is done.
-struct RequestGuard(Arc<Conn>);
-
-impl RequestGuard {
-    fn begin(conn: Arc<Conn>) -> Self {
-        conn.begin_request();
-        RequestGuard(conn)
-    }
-}
-
-impl Drop for RequestGuard {
-    fn drop(&mut self) {
-        self.0.end_request();
-    }
-}
-
-/// The socket, reporting reads and stalled writes to its connection.
-struct Tracked {
-    stream: TcpStream,
-    conn: Arc<Conn>,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let this = self.get_mut();
-        let before = buf.filled().len();
-        let r = Pin::new(&mut this.stream).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            this.conn.on_read();
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.conn.on_write(r.is_pending());
-        r
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.conn.on_write(r.is_pending());
-        r
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
-    }
-}
 
 /// Rate-limits a warning to one per [`WARN_EVERY`].
 struct Every {
@@ -322,6 +83,7 @@ impl Every {
 
 #[derive(Default)]
 struct Counters {
+    accepted: AtomicU64,
     header_timeouts: AtomicU64,
     idle_timeouts: AtomicU64,
     write_timeouts: AtomicU64,
@@ -374,17 +136,9 @@ impl Registry {
                 );
             }
         }
+        self.counters.accepted.fetch_add(1, Relaxed);
         let id = self.next_id.fetch_add(1, Relaxed);
-        let conn = Arc::new(Conn {
-            id,
-            base: self.base,
-            phase: AtomicU8::new(HEAD),
-            since: AtomicU64::new(self.base.elapsed().as_millis() as u64),
-            write_blocked: AtomicU64::new(0),
-            active: AtomicUsize::new(0),
-            changed: Notify::new(),
-            kill: CancellationToken::new(),
-        });
+        let conn = Arc::new(Conn::new(id, self.base));
         conns.insert(id, conn.clone());
         Some(conn)
     }
@@ -485,6 +239,16 @@ pub async fn serve(
             }
         }
     }
+    let c = &registry.counters;
+    tracing::info!(
+        accepted = c.accepted.load(Relaxed),
+        header_timeouts = c.header_timeouts.load(Relaxed),
+        idle_timeouts = c.idle_timeouts.load(Relaxed),
+        write_timeouts = c.write_timeouts.load(Relaxed),
+        displaced = c.displaced.load(Relaxed),
+        refused = c.refused.load(Relaxed),
+        "connections since start"
+    );
 }
 
 async fn connection(
@@ -520,7 +284,9 @@ async fn connection(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.keep_alive(true).header_read_timeout(None::<Duration>);
+    builder
+        .keep_alive(true)
+        .header_read_timeout(None::<Duration>);
     let served = builder.serve_connection(io, service);
     tokio::pin!(served);
     let mut draining = false;
