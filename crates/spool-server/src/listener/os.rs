@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 /// File descriptors kept back from connections for upload files, the
 /// database and the webhook client.
 const FD_RESERVE: u64 = 256;
+
 /// Raises the soft open-file limit to the hard limit, so that the
 /// connection limit (not the default 1024 descriptors) is what bounds
 /// connections. Returns the soft limit now in force, if known.
