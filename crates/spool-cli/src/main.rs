@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use spool_proto::webhook::WebhookSecret;
-use spool_server::config::defaults;
+use spool_server::config::{FrameAncestors, defaults};
 use spool_server::{Config, CredentialSource, Credentials, Server, WebhookConfig};
 
 #[derive(Parser)]
@@ -110,13 +110,31 @@ struct ServeArgs {
     /// Seconds without incoming bytes after which an unfinished upload expires.
     #[arg(long, env = "SPOOL_UPLOAD_EXPIRY", default_value_t = defaults::UPLOAD_EXPIRY.as_secs())]
     upload_expiry: u64,
-    /// Seconds a request body may deliver nothing before it is cut off (what arrived is kept).
+    /// Seconds a request body may deliver nothing (what arrived is kept), or a client may read nothing of a response, before it is cut off.
     #[arg(long, env = "SPOOL_IDLE_TIMEOUT", default_value_t = defaults::IDLE_TIMEOUT.as_secs())]
     idle_timeout: u64,
     /// Bytes to keep free on the volume holding DATA; a chunk that would cross this is refused
     /// with 507 and not stored (default: 1 GiB or 5 % of the volume, whichever is smaller; 0: none).
     #[arg(long, env = "SPOOL_MIN_FREE_SPACE")]
     min_free_space: Option<u64>,
+    /// Seconds a connection may take to send a whole request head (slow ones are closed).
+    #[arg(long, env = "SPOOL_HEADER_TIMEOUT", default_value_t = defaults::HEADER_TIMEOUT.as_secs())]
+    header_timeout: u64,
+    /// Seconds an idle keep-alive connection stays open.
+    #[arg(long, env = "SPOOL_KEEPALIVE_TIMEOUT", default_value_t = defaults::KEEPALIVE_TIMEOUT.as_secs())]
+    keepalive_timeout: u64,
+    /// Open connections at most; over it, idle and slow connections make room or new ones get 503.
+    #[arg(long, env = "SPOOL_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Who may embed the share page in a frame: origins (https://host[:port]), 'self' or 'none'.
+    #[arg(long, env = "SPOOL_FRAME_ANCESTORS", default_value = "'self'")]
+    frame_ancestors: String,
+    /// Seconds a failing webhook is retried before it is dead-lettered.
+    #[arg(long, env = "SPOOL_WEBHOOK_MAX_AGE", default_value_t = defaults::WEBHOOK_MAX_AGE.as_secs())]
+    webhook_max_age: u64,
+    /// Seconds delivered and dead-lettered webhooks are kept in the outbox.
+    #[arg(long, env = "SPOOL_WEBHOOK_RETENTION", default_value_t = defaults::WEBHOOK_RETENTION.as_secs())]
+    webhook_retention: u64,
 }
 
 impl ServeArgs {
@@ -128,6 +146,10 @@ impl ServeArgs {
             ("--upload-ttl", self.upload_ttl),
             ("--upload-expiry", self.upload_expiry),
             ("--idle-timeout", self.idle_timeout),
+            ("--header-timeout", self.header_timeout),
+            ("--keepalive-timeout", self.keepalive_timeout),
+            ("--webhook-max-age", self.webhook_max_age),
+            ("--webhook-retention", self.webhook_retention),
         ] {
             if v == 0 || v > 10 * 365 * 24 * 3600 {
                 bail!(
@@ -136,6 +158,11 @@ impl ServeArgs {
                 );
             }
         }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be at least 1");
+        }
+        let frame_ancestors =
+            FrameAncestors::parse(&self.frame_ancestors).context("--frame-ancestors")?;
         let mut config = Config::new(self.data);
         config.listen = self.listen;
         config.public_url = self.public_url;
@@ -143,6 +170,12 @@ impl ServeArgs {
         config.upload_ttl = Duration::from_secs(self.upload_ttl);
         config.upload_expiry = Duration::from_secs(self.upload_expiry);
         config.idle_timeout = Duration::from_secs(self.idle_timeout);
+        config.header_timeout = Duration::from_secs(self.header_timeout);
+        config.keepalive_timeout = Duration::from_secs(self.keepalive_timeout);
+        config.max_connections = self.max_connections;
+        config.frame_ancestors = frame_ancestors;
+        config.webhook_max_age = Duration::from_secs(self.webhook_max_age);
+        config.webhook_retention = Duration::from_secs(self.webhook_retention);
         config.min_free_space = self.min_free_space;
         let (token_id, token_secret) = crate::secret::resolve(
             self.token_id,

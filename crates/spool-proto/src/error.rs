@@ -81,6 +81,7 @@ error_codes! {
     InsufficientStorage = ("ERR_INSUFFICIENT_STORAGE", 507, "The server is keeping its free-space reserve; nothing of this chunk was stored. Retry later."),
     UploadDamaged = ("ERR_UPLOAD_DAMAGED", 410, "The server's storage lost acknowledged bytes of this upload (found at startup); it was marked errored rather than filled with anything else. Create a new upload and send it again."),
     RecordingInProgress = ("ERR_RECORDING_IN_PROGRESS", 409, "The recording is still being produced by a live process; it cannot be resumed or finished from here."),
+    ServerBusy = ("ERR_SERVER_BUSY", 503, "The server is at its connection limit with every connection serving a request; retry shortly."),
 }
 
 impl ErrorCode {
@@ -95,6 +96,7 @@ impl ErrorCode {
                 | ErrorCode::ChecksumMismatch
                 | ErrorCode::ShuttingDown
                 | ErrorCode::InsufficientStorage
+                | ErrorCode::ServerBusy
                 | ErrorCode::Internal
         )
     }

@@ -53,7 +53,7 @@ pub struct Config {
     /// An unfinished upload with no bytes arriving for this long expires.
     pub upload_expiry: Duration,
     /// A request body that delivers no bytes for this long is cut off (what
-    /// arrived is saved).
+    /// arrived is saved); so is a response the client reads nothing of.
     pub idle_timeout: Duration,
     /// A writer that has received nothing for this long is considered
     /// stalled: a newer PATCH for the same upload interrupts it instead of
@@ -65,6 +65,123 @@ pub struct Config {
     /// cross this answers 507 and is not stored. `None`: 1 GiB or 5 % of the
     /// volume, whichever is smaller (see [`crate::space`]); 0: none.
     pub min_free_space: Option<u64>,
+    /// A connection must deliver a whole request head within this long of
+    /// starting it (a fresh connection: of being accepted); slow-header
+    /// connections are closed after it.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection (no request in progress, no bytes of
+    /// the next one) is closed after this long.
+    pub keepalive_timeout: Duration,
+    /// Open connections at most; over it a new connection displaces the
+    /// longest-idle keep-alive connection, else the one that has waited
+    /// longest for its request head, else it is refused with 503.
+    pub max_connections: usize,
+    /// Who may frame the share page (CSP `frame-ancestors`).
+    pub frame_ancestors: FrameAncestors,
+    /// A webhook still failing this long after its event was created is
+    /// dead-lettered (kept in the outbox, not retried).
+    pub webhook_max_age: Duration,
+    /// Delivered and dead-lettered webhooks are pruned from the outbox this
+    /// long after they were delivered or given up.
+    pub webhook_retention: Duration,
+}
+
+/// A configuration value that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(
+        "frame ancestor {0:?} is neither an origin (scheme://host[:port], http or https) nor 'self' or 'none'"
+    )]
+    BadFrameAncestor(String),
+    #[error("'none' cannot be combined with other frame ancestors")]
+    NoneWithOthers,
+    #[error("the frame-ancestors list is empty (use 'none' to forbid all framing)")]
+    EmptyFrameAncestors,
+}
+
+/// The validated source list of the share page's CSP `frame-ancestors`:
+/// `'self'`, `'none'`, or origins; each entry already in CSP syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameAncestors(Vec<String>);
+
+impl FrameAncestors {
+    /// Only the server's own pages may frame the share page.
+    pub fn same_origin() -> Self {
+        FrameAncestors(vec!["'self'".to_owned()])
+    }
+
+    /// Parses a comma- or space-separated list of origins and `'self'` /
+    /// `'none'` (also accepted without quotes, which shells strip).
+    pub fn parse(list: &str) -> Result<Self, ConfigError> {
+        let mut out: Vec<String> = Vec::new();
+        for item in list
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+        {
+            let entry = match item.to_ascii_lowercase().as_str() {
+                "'self'" | "self" => "'self'".to_owned(),
+                "'none'" | "none" => "'none'".to_owned(),
+                _ => parse_origin(item)?,
+            };
+            if !out.contains(&entry) {
+                out.push(entry);
+            }
+        }
+        if out.is_empty() {
+            return Err(ConfigError::EmptyFrameAncestors);
+        }
+        if out.len() > 1 && out.iter().any(|e| e == "'none'") {
+            return Err(ConfigError::NoneWithOthers);
+        }
+        Ok(FrameAncestors(out))
+    }
+
+    /// The source list as it goes into the policy.
+    pub fn as_csp(&self) -> String {
+        self.0.join(" ")
+    }
+
+    /// The legacy `X-Frame-Options` equivalent, where one exists (browsers
+    /// that know CSP ignore it; older ones honour only this).
+    pub fn x_frame_options(&self) -> Option<&'static str> {
+        match self.0.as_slice() {
+            [one] if one == "'self'" => Some("SAMEORIGIN"),
+            [one] if one == "'none'" => Some("DENY"),
+            _ => None,
+        }
+    }
+}
+
+/// `scheme://host[:port]` with nothing else, serialised as browsers do.
+fn parse_origin(item: &str) -> Result<String, ConfigError> {
+    let bad = || ConfigError::BadFrameAncestor(item.to_owned());
+    let url = url::Url::parse(item).map_err(|_| bad())?;
+    let bare = item.trim_end_matches('/');
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || bare.contains('*')
+    {
+        return Err(bad());
+    }
+    // The origin goes into a header verbatim: a domain of anything but
+    // letters, digits, '-' and '.' (e.g. a ';') could inject a directive.
+    if let Some(url::Host::Domain(d)) = url.host()
+        && !d
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(bad());
+    }
+    let origin = url.origin().ascii_serialization();
+    if !origin.eq_ignore_ascii_case(bare) {
+        return Err(bad());
+    }
+    Ok(origin)
 }
 
 /// Defaults, in one place.
@@ -78,6 +195,18 @@ pub mod defaults {
     pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
     pub const STALL_GRACE: Duration = Duration::from_secs(3);
     pub const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Generous for any real client (a request head is one packet), short
+    /// enough that slow-header connections cannot pile up.
+    pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Longer than the recorder's gap between fragments (at most 10 s), so
+    /// a recording keeps its connection.
+    pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Lowered at start to fit the process's open-file limit.
+    pub const MAX_CONNECTIONS: usize = 4096;
+    /// 3 days of retries, then the event is dead-lettered.
+    pub const WEBHOOK_MAX_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+    /// Delivered and dead events are kept 7 days.
+    pub const WEBHOOK_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 }
 
 impl Config {
@@ -96,6 +225,71 @@ impl Config {
             stall_grace: defaults::STALL_GRACE,
             shutdown_timeout: defaults::SHUTDOWN_TIMEOUT,
             min_free_space: None,
+            header_timeout: defaults::HEADER_TIMEOUT,
+            keepalive_timeout: defaults::KEEPALIVE_TIMEOUT,
+            max_connections: defaults::MAX_CONNECTIONS,
+            frame_ancestors: FrameAncestors::same_origin(),
+            webhook_max_age: defaults::WEBHOOK_MAX_AGE,
+            webhook_retention: defaults::WEBHOOK_RETENTION,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_ancestors_accept_origins_self_and_none() {
+        let fa = FrameAncestors::parse("'self', https://App.Example:8443 http://localhost:3000/")
+            .unwrap();
+        assert_eq!(
+            fa.as_csp(),
+            "'self' https://app.example:8443 http://localhost:3000"
+        );
+        assert_eq!(fa.x_frame_options(), None);
+        assert_eq!(
+            FrameAncestors::parse("self").unwrap(),
+            FrameAncestors::same_origin()
+        );
+        assert_eq!(
+            FrameAncestors::parse("none").unwrap().x_frame_options(),
+            Some("DENY")
+        );
+        assert_eq!(
+            FrameAncestors::same_origin().x_frame_options(),
+            Some("SAMEORIGIN")
+        );
+    }
+
+    #[test]
+    fn frame_ancestors_reject_what_is_not_an_origin() {
+        for bad in [
+            "https://app.example/path",
+            "ftp://files.example",
+            "app.example",
+            "https://*.example.com",
+            "https://user@app.example",
+            "https://app.example/?q=1",
+            "'unsafe-inline'",
+            "*",
+            "https://a.example;script-src",
+        ] {
+            assert!(
+                matches!(
+                    FrameAncestors::parse(bad),
+                    Err(ConfigError::BadFrameAncestor(_))
+                ),
+                "{bad} was accepted"
+            );
+        }
+        assert!(matches!(
+            FrameAncestors::parse("'none' 'self'"),
+            Err(ConfigError::NoneWithOthers)
+        ));
+        assert!(matches!(
+            FrameAncestors::parse(" , "),
+            Err(ConfigError::EmptyFrameAncestors)
+        ));
     }
 }

@@ -51,18 +51,6 @@ CREATE TABLE IF NOT EXISTS uploads (
     sig_exp INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
-CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    id TEXT NOT NULL UNIQUE,
-    asset_id TEXT NOT NULL,
-    type TEXT NOT NULL,
-    body TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at INTEGER NOT NULL,
-    delivered_at INTEGER,
-    last_error TEXT
-);
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox(asset_id, delivered_at, seq);
 "#;
 
 /// Columns added after the first release, with their declarations: added
@@ -240,15 +228,6 @@ pub struct NewAsset {
     pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
-/// One webhook waiting for delivery.
-#[derive(Debug, Clone)]
-pub struct PendingEvent {
-    pub seq: i64,
-    pub id: String,
-    pub body: String,
-    pub attempts: u32,
-}
-
 /// The handle to the database.
 #[derive(Clone)]
 pub struct Db {
@@ -256,10 +235,10 @@ pub struct Db {
     /// Base of share URLs, which asset views include.
     public_url: Arc<str>,
     /// Whether state changes enqueue webhooks at all.
-    webhooks: bool,
+    pub(crate) webhooks: bool,
 }
 
-fn ms_to_rfc3339(ms: i64) -> String {
+pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -332,6 +311,7 @@ impl Db {
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn, "uploads", ADDED_UPLOAD_COLUMNS)?;
         max_size::migrate(&conn)?;
+        crate::outbox::migrate(&conn)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             public_url: public_url.trim_end_matches('/').into(),
@@ -369,8 +349,8 @@ impl Db {
 
 /// Operations inside one transaction.
 pub struct Ops<'a> {
-    tx: &'a Transaction<'a>,
-    db: &'a Db,
+    pub(crate) tx: &'a Transaction<'a>,
+    pub(crate) db: &'a Db,
 }
 
 impl Ops<'_> {
@@ -676,70 +656,6 @@ impl Ops<'_> {
                 UploadState::Active | UploadState::Complete => {}
             }
         }
-        Ok(())
-    }
-
-    /// Adds a webhook for `asset_id` carrying the asset as it is now.
-    fn enqueue(&self, asset_id: &str, event_type: &str, now: i64) -> Result<(), DbError> {
-        if !self.db.webhooks {
-            return Ok(());
-        }
-        let asset = self
-            .asset(asset_id)?
-            .ok_or_else(|| DbError::Corrupt(format!("asset {asset_id} vanished")))?;
-        let body = serde_json::json!({
-            "type": event_type,
-            "timestamp": ms_to_rfc3339(now),
-            "data": asset,
-        });
-        let id = format!("msg_{}", crate::ids::random_hex(12));
-        self.tx.execute(
-            "INSERT INTO outbox(id, asset_id, type, body, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![id, asset_id, event_type, body.to_string(), now],
-        )?;
-        Ok(())
-    }
-
-    /// The next undelivered event of each asset that is due by `now`, so
-    /// that events of one asset go out strictly in order.
-    pub fn due_events(&self, now: i64, limit: usize) -> Result<Vec<PendingEvent>, DbError> {
-        let mut stmt = self.tx.prepare(
-            "SELECT o.seq, o.id, o.body, o.attempts FROM outbox o
-             WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1
-               AND o.seq = (SELECT MIN(p.seq) FROM outbox p WHERE p.asset_id = o.asset_id AND p.delivered_at IS NULL)
-             ORDER BY o.next_attempt_at, o.seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now, limit as i64], |r| {
-            Ok(PendingEvent {
-                seq: r.get(0)?,
-                id: r.get(1)?,
-                body: r.get(2)?,
-                attempts: r.get(3)?,
-            })
-        })?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
-
-    /// When the next head-of-line event becomes due, if any is pending.
-    pub fn next_event_due(&self) -> Result<Option<i64>, DbError> {
-        Ok(self.tx.query_row(
-            "SELECT MIN(o.next_attempt_at) FROM outbox o WHERE o.delivered_at IS NULL
-               AND o.seq = (SELECT MIN(p.seq) FROM outbox p WHERE p.asset_id = o.asset_id AND p.delivered_at IS NULL)",
-            [],
-            |r| r.get(0),
-        )?)
-    }
-
-    pub fn event_delivered(&self, seq: i64, now: i64) -> Result<(), DbError> {
-        self.tx.execute("UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", params![seq, now])?;
-        Ok(())
-    }
-
-    pub fn event_failed(&self, seq: i64, next_attempt_at: i64, error: &str) -> Result<(), DbError> {
-        self.tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE seq = ?1",
-            params![seq, next_attempt_at, error],
-        )?;
         Ok(())
     }
 }

@@ -1,11 +1,16 @@
 //! Small HTTP pieces the handlers share: the method override, CORS answers,
-//! byte-range responses over stored bytes, and header readers.
+//! byte-range responses over stored bytes (with a strong `ETag`, answered
+//! 304 on `If-None-Match`, and `Cache-Control: private, no-cache` so that no
+//! cache serves a deleted asset's bytes without asking first), and header
+//! readers.
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use spool_proto::ErrorCode;
 use spool_proto::tus;
+
+use sha2::Digest as _;
 
 use crate::app::App;
 use crate::error::{ApiError, ApiResult};
@@ -123,8 +128,35 @@ pub fn parse_range(
     Ok(Some(range))
 }
 
+/// Cached copies must be revalidated before every use: a deleted asset then
+/// stops playing from any cache at once (revalidation answers 404), and the
+/// revalidation of bytes that still exist is a cheap 304.
+pub const BYTES_CACHE_CONTROL: &str = "private, no-cache";
+
+/// A strong validator for the bytes of complete upload `upload_id` of `len`
+/// bytes. A complete upload never changes and ids are never reused, so id
+/// and length name its bytes exactly; they are hashed so that the upload id,
+/// half of an upload URL, is not disclosed to share-page viewers.
+pub fn bytes_etag(upload_id: &str, len: u64) -> String {
+    let digest = sha2::Sha256::digest(format!("spool-bytes\0{upload_id}\0{len}"));
+    format!("\"{}\"", hex::encode(&digest[..16]))
+}
+
+/// Whether an `If-None-Match` / `If-Range` value names `etag`. `weak`
+/// comparison (for If-None-Match) ignores a `W/` prefix; strong comparison
+/// (If-Range) does not accept it, nor `*`.
+pub fn etag_matches(value: &str, etag: &str, weak: bool) -> bool {
+    value.split(',').map(str::trim).any(|tag| {
+        if weak {
+            tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag
+        } else {
+            tag == etag
+        }
+    })
+}
+
 /// Answers GET (or HEAD) for stored bytes of upload `upload_id` of `len`
-/// bytes, honouring Range.
+/// bytes, honouring Range, If-Range and If-None-Match.
 pub async fn serve_bytes(
     app: &App,
     upload_id: &str,
@@ -133,7 +165,25 @@ pub async fn serve_bytes(
     content_type: &str,
     head_only: bool,
 ) -> ApiResult<Response> {
-    let range = parse_range(header_str(headers, header::RANGE.as_str()), len).map_err(|_| {
+    let etag = bytes_etag(upload_id, len);
+    if header_str(headers, header::IF_NONE_MATCH.as_str())
+        .is_some_and(|v| etag_matches(v, &etag, true))
+    {
+        return Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, &etag)
+            .header(header::CACHE_CONTROL, BYTES_CACHE_CONTROL)
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+            .body(Body::empty())
+            .map_err(ApiError::internal);
+    }
+    // A Range made against other bytes (or a date, which we cannot check
+    // without Last-Modified) gets the whole resource.
+    let range_header = match header_str(headers, header::IF_RANGE.as_str()) {
+        Some(v) if !etag_matches(v, &etag, false) => None,
+        _ => header_str(headers, header::RANGE.as_str()),
+    };
+    let range = parse_range(range_header, len).map_err(|_| {
         ApiError::new(
             ErrorCode::RangeNotSatisfiable,
             format!("the resource has {len} bytes"),
@@ -154,6 +204,8 @@ pub async fn serve_bytes(
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, span.end - span.start)
         .header(header::ACCEPT_RANGES, "bytes")
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, BYTES_CACHE_CONTROL)
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     if range.is_some() {
         resp = resp.header(
@@ -192,5 +244,22 @@ mod tests {
         assert_eq!(parse_range(Some("bytes=5-2"), 10), Err(Unsatisfiable));
         assert_eq!(parse_range(Some("bytes=x-2"), 10), Err(Unsatisfiable));
         assert_eq!(parse_range(Some("bytes=-0"), 10), Err(Unsatisfiable));
+    }
+
+    #[test]
+    fn etags() {
+        let tag = bytes_etag("u1", 10);
+        assert!(tag.starts_with('"') && tag.ends_with('"') && tag.len() == 34);
+        assert_ne!(tag, bytes_etag("u1", 11));
+        assert_ne!(tag, bytes_etag("u2", 10));
+        assert!(!tag.contains("u1"));
+        assert!(etag_matches(&tag, &tag, true));
+        assert!(etag_matches(&format!("\"x\", W/{tag}"), &tag, true));
+        assert!(etag_matches("*", &tag, true));
+        assert!(!etag_matches("\"x\"", &tag, true));
+        assert!(etag_matches(&tag, &tag, false));
+        assert!(!etag_matches(&format!("W/{tag}"), &tag, false));
+        assert!(!etag_matches("*", &tag, false));
+        assert!(!etag_matches("Wed, 21 Oct 2015 07:28:00 GMT", &tag, false));
     }
 }

@@ -5,7 +5,8 @@
 //! asset's life is recorded in SQLite ([`db`]) and announced through signed
 //! webhooks from a durable outbox ([`webhooks`]); anyone with the share link
 //! watches it on [`share`]'s page. [`Server`] binds, reconciles state with the
-//! disk after a crash, runs the background tasks, and serves until shutdown.
+//! disk after a crash, runs the background tasks, and serves until shutdown
+//! through [`listener`], which bounds what each connection may hold.
 
 pub mod api;
 pub mod app;
@@ -16,7 +17,9 @@ pub mod error;
 pub mod fault;
 pub mod http_util;
 pub mod ids;
+pub mod listener;
 pub mod locks;
+pub mod outbox;
 pub mod repair;
 pub mod share;
 pub mod space;
@@ -88,6 +91,9 @@ pub struct Server {
     pub addr: SocketAddr,
     pub app: App,
     pub credential_source: CredentialSource,
+    /// What each connection may hold, the connection limit already fitted
+    /// to the open-file limit.
+    pub limits: listener::Limits,
     listener: tokio::net::TcpListener,
 }
 
@@ -106,10 +112,17 @@ fn default_public_url(addr: SocketAddr) -> String {
 }
 
 impl Server {
-    /// Binds the listener and opens the data directory.
+    /// Raises the open-file limit, binds the listener and opens the data
+    /// directory.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
+        let fd_limit = listener::raise_nofile_limit();
+        let limits = listener::Limits {
+            header_timeout: config.header_timeout,
+            keepalive_timeout: config.keepalive_timeout,
+            write_timeout: config.idle_timeout,
+            max_connections: listener::fit_to_fd_limit(config.max_connections, fd_limit),
+        };
+        let listener = listener::bind(config.listen, listener::backlog_for(limits.max_connections))
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
         let public_url = config
@@ -122,17 +135,24 @@ impl Server {
             addr,
             app,
             credential_source,
+            limits,
             listener,
         })
     }
 
     /// Serves until `shutdown` resolves; then stops taking connections, lets
-    /// in-flight PATCHes save what arrived, and waits for them (bounded).
+    /// in-flight PATCHes save what arrived, and waits for them (bounded by
+    /// the shutdown timeout, after which the rest are closed).
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Server { app, listener, .. } = self;
+        let Server {
+            app,
+            listener,
+            limits,
+            ..
+        } = self;
         let tasks = TaskTracker::new();
         let worker_app = app.clone();
         tasks.spawn(async move { webhooks::run(worker_app).await });
@@ -158,15 +178,33 @@ impl Server {
             tracing::info!("shutting down: saving in-flight uploads");
             token.cancel();
         });
+        tracing::info!(
+            header_timeout_s = limits.header_timeout.as_secs(),
+            keepalive_timeout_s = limits.keepalive_timeout.as_secs(),
+            max_connections = limits.max_connections,
+            "connection limits"
+        );
         let grace = app.config.shutdown_timeout;
-        let token = app.shutdown.clone();
-        let serve = axum::serve(listener, router(app.clone()))
-            .with_graceful_shutdown(async move { token.cancelled().await });
-        let serve = tokio::spawn(async move { serve.await });
+        let connections = TaskTracker::new();
+        let force = tokio_util::sync::CancellationToken::new();
+        let accept = tokio::spawn(listener::serve(
+            listener,
+            router(app.clone()),
+            limits,
+            app.shutdown.clone(),
+            force.clone(),
+            connections.clone(),
+        ));
         app.shutdown.cancelled().await;
-        match tokio::time::timeout(grace, serve).await {
-            Ok(r) => r.context("server task")?.context("serving")?,
-            Err(_) => tracing::warn!("connections still open after {grace:?}; closing them"),
+        accept.await.context("the accept loop")?;
+        connections.close();
+        if tokio::time::timeout(grace, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after {grace:?}; closing them");
+            force.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), connections.wait()).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
         Ok(())

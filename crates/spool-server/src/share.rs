@@ -1,14 +1,21 @@
 //! The public share page, `/v/{asset_id}`: anyone with the link (asset ids
 //! are unguessable) sees the video once it is ready, or its upload progress
-//! until then. Every value put into the page is HTML-escaped.
+//! until then; a deleted asset's page tells only that it was deleted. Every
+//! value put into the page is HTML-escaped, and the page runs under a
+//! Content-Security-Policy that allows no script at all, its one inline
+//! style by hash, media from this server only, and framing only by
+//! `--frame-ancestors`; it is never cached and sends no referrer.
+
+use std::sync::LazyLock;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
+use base64::Engine as _;
+use sha2::Digest as _;
 
 use crate::app::App;
 use crate::db::{AssetStatus, AssetView};
-use crate::error::ApiResult;
 
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -33,6 +40,33 @@ fn title(asset: &AssetView) -> String {
         .to_owned()
 }
 
+/// The page's only style, inline; the policy allows exactly this text.
+const STYLE: &str = "
+body{margin:0;font:16px/1.5 system-ui,sans-serif;background:#111;color:#eee;display:flex;flex-direction:column;align-items:center;min-height:100vh}
+main{width:min(1100px,100% - 32px);margin:32px auto} h1{font-size:20px;font-weight:600;margin:0 0 16px}
+video{width:100%;background:#000;border-radius:8px} .status{padding:48px;text-align:center;background:#1c1c1c;border-radius:8px}
+footer{color:#888;font-size:13px;margin-top:12px}
+";
+
+/// `'sha256-…'` of [`STYLE`], as CSP wants it.
+static STYLE_SOURCE: LazyLock<String> = LazyLock::new(|| {
+    let digest = sha2::Sha256::digest(STYLE.as_bytes());
+    format!(
+        "'sha256-{}'",
+        base64::engine::general_purpose::STANDARD.encode(digest)
+    )
+});
+
+/// The share page's policy: nothing is allowed unless named, and no script
+/// is named.
+pub fn content_security_policy(app: &App) -> String {
+    format!(
+        "default-src 'none'; style-src {}; media-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors {}",
+        *STYLE_SOURCE,
+        app.config.frame_ancestors.as_csp()
+    )
+}
+
 fn page(title: &str, body: &str, refresh: bool) -> String {
     let refresh = if refresh {
         r#"<meta http-equiv="refresh" content="3">"#
@@ -43,14 +77,32 @@ fn page(title: &str, body: &str, refresh: bool) -> String {
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">{refresh}
 <title>{title}</title>
-<style>
-body{{margin:0;font:16px/1.5 system-ui,sans-serif;background:#111;color:#eee;display:flex;flex-direction:column;align-items:center;min-height:100vh}}
-main{{width:min(1100px,100% - 32px);margin:32px auto}} h1{{font-size:20px;font-weight:600;margin:0 0 16px}}
-video{{width:100%;background:#000;border-radius:8px}} .status{{padding:48px;text-align:center;background:#1c1c1c;border-radius:8px}}
-footer{{color:#888;font-size:13px;margin-top:12px}}
-</style></head>
+<style>{STYLE}</style></head>
 <body><main><h1>{title}</h1>{body}<footer>Shared with Spool</footer></main></body></html>"#
     )
+}
+
+/// Headers every answer of the share routes carries.
+fn protect(resp: &mut Response, app: &App, page: bool) {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !page {
+        return;
+    }
+    if let Ok(v) = HeaderValue::from_str(&content_security_policy(app)) {
+        h.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    if let Some(xfo) = app.config.frame_ancestors.x_frame_options() {
+        h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static(xfo));
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
 async fn load(app: &App, id: &str) -> Option<AssetView> {
@@ -63,7 +115,13 @@ async fn load(app: &App, id: &str) -> Option<AssetView> {
 
 /// `GET /v/{id}`.
 pub async fn share_page(State(app): State<App>, Path(id): Path<String>) -> Response {
-    let Some(asset) = load(&app, &id).await else {
+    let mut resp = page_for(load(&app, &id).await);
+    protect(&mut resp, &app, true);
+    resp
+}
+
+fn page_for(asset: Option<AssetView>) -> Response {
+    let Some(asset) = asset else {
         return (
             StatusCode::NOT_FOUND,
             Html(page(
@@ -74,7 +132,6 @@ pub async fn share_page(State(app): State<App>, Path(id): Path<String>) -> Respo
         )
             .into_response();
     };
-    let t = escape(&title(&asset));
     let (body, refresh) = match asset.status {
         AssetStatus::Ready => (
             format!(
@@ -98,32 +155,39 @@ pub async fn share_page(State(app): State<App>, Path(id): Path<String>) -> Respo
             r#"<div class="status">This recording's upload did not complete.</div>"#.to_owned(),
             false,
         ),
-        AssetStatus::Deleted => (
-            r#"<div class="status">This recording was deleted.</div>"#.to_owned(),
-            false,
-        ),
+        // Nothing of a deleted recording is shown, not even its title.
+        AssetStatus::Deleted => {
+            return (
+                StatusCode::GONE,
+                Html(page(
+                    "Recording deleted",
+                    r#"<div class="status">This recording was deleted.</div>"#,
+                    false,
+                )),
+            )
+                .into_response();
+        }
     };
-    let mut resp = Html(page(&t, &body, refresh)).into_response();
-    resp.headers_mut().insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-store"),
-    );
-    resp
+    Html(page(&escape(&title(&asset)), &body, refresh)).into_response()
 }
 
-/// `GET /v/{id}/media`: the bytes behind the share page, with Range.
+/// `GET /v/{id}/media`: the bytes behind the share page, with Range and
+/// revalidation (see [`crate::http_util::serve_bytes`]).
 pub async fn share_media(
     State(app): State<App>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> ApiResult<Response> {
-    let asset = load(&app, &id).await.ok_or_else(|| {
-        crate::error::ApiError::new(
+) -> Response {
+    let result = match load(&app, &id).await {
+        Some(asset) => crate::api::ready_bytes(&app, &asset, &headers).await,
+        None => Err(crate::error::ApiError::new(
             spool_proto::ErrorCode::AssetNotFound,
             "no asset has this id",
-        )
-    })?;
-    crate::api::ready_bytes(&app, &asset, &headers).await
+        )),
+    };
+    let mut resp = result.into_response();
+    protect(&mut resp, &app, false);
+    resp
 }
 
 #[cfg(test)]

@@ -1,0 +1,332 @@
+//! The HTTP/1.1 listener behind [`crate::Server`]: an accept loop over hyper
+//! that bounds what each connection may hold. A connection is in one of
+//! three phases: waiting for a request head (fresh, or bytes of the next
+//! request have arrived), serving a request, or idle between keep-alive
+//! requests. A per-connection watchdog, polled in the connection's own task,
+//! closes it when its head takes longer than the header timeout (however
+//! slowly the bytes trickle in) or when it idles past the keep-alive
+//! timeout; a response the client stops reading is cut after the write
+//! timeout. hyper's own `header_read_timeout` is off because it also runs
+//! between keep-alive requests and so cannot tell the two limits apart.
+//! Over the connection limit a new connection displaces the longest-idle
+//! keep-alive connection (cheap for its client to reopen), else the one that
+//! has waited longest for its request head (a slowloris connection, never
+//! one serving a request), and only when every connection is serving a
+//! request is it refused at once with `503 ERR_SERVER_BUSY`. So a flood of
+//! slow or idle connections cannot keep a real client out, and an upload in
+//! progress is never displaced. Only HTTP/1.1 is served: every Spool client
+//! and every browser speaks it over plain HTTP.
+
+mod conn;
+mod os;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use http_body_util::BodyExt as _;
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt as _;
+
+use conn::{BUSY, Close, Conn, HEAD, IDLE, RequestGuard, Tracked};
+pub use os::{backlog_for, bind, fit_to_fd_limit, raise_nofile_limit};
+
+/// What a connection may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// From the start of waiting for a request head to its last byte.
+    pub header_timeout: Duration,
+    /// An idle keep-alive connection is closed after this.
+    pub keepalive_timeout: Duration,
+    /// A response write that cannot proceed (the client reads nothing) for
+    /// this long closes the connection.
+    pub write_timeout: Duration,
+    /// Open connections at most.
+    pub max_connections: usize,
+}
+
+/// How often, at most, the listener warns about the limit or accept errors.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Rate-limits a warning to one per [`WARN_EVERY`].
+struct Every {
+    base: Instant,
+    /// Clock ms + 1 of the last warning; 0 before the first.
+    last: AtomicU64,
+}
+
+impl Every {
+    fn new() -> Self {
+        Every {
+            base: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+
+    fn due(&self) -> bool {
+        let now = self.base.elapsed().as_millis() as u64;
+        let last = self.last.load(Relaxed);
+        (last == 0 || now >= last - 1 + WARN_EVERY.as_millis() as u64)
+            && self
+                .last
+                .compare_exchange(last, now + 1, Relaxed, Relaxed)
+                .is_ok()
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    accepted: AtomicU64,
+    header_timeouts: AtomicU64,
+    idle_timeouts: AtomicU64,
+    write_timeouts: AtomicU64,
+    displaced: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// The open connections, for the limit.
+struct Registry {
+    base: Instant,
+    max: usize,
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    next_id: AtomicU64,
+    counters: Counters,
+    limit_warning: Every,
+}
+
+impl Registry {
+    /// Registers a new connection, displacing another if at the limit;
+    /// `None` if every open connection is serving a request.
+    fn admit(&self) -> Option<Arc<Conn>> {
+        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
+        if conns.len() >= self.max {
+            let oldest = |phase: u8| {
+                conns
+                    .values()
+                    .filter(|c| c.phase() == phase)
+                    .min_by_key(|c| (c.since.load(Relaxed), c.id))
+                    .cloned()
+            };
+            let victim = oldest(IDLE).or_else(|| oldest(HEAD));
+            match victim {
+                Some(v) => {
+                    v.kill.cancel();
+                    conns.remove(&v.id);
+                    self.counters.displaced.fetch_add(1, Relaxed);
+                }
+                None => {
+                    self.counters.refused.fetch_add(1, Relaxed);
+                    return None;
+                }
+            }
+            if self.limit_warning.due() {
+                tracing::warn!(
+                    max_connections = self.max,
+                    displaced = self.counters.displaced.load(Relaxed),
+                    refused = self.counters.refused.load(Relaxed),
+                    header_timeouts = self.counters.header_timeouts.load(Relaxed),
+                    "at the connection limit: new connections displace idle and slow ones"
+                );
+            }
+        }
+        self.counters.accepted.fetch_add(1, Relaxed);
+        let id = self.next_id.fetch_add(1, Relaxed);
+        let conn = Arc::new(Conn::new(id, self.base));
+        conns.insert(id, conn.clone());
+        Some(conn)
+    }
+
+    fn remove(&self, id: u64) {
+        self.conns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+
+    fn count(&self, why: Close) {
+        let c = match why {
+            Close::HeaderTimeout => &self.counters.header_timeouts,
+            Close::IdleTimeout => &self.counters.idle_timeouts,
+            Close::WriteTimeout => &self.counters.write_timeouts,
+            Close::Displaced | Close::Shutdown => return,
+        };
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// What a refused connection reads before it is closed.
+static BUSY_ANSWER: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let code = spool_proto::ErrorCode::ServerBusy;
+    let body = serde_json::to_string(&spool_proto::ErrorBody::new(code, code.description()))
+        .unwrap_or_default();
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+});
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionRefused
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+    )
+}
+
+/// Accepts connections until `shutdown`, serving each with `router` under
+/// `limits` in a task of `tasks`. On `shutdown` it stops accepting (the
+/// listener is dropped), closes connections not serving a request, and lets
+/// the others finish theirs; `force` closes those too.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    force: CancellationToken,
+    tasks: TaskTracker,
+) {
+    let registry = Arc::new(Registry {
+        base: Instant::now(),
+        max: limits.max_connections.max(1),
+        conns: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
+        counters: Counters::default(),
+        limit_warning: Every::new(),
+    });
+    let accept_warning = Every::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Typically EMFILE: the connection waits in the backlog.
+                if accept_warning.due() {
+                    tracing::warn!(error = %e, "accepting a connection failed; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match registry.admit() {
+            Some(conn) => {
+                tasks.spawn(connection(
+                    stream,
+                    conn,
+                    router.clone(),
+                    limits,
+                    shutdown.clone(),
+                    force.clone(),
+                    registry.clone(),
+                ));
+            }
+            None => {
+                // Never waits: a client that cannot take these bytes at once
+                // learns from the closed connection instead.
+                let _ = stream.try_write(&BUSY_ANSWER);
+            }
+        }
+    }
+    let c = &registry.counters;
+    tracing::info!(
+        accepted = c.accepted.load(Relaxed),
+        header_timeouts = c.header_timeouts.load(Relaxed),
+        idle_timeouts = c.idle_timeouts.load(Relaxed),
+        write_timeouts = c.write_timeouts.load(Relaxed),
+        displaced = c.displaced.load(Relaxed),
+        refused = c.refused.load(Relaxed),
+        "connections since start"
+    );
+}
+
+async fn connection(
+    stream: TcpStream,
+    conn: Arc<Conn>,
+    router: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    force: CancellationToken,
+    registry: Arc<Registry>,
+) {
+    let io = TokioIo::new(Tracked {
+        stream,
+        conn: conn.clone(),
+    });
+    let svc_conn = conn.clone();
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let request = RequestGuard::begin(svc_conn.clone());
+        let router = router.clone();
+        async move {
+            let resp = match router.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            // The guard rides on the body: the request ends when hyper has
+            // written (and dropped) the last of the response.
+            Ok::<_, Infallible>(resp.map(move |body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    let _held = &request;
+                    frame
+                }))
+            }))
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .keep_alive(true)
+        .header_read_timeout(None::<Duration>);
+    let served = builder.serve_connection(io, service);
+    tokio::pin!(served);
+    let mut draining = false;
+    let closed = loop {
+        let deadline = conn.deadline(&limits);
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            r = served.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                break None;
+            }
+            _ = conn.kill.cancelled() => break Some(Close::Displaced),
+            _ = force.cancelled() => break Some(Close::Shutdown),
+            _ = shutdown.cancelled(), if !draining => {
+                draining = true;
+                if conn.phase() != BUSY {
+                    break Some(Close::Shutdown);
+                }
+                // Finishes the request in flight (a PATCH saves what arrived
+                // and answers 503), then closes.
+                served.as_mut().graceful_shutdown();
+            }
+            _ = conn.changed.notified() => {}
+            _ = sleep => {
+                if let Some(why) = conn.expired(&limits) {
+                    break Some(why);
+                }
+            }
+        }
+    };
+    if let Some(why) = closed {
+        tracing::debug!(reason = ?why, "closing a connection");
+        registry.count(why);
+    }
+    registry.remove(conn.id);
+}
