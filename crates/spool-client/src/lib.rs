@@ -11,6 +11,7 @@
 pub mod error;
 pub mod journal;
 pub mod policy;
+pub mod remote;
 pub mod session;
 pub mod source;
 pub mod tus;
