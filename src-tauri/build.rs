@@ -15,6 +15,7 @@ fn main() {
             "list_history",
             "resume_upload",
             "delete_recording",
+            "take_notices",
             "reveal_file",
             "copy_text",
             "open_link",

@@ -1,6 +1,6 @@
 //! The desktop around the window: a tray icon (Record/Stop, Show, Quit), a
-//! global shortcut (Alt+Shift+R) that starts or stops recording, and desktop
-//! notifications (notify-rust) when an upload completes or stalls. Each is a
+//! global shortcut (Alt+Shift+R) that starts or stops recording, bringing
+//! the window forward, and desktop notifications (notify-rust) when an upload completes or stalls. Each is a
 //! convenience: where the desktop lacks it (no tray host, no notification
 //! daemon, a shortcut taken) the app logs why and goes on.
 
@@ -49,12 +49,7 @@ fn tray(app: &AppHandle) -> tauri::Result<()> {
         .menu(&menu)
         .on_menu_event(|app, event| match event.id().as_ref() {
             "record" => toggle(app),
-            "show" => {
-                if let Some(w) = app.get_webview_window("main") {
-                    let _ = w.show();
-                    let _ = w.set_focus();
-                }
-            }
+            "show" => show_window(app),
             "quit" => app.exit(0),
             _ => {}
         });
@@ -63,6 +58,24 @@ fn tray(app: &AppHandle) -> tauri::Result<()> {
     }
     builder.build(app)?;
     Ok(())
+}
+
+/// Brings the main window forward: shown, restored, focused (the tray's
+/// Show, and a second launch on the same data folder).
+pub fn show_window(app: &AppHandle) {
+    let Some(w) = app.get_webview_window("main") else {
+        tracing::warn!("no main window to show");
+        return;
+    };
+    for (what, r) in [
+        ("show", w.show()),
+        ("unminimize", w.unminimize()),
+        ("focus", w.set_focus()),
+    ] {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "cannot {what} the window");
+        }
+    }
 }
 
 /// Shows a desktop notification, off the runtime; failures are only logged.

@@ -2,6 +2,10 @@
 //! new user records and gets a link with no account. It keeps the same port
 //! from launch to launch (remembered in its data folder) because journaled
 //! upload URLs and shared links name it; a taken port means a new one.
+//! The port file is written only once a server holds the folder, so a
+//! server that could not start (its data folder in use by another server,
+//! say) never moves the links of the one that runs; its error is returned
+//! whole for the app to log and show.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -26,6 +30,7 @@ impl Embedded {
             .and_then(|s| s.trim().parse::<u16>().ok());
         let mut config = spool_server::Config::new(data_dir);
         let mut server = None;
+        let mut last_error = None;
         for port in remembered.into_iter().chain([0]) {
             config.listen = SocketAddr::from(([127, 0, 0, 1], port));
             match spool_server::Server::bind(config.clone()).await {
@@ -33,10 +38,17 @@ impl Embedded {
                     server = Some(s);
                     break;
                 }
-                Err(e) => tracing::warn!(port, error = %e, "embedded server port unavailable"),
+                Err(e) => {
+                    tracing::warn!(port, error = %format!("{e:#}"), "the embedded server cannot start on this port");
+                    last_error = Some(e);
+                }
             }
         }
-        let server = server.ok_or_else(|| anyhow::anyhow!("no port for the embedded server"))?;
+        let server = match (server, last_error) {
+            (Some(s), _) => s,
+            (None, Some(e)) => return Err(e.context("the embedded server did not start")),
+            (None, None) => anyhow::bail!("the embedded server did not start"),
+        };
         std::fs::write(&port_file, server.addr.port().to_string())?;
         let url = server.app.public_url.clone();
         let creds = server.app.credentials.clone();

@@ -1,7 +1,9 @@
 //! The typed IPC between the web UI and the app: every command and event the
 //! window may use, with TypeScript bindings generated from these very types
 //! (ui/src/bindings.ts, kept current by the `bindings_are_current` test).
-//! Errors cross as `{code, message}` with stable `ERR_*` codes; recording
+//! Errors cross as `{code, message}` with stable `ERR_*` codes — the app's
+//! own below, or the upload protocol's (`spool_proto::ErrorCode`) carried
+//! through unchanged where the client library's error has one; recording
 //! progress goes over a channel at most ten times a second.
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,13 @@ pub mod codes {
     pub const INTERNAL: &str = "ERR_INTERNAL";
 }
 
+/// The code of a client library error: its protocol code where it has one
+/// (`ERR_RECORDING_IN_PROGRESS`, `ERR_UPLOAD_TERMINATED`, the server's own…),
+/// else `ERR_UPLOAD`.
+fn client_code(e: &spool_client::ClientError) -> &'static str {
+    e.code().map_or(codes::UPLOAD, |c| c.as_str())
+}
+
 impl From<spool_record::RecordError> for IpcError {
     fn from(e: spool_record::RecordError) -> Self {
         use spool_record::RecordError as E;
@@ -51,7 +60,8 @@ impl From<spool_record::RecordError> for IpcError {
             E::Invalid(_) => codes::INVALID_SETTINGS,
             E::Capture(_) => codes::SOURCE,
             E::Encode(_) => codes::ENCODE,
-            E::Upload(_) | E::NoProgress(_) => codes::UPLOAD,
+            E::Upload(c) => client_code(c),
+            E::NoProgress(_) => codes::UPLOAD,
             E::Io { .. } => codes::LOCAL_FILE,
             E::Internal(_) => codes::INTERNAL,
         };
@@ -61,7 +71,7 @@ impl From<spool_record::RecordError> for IpcError {
 
 impl From<spool_client::ClientError> for IpcError {
     fn from(e: spool_client::ClientError) -> Self {
-        IpcError::new(codes::UPLOAD, e.to_string())
+        IpcError::new(client_code(&e), e.to_string())
     }
 }
 
@@ -117,7 +127,9 @@ pub struct RecordingView {
 pub struct HistoryItem {
     pub upload_id: String,
     pub asset_id: Option<String>,
-    /// "recording", "uploading", "reconnecting", "stalled", "complete" or "failed".
+    /// "recording", "uploading", "reconnecting", "stalled", "complete",
+    /// "failed", or "deleting" (deleted here; being deleted on the server,
+    /// retried until it is — `last_error` says why it has not been yet).
     pub state: String,
     pub share_url: Option<String>,
     pub local_path: Option<String>,
@@ -127,6 +139,26 @@ pub struct HistoryItem {
     /// Unix milliseconds.
     pub created_at: i64,
     pub last_error: Option<String>,
+}
+
+/// What Delete did on the server.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct Deleted {
+    /// "deleted" (on the server too), "deleting" (the server could not be
+    /// reached or refused: retried in the background and at every launch
+    /// until it is deleted there), or "nothing" (nothing was uploaded).
+    pub on_server: String,
+    /// Why it is not deleted on the server yet, when "deleting".
+    pub error: Option<String>,
+}
+
+/// Something the user must be told once (on the launch it happened).
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct Notice {
+    /// "journal-set-aside" (the journal was unreadable: kept under another
+    /// name, and a new one started) or "embedded-server" (it did not start).
+    pub kind: String,
+    pub message: String,
 }
 
 /// The history changed (a state, a new recording, a deletion).
@@ -217,11 +249,23 @@ async fn resume_upload(app: AppHandle, upload_id: String) -> IpcResult<()> {
     recording::resume(&app, &upload_id, true).await
 }
 
-/// Removes a recording from the history; with `delete_file`, its local file too.
+/// Deletes a recording: from the history, on the server it was uploaded
+/// to, and with `delete_file` its local file too.
 #[tauri::command]
 #[specta::specta]
-async fn delete_recording(app: AppHandle, upload_id: String, delete_file: bool) -> IpcResult<()> {
-    recording::delete(&app, &upload_id, delete_file).await
+async fn delete_recording(
+    app: AppHandle,
+    upload_id: String,
+    delete_file: bool,
+) -> IpcResult<Deleted> {
+    crate::deleting::delete(&app, &upload_id, delete_file).await
+}
+
+/// What the user must be told about this launch; each notice is given once.
+#[tauri::command]
+#[specta::specta]
+fn take_notices(state: State<'_, AppState>) -> Vec<Notice> {
+    state.take_notices()
 }
 
 #[tauri::command]
@@ -268,6 +312,7 @@ pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
             list_history,
             resume_upload,
             delete_recording,
+            take_notices,
             reveal_file,
             copy_text,
             open_link,
@@ -281,6 +326,46 @@ pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::IpcError;
+
+    /// The UI sees the protocol's code of a client error, not a catch-all.
+    #[test]
+    fn client_errors_keep_their_codes_across_ipc() {
+        use spool_client::ClientError as C;
+        use spool_proto::ErrorCode;
+        let code = |e: C| IpcError::from(e).code;
+        assert_eq!(
+            code(C::RecordingInProgress("recorded by pid 7".into())),
+            "ERR_RECORDING_IN_PROGRESS"
+        );
+        assert_eq!(
+            code(C::Terminated("deleted".into())),
+            "ERR_UPLOAD_TERMINATED"
+        );
+        assert_eq!(
+            code(C::Server {
+                status: 507,
+                code: Some(ErrorCode::InsufficientStorage),
+                message: "full".into(),
+                retry_after: None,
+            }),
+            "ERR_INSUFFICIENT_STORAGE"
+        );
+        // Without a code of its own, an upload error is ERR_UPLOAD.
+        assert_eq!(code(C::Network("reset".into())), "ERR_UPLOAD");
+        assert_eq!(
+            code(C::Server {
+                status: 502,
+                code: None,
+                message: "bad gateway".into(),
+                retry_after: None,
+            }),
+            "ERR_UPLOAD"
+        );
+        // Also when it comes through the recorder.
+        let e = spool_record::RecordError::Upload(C::Terminated("deleted".into()));
+        assert_eq!(IpcError::from(e).code, "ERR_UPLOAD_TERMINATED");
+    }
 
     /// The committed bindings are what these types generate; a stale file is
     /// rewritten and the test fails so the change gets committed.

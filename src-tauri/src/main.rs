@@ -7,12 +7,14 @@
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+mod deleting;
 mod desktop;
 mod embedded;
 mod ipc;
 mod logging;
 mod recording;
 mod settings;
+mod single;
 mod state;
 
 use std::process::ExitCode;
@@ -48,6 +50,44 @@ pub static STARTED: std::sync::LazyLock<std::time::Instant> =
 
 fn main() -> ExitCode {
     std::sync::LazyLock::force(&STARTED);
+    let context = tauri::generate_context!();
+    let data = match state::data_dir(&context.config().identifier) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("spool-desktop: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // First of all: one app per data folder. A second launch brings the
+    // first one's window forward and goes, having started nothing.
+    let mut instance = match single::claim(&data) {
+        Ok(single::Claim::First(instance)) => Some(instance),
+        Ok(single::Claim::Running) => {
+            let shown = single::show_running(&data);
+            eprintln!(
+                "spool-desktop: Spool is already running on {}{}",
+                data.display(),
+                if shown {
+                    "; its window was brought forward"
+                } else {
+                    ""
+                }
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // A folder where locks do not work (some network file systems):
+            // run, but say that a second launch would not be caught.
+            eprintln!(
+                "spool-desktop: cannot lock {} ({e}); not guarding against a second launch",
+                data.display()
+            );
+            None
+        }
+    };
+    // The lock stays with `instance`, alive until the process ends; the
+    // socket's answerer goes to the app once its window exists.
+    let answerer = instance.as_mut().and_then(single::Instance::answerer);
     // One runtime for everything (Tauri's commands, the embedded server,
     // upload sessions); two workers on a two-core laptop is plenty.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -72,14 +112,19 @@ fn main() -> ExitCode {
         .invoke_handler(bindings.invoke_handler())
         .setup(move |app| {
             bindings.mount_events(app);
-            let state = state::AppState::open(app.handle())?;
+            let state = state::AppState::open(app.handle(), data)?;
             app.manage(state);
+            if let Some(answerer) = answerer {
+                let handle = app.handle().clone();
+                answerer.serve(move || desktop::show_window(&handle));
+            }
             desktop::install(app.handle());
             recording::resume_unfinished(app.handle().clone());
+            deleting::start(app.handle().clone());
             quit_on_signals(app.handle().clone());
             Ok(())
         })
-        .build(tauri::generate_context!());
+        .build(context);
     let app = match app {
         Ok(app) => app,
         Err(e) => {
@@ -108,5 +153,6 @@ fn main() -> ExitCode {
             }
         }
     });
+    drop(instance);
     ExitCode::SUCCESS
 }

@@ -43,7 +43,7 @@ pub fn is_capturing(app: &AppHandle) -> bool {
     state.recording.lock().map(|r| r.is_some()).unwrap_or(false)
 }
 
-fn history_changed(app: &AppHandle) {
+pub(crate) fn history_changed(app: &AppHandle) {
     let _ = HistoryChanged.emit(app);
 }
 
@@ -379,11 +379,20 @@ pub fn resume_unfinished(app: AppHandle) {
             }
         };
         for rec in pending {
-            if rec.state == UploadState::Failed {
+            // Failed ones wait for the user; deleted ones are the deleter's.
+            if matches!(rec.state, UploadState::Failed | UploadState::Deleting) {
                 continue;
             }
-            if let Err(e) = resume(&app, &rec.id, false).await {
-                tracing::warn!(id = %rec.id, error = %e.message, "cannot resume an upload");
+            match resume(&app, &rec.id, false).await {
+                Ok(()) => {}
+                // Another live process is producing it (it owns the entry):
+                // not ours to finish, and not failed either.
+                Err(e) if e.code == spool_proto::ErrorCode::RecordingInProgress.as_str() => {
+                    tracing::info!(id = %rec.id, "not resuming an upload another process is still recording");
+                }
+                Err(e) => {
+                    tracing::warn!(id = %rec.id, code = %e.code, error = %e.message, "cannot resume an upload");
+                }
             }
         }
     });
@@ -411,6 +420,12 @@ pub async fn resume(app: &AppHandle, id: &str, retry_now: bool) -> Result<(), Ip
         }
     }
     let rec = state.journaled(id).await?;
+    if rec.state == UploadState::Deleting {
+        return Err(IpcError::new(
+            codes::NOT_FOUND,
+            format!("recording {id} was deleted"),
+        ));
+    }
     let target = state.target_for(&rec.target).await;
     let mut session = state.client.resume_orphaned(id, target).await?;
     if let Some(mut events) = session.take_events() {
@@ -436,13 +451,14 @@ pub async fn resume(app: &AppHandle, id: &str, retry_now: bool) -> Result<(), Ip
     Ok(())
 }
 
-fn recording_upload(app: &AppHandle) -> Option<String> {
+/// The upload of the recording being captured, if any.
+pub(crate) fn recording_upload(app: &AppHandle) -> Option<String> {
     let state = app.state::<AppState>();
     let r = state.recording.lock().ok()?;
     r.as_ref().and_then(|a| a.upload_id.clone())
 }
 
-fn local_path(source: &SourceRecord) -> PathBuf {
+pub(crate) fn local_path(source: &SourceRecord) -> PathBuf {
     match source {
         SourceRecord::File { path, .. } => path.clone(),
         SourceRecord::Stream { label } => PathBuf::from(label),
@@ -458,7 +474,9 @@ pub async fn history(app: &AppHandle) -> Result<Vec<HistoryItem>, IpcError> {
         .map(|r| {
             let live = state.live_upload(&r.id).map(|(status, _)| status);
             let path = local_path(&r.source);
-            let (state_word, confirmed, error) = if recording.as_deref() == Some(r.id.as_str()) {
+            let (state_word, confirmed, error) = if r.state == UploadState::Deleting {
+                ("deleting", r.acked, r.last_error.clone())
+            } else if recording.as_deref() == Some(r.id.as_str()) {
                 ("recording", r.acked, None)
             } else if let Some(s) = &live {
                 (
@@ -491,37 +509,6 @@ pub async fn history(app: &AppHandle) -> Result<Vec<HistoryItem>, IpcError> {
         .collect();
     items.sort_by_key(|i| std::cmp::Reverse(i.created_at));
     Ok(items)
-}
-
-pub async fn delete(app: &AppHandle, id: &str, delete_file: bool) -> Result<(), IpcError> {
-    let state = app.state::<AppState>();
-    if recording_upload(app).as_deref() == Some(id) {
-        return Err(IpcError::new(
-            codes::ALREADY_RECORDING,
-            "stop the recording before deleting it",
-        ));
-    }
-    let rec = state.journaled(id).await?;
-    if let Some(l) = state.untrack_upload(id) {
-        l.stop.cancel();
-    }
-    if delete_file {
-        let path = local_path(&rec.source);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(IpcError::new(
-                    codes::LOCAL_FILE,
-                    format!("cannot delete {}: {e}", path.display()),
-                ));
-            }
-        }
-    }
-    state.client.journal().delete(id).await?;
-    tracing::info!(%id, delete_file, "recording deleted from the history");
-    history_changed(app);
-    Ok(())
 }
 
 pub async fn reveal(app: &AppHandle, id: &str) -> Result<(), IpcError> {

@@ -106,16 +106,18 @@ impl Settings {
         })
     }
 
-    /// Writes atomically (temp file + rename), so a crash never leaves half a file.
+    /// Writes durably and atomically: the bytes go to a temp file that is
+    /// fsynced before it is renamed over settings.json, and the folder is
+    /// fsynced after, so a crash or power cut leaves the old file or the new
+    /// one, whole — never an empty or half-written one. A temp file left by
+    /// a crash is simply overwritten (the app is alone on its data folder).
     pub fn save(&self, path: &Path) -> Result<(), IpcError> {
         let err = |e: std::io::Error| {
             IpcError::new(codes::LOCAL_FILE, format!("saving {}: {e}", path.display()))
         };
         let bytes = serde_json::to_vec_pretty(self)
             .map_err(|e| IpcError::new(codes::INTERNAL, e.to_string()))?;
-        let tmp = path.with_extension("json.tmp");
-        std::fs::write(&tmp, bytes).map_err(err)?;
-        std::fs::rename(&tmp, path).map_err(err)
+        write_durably(path, &bytes).map_err(err)
     }
 
     /// Checks what a user can get wrong, with a message saying what to fix.
@@ -163,6 +165,24 @@ impl Settings {
             output_dir,
         })
     }
+}
+
+/// Replaces `path` with `bytes` through an fsynced temp file and rename,
+/// then fsyncs the folder so the rename itself survives a power cut.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The URL without a trailing slash, if it is an http(s) URL.
@@ -303,5 +323,42 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         assert_eq!(Settings::load(&path), Settings::default());
         assert_eq!(http_url(" http://a:1/ "), Some("http://a:1".into()));
+    }
+
+    #[test]
+    fn a_temp_file_left_by_a_crash_breaks_neither_loading_nor_saving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        let tmp = dir.path().join("settings.json.tmp");
+        let saved = Settings {
+            destination: Destination::Endpoint,
+            endpoint_url: "http://tus.example/files".into(),
+            fps: 24,
+            ..Settings::default()
+        };
+        saved.save(&path).unwrap();
+        // The file is whole and nothing is left beside it.
+        let on_disk: Settings = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(on_disk, saved);
+        assert!(!tmp.exists());
+
+        // A crash mid-save leaves half a temp file: loading ignores it…
+        std::fs::write(&tmp, br#"{"destination":"remote","server_u"#).unwrap();
+        assert_eq!(Settings::load(&path), saved);
+        // …also when it is all there is (a crash before the first rename).
+        let fresh = tempfile::tempdir().unwrap();
+        std::fs::write(fresh.path().join("settings.json.tmp"), b"{\"fps\":").unwrap();
+        assert_eq!(
+            Settings::load(&fresh.path().join("settings.json")),
+            Settings::default()
+        );
+        // …and the next save replaces it and the file, whole.
+        let next = Settings {
+            fps: 60,
+            ..saved.clone()
+        };
+        next.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), next);
+        assert!(!tmp.exists());
     }
 }

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::embedded::Embedded;
-use crate::ipc::{IpcError, RecordingView, codes};
+use crate::ipc::{IpcError, Notice, RecordingView, codes};
 use crate::settings::{Destination, Secrets, Settings, SettingsInput, SettingsView, http_url};
 
 /// Where the app keeps its files.
@@ -30,13 +30,29 @@ pub struct Paths {
     pub settings: PathBuf,
 }
 
+/// `SPOOL_DATA_DIR`, for isolated runs.
+fn isolated_data_dir() -> Option<PathBuf> {
+    std::env::var_os("SPOOL_DATA_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The app's data folder: `SPOOL_DATA_DIR`, else the platform's data folder
+/// for the app's `identifier` — the very folder Tauri's `app_data_dir`
+/// names, known here before the app (and its window) exists, so the
+/// single-instance lock is taken first.
+pub fn data_dir(identifier: &str) -> anyhow::Result<PathBuf> {
+    match isolated_data_dir() {
+        Some(d) => Ok(d),
+        None => dirs::data_dir()
+            .map(|d| d.join(identifier))
+            .ok_or_else(|| anyhow::anyhow!("this system has no data folder for applications")),
+    }
+}
+
 impl Paths {
-    fn resolve(app: &AppHandle) -> anyhow::Result<Paths> {
-        let isolated = std::env::var_os("SPOOL_DATA_DIR").filter(|v| !v.is_empty());
-        let data = match &isolated {
-            Some(d) => PathBuf::from(d),
-            None => app.path().app_data_dir()?,
-        };
+    fn resolve(app: &AppHandle, data: PathBuf) -> anyhow::Result<Paths> {
+        let isolated = isolated_data_dir();
         let logs = match &isolated {
             Some(_) => data.join("logs"),
             None => app.path().app_log_dir()?,
@@ -103,27 +119,56 @@ pub struct AppState {
     pub embedded: Option<Embedded>,
     pub embedded_error: Option<String>,
     pub recording: Mutex<Option<crate::recording::Active>>,
+    pub deletions: crate::deleting::Deletions,
     uploads: Mutex<HashMap<String, LiveUpload>>,
+    notices: Mutex<Vec<Notice>>,
     progress: Mutex<(Option<Channel<RecordingView>>, RecordingView)>,
     _log_guard: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl AppState {
-    pub fn open(app: &AppHandle) -> anyhow::Result<AppState> {
-        let paths = Paths::resolve(app)?;
+    pub fn open(app: &AppHandle, data: PathBuf) -> anyhow::Result<AppState> {
+        let paths = Paths::resolve(app, data)?;
         let log_guard = crate::logging::init(&paths.logs);
         tracing::info!(data = %paths.data.display(), "spool-desktop starting");
+        let mut notices = Vec::new();
+        // A damaged journal would stop every launch: it is kept under another
+        // name, a new one starts, and the user is told (this launch only).
+        let (journal, set_aside) = spool_client::Journal::open_or_set_aside(&paths.journal)?;
+        drop(journal);
+        if let Some(aside) = set_aside {
+            notices.push(Notice {
+                kind: "journal-set-aside".into(),
+                message: format!(
+                    "Spool's list of recordings could not be read, so a new one was started. \
+                     Your recordings are still on disk in {}; the unreadable list was kept as {}.",
+                    paths.recordings.display(),
+                    aside.display()
+                ),
+            });
+        }
         let client = Client::open(&paths.journal)?;
         let settings = Settings::load(&paths.settings);
         let env = EnvServer::from_env();
-        let (embedded, embedded_error) =
-            match tauri::async_runtime::block_on(Embedded::start(&paths.server)) {
-                Ok(e) => (Some(e), None),
-                Err(e) => {
-                    tracing::error!(error = %e, "the embedded server did not start");
-                    (None, Some(format!("{e:#}")))
+        let (embedded, embedded_error) = match tauri::async_runtime::block_on(Embedded::start(
+            &paths.server,
+        )) {
+            Ok(e) => (Some(e), None),
+            Err(e) => {
+                let e = format!("{e:#}");
+                tracing::error!(error = %e, "the embedded server did not start");
+                if env.is_none() && settings.destination == Destination::Embedded {
+                    notices.push(Notice {
+                            kind: "embedded-server".into(),
+                            message: format!(
+                                "The server built into Spool did not start ({e}). \
+                                 Recordings cannot be uploaded to it; choose a remote server in Settings."
+                            ),
+                        });
                 }
-            };
+                (None, Some(e))
+            }
+        };
         Ok(AppState {
             paths,
             client,
@@ -133,7 +178,9 @@ impl AppState {
             embedded,
             embedded_error,
             recording: Mutex::new(None),
+            deletions: crate::deleting::Deletions::new()?,
             uploads: Mutex::new(HashMap::new()),
+            notices: Mutex::new(notices),
             progress: Mutex::new((
                 None,
                 RecordingView {
@@ -143,6 +190,14 @@ impl AppState {
             )),
             _log_guard: log_guard,
         })
+    }
+
+    /// The notices not yet given to the window (each is given once).
+    pub fn take_notices(&self) -> Vec<Notice> {
+        self.notices
+            .lock()
+            .map(|mut n| std::mem::take(&mut *n))
+            .unwrap_or_default()
     }
 
     pub fn settings(&self) -> Settings {
@@ -307,6 +362,21 @@ impl AppState {
                 p.0 = None;
             }
             p.1 = view;
+        }
+    }
+
+    /// A deleted recording leaves the main view (its link no longer works).
+    pub fn forget_view_of(&self, upload_id: &str) {
+        let shown = self
+            .progress
+            .lock()
+            .map(|p| p.1.upload_id.as_deref() == Some(upload_id))
+            .unwrap_or(false);
+        if shown {
+            self.publish(RecordingView {
+                state: "idle".into(),
+                ..RecordingView::default()
+            });
         }
     }
 

@@ -3,9 +3,19 @@
 //! by its data-testids — recording the virtual display, uploading while
 //! recording (to the embedded server, or a `spool serve` behind a
 //! fault-injecting proxy), and checking what the server stored. One app at
-//! a time: each records 1280×720 in real time on a two-core machine.
+//! a time: each records 1280×720 in real time on a two-core machine. The
+//! modules under `desktop/` hold the suites about deleting recordings
+//! (here and on the server), launching (one app per data folder, a damaged
+//! journal) and notifications.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "desktop/deleting.rs"]
+mod deleting;
+#[path = "desktop/launching.rs"]
+mod launching;
+#[path = "desktop/notifications.rs"]
+mod notifications;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -191,6 +201,50 @@ async fn assert_stored(base: &str, auth: &str, asset: &str, local: &Path) {
     );
 }
 
+/// Clicks the first history item's Delete, answering yes to every question
+/// (also "delete the local file too?").
+async fn click_delete(s: &Session) {
+    s.execute("window.confirm = () => true; return true").await;
+    let delete = s
+        .find("[data-testid=\"history-item\"] [data-testid=\"history-delete\"]")
+        .await;
+    s.click(&delete).await;
+}
+
+/// Waits until the history lists nothing.
+async fn history_is_empty(s: &Session, timeout: Duration) {
+    s.wait_for("the history to empty", timeout, async |s| {
+        s.find_all("[data-testid=\"history-item\"]")
+            .await
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+/// The app's embedded server: its address (from its port file) and the
+/// Basic authorization of its credentials.
+fn embedded_server(data: &Path) -> (String, String) {
+    let server = data.join("server");
+    let port = std::fs::read_to_string(server.join("port")).unwrap();
+    let creds = std::fs::read_to_string(server.join("credentials")).unwrap();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, creds.trim())
+    );
+    (format!("http://127.0.0.1:{}", port.trim()), auth)
+}
+
+/// Records about `secs` seconds and waits for the link; the link.
+async fn record_a_clip(s: &Session, secs: u64) -> String {
+    record(s).await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    stop(s).await;
+    let link = share_link(s, Duration::from_secs(60)).await;
+    history_state(s, &asset_of(&link), "complete", Duration::from_secs(10)).await;
+    link
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn records_the_display_to_the_embedded_server_and_shows_the_link() {
     let _one = ONE_APP_AT_A_TIME.lock().await;
@@ -248,14 +302,7 @@ async fn records_the_display_to_the_embedded_server_and_shows_the_link() {
     history_state(&s, &asset, "complete", Duration::from_secs(10)).await;
 
     // The embedded server says the asset is ready and holds the local bytes.
-    let server = app.data.join("server");
-    let port = std::fs::read_to_string(server.join("port")).unwrap();
-    let creds = std::fs::read_to_string(server.join("credentials")).unwrap();
-    let auth = format!(
-        "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, creds.trim())
-    );
-    let base = format!("http://127.0.0.1:{}", port.trim());
+    let (base, auth) = embedded_server(&app.data);
     assert!(link.starts_with(&base), "{link} is served by {base}");
     let local = local_recording(&app.data);
     assert_stored(&base, &auth, &asset, &local).await;
@@ -456,114 +503,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
-
-/// A private D-Bus session bus with a notification daemon (dunst) on it,
-/// and a monitor recording every Notify call. Everything it started stops
-/// when it is dropped.
-struct NotificationBus {
-    children: Vec<std::process::Child>,
-    address: String,
-    log: PathBuf,
-}
-
-impl Drop for NotificationBus {
-    fn drop(&mut self) {
-        for c in self.children.iter_mut().rev() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl NotificationBus {
-    fn start(dir: &Path, display: &str) -> NotificationBus {
-        use std::io::BufRead as _;
-        use std::process::{Command, Stdio};
-        let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("dbus-daemon (scripts/setup.sh installs it)");
-        let out = daemon.stdout.take().unwrap();
-        let mut bus = NotificationBus {
-            children: vec![daemon],
-            address: String::new(),
-            log: dir.join("notifications.txt"),
-        };
-        let mut line = String::new();
-        std::io::BufReader::new(out).read_line(&mut line).unwrap();
-        bus.address = line.trim().to_owned();
-        bus.children.push(
-            Command::new("dunst")
-                .env("DISPLAY", display)
-                .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        bus.children.push(
-            Command::new("dbus-monitor")
-                .args([
-                    "--address",
-                    &bus.address,
-                    "interface='org.freedesktop.Notifications',member='Notify'",
-                ])
-                .stdout(std::fs::File::create(&bus.log).unwrap())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        // dunst owns the name once it is up.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let out = Command::new("dbus-send")
-                .arg(format!("--bus={}", bus.address))
-                .args([
-                    "--print-reply",
-                    "--dest=org.freedesktop.DBus",
-                    "/org/freedesktop/DBus",
-                    "org.freedesktop.DBus.NameHasOwner",
-                    "string:org.freedesktop.Notifications",
-                ])
-                .stderr(Stdio::null())
-                .output()
-                .unwrap();
-            if String::from_utf8_lossy(&out.stdout).contains("boolean true") {
-                return bus;
-            }
-            assert!(std::time::Instant::now() < deadline, "dunst did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn seen(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_desktop_notification_tells_the_link_is_ready() {
-    let _one = ONE_APP_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = App::new(dir.path(), None);
-    let bus = NotificationBus::start(dir.path(), &app.x.display);
-    app.env
-        .push(("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone()));
-    let (driver, s) = app.launch(1).await;
-    record(&s).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop(&s).await;
-    let link = share_link(&s, Duration::from_secs(60)).await;
-    s.wait_for("the notification", Duration::from_secs(10), async |_| {
-        let seen = bus.seen();
-        (seen.contains("Link ready") && seen.contains(&link)).then_some(())
-    })
-    .await;
-    app.quit(driver, s).await;
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn records_to_any_tus_endpoint_the_reference_node_server() {
     let _one = ONE_APP_AT_A_TIME.lock().await;
@@ -595,6 +534,31 @@ async fn records_to_any_tus_endpoint_the_reference_node_server() {
     assert!(link.starts_with(&tus.endpoint()), "{link}");
     let local = std::fs::read(local_recording(&app.data)).unwrap();
     assert_eq!(tus.stored_sha(&link), sha256_hex(&local));
+
+    // Delete terminates the upload there (a TUS DELETE of its URL).
+    click_delete(&s).await;
+    history_is_empty(&s, Duration::from_secs(10)).await;
+    let message = s.testid("history-message").await;
+    assert_eq!(
+        s.attr(&message, "data-on-server").await.as_deref(),
+        Some("deleted")
+    );
+    let head = reqwest::Client::new()
+        .head(&link)
+        .header("tus-resumable", "1.0.0")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert!(
+        head == 404 || head == 410,
+        "HEAD of the deleted upload: {head}"
+    );
+    assert!(
+        !tus.dir.join(upload_id(&link)).exists(),
+        "its bytes are gone"
+    );
     app.quit(driver, s).await;
 }
 
@@ -652,34 +616,5 @@ async fn quitting_while_recording_saves_the_recording_and_the_relaunch_uploads_i
     assert_stored(&server.base, &basic_auth(), &asset, &local).await;
     let d = duration_s(&local);
     assert!(d > 3.0, "recorded {d} s");
-    app.quit(driver, s).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn deleting_a_recording_removes_it_from_the_history_and_the_disk() {
-    let _one = ONE_APP_AT_A_TIME.lock().await;
-    let dir = tempfile::tempdir().unwrap();
-    let app = App::new(dir.path(), None);
-    let (driver, s) = app.launch(1).await;
-    record(&s).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    stop(&s).await;
-    let link = share_link(&s, Duration::from_secs(60)).await;
-    history_state(&s, &asset_of(&link), "complete", Duration::from_secs(10)).await;
-    let local = local_recording(&app.data);
-    // Answer "delete the local file too?" with yes.
-    s.execute("window.confirm = () => true; return true").await;
-    let delete = s
-        .find("[data-testid=\"history-item\"] [data-testid=\"history-delete\"]")
-        .await;
-    s.click(&delete).await;
-    s.wait_for("the history to empty", Duration::from_secs(10), async |s| {
-        s.find_all("[data-testid=\"history-item\"]")
-            .await
-            .is_empty()
-            .then_some(())
-    })
-    .await;
-    assert!(!local.exists(), "the local file is deleted");
     app.quit(driver, s).await;
 }

@@ -72,6 +72,31 @@ pub fn kill_apps_using(data: &Path) {
     panic!("spool-desktop did not exit");
 }
 
+/// The ids of the top-level X windows of `display` named exactly `name`
+/// (xdotool; without a window manager the app's window is one of them).
+pub fn x_windows_named(display: &str, name: &str) -> Vec<String> {
+    let out = Command::new("xdotool")
+        .args(["search", "--onlyvisible", "--name", &format!("^{name}$")])
+        .env("DISPLAY", display)
+        .output()
+        .expect("xdotool (scripts/setup.sh installs it)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The X window that has the input focus on `display` (xdotool's id).
+pub fn x_focused_window(display: &str) -> Option<String> {
+    let out = Command::new("xdotool")
+        .arg("getwindowfocus")
+        .env("DISPLAY", display)
+        .output()
+        .ok()?;
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (out.status.success() && !id.is_empty()).then_some(id)
+}
+
 /// tauri-driver, as installed by `scripts/setup.sh driver`.
 pub fn tauri_driver_bin() -> PathBuf {
     std::env::var_os("TAURI_DRIVER")

@@ -18,8 +18,13 @@ export const commands = {
 	listHistory: () => typedError<HistoryItem[], IpcError>(__TAURI_INVOKE("list_history")),
 	/**  Resumes (or retries now) an unfinished upload. */
 	resumeUpload: (uploadId: string) => typedError<null, IpcError>(__TAURI_INVOKE("resume_upload", { uploadId })),
-	/**  Removes a recording from the history; with `delete_file`, its local file too. */
-	deleteRecording: (uploadId: string, deleteFile: boolean) => typedError<null, IpcError>(__TAURI_INVOKE("delete_recording", { uploadId, deleteFile })),
+	/**
+	 *  Deletes a recording: from the history, on the server it was uploaded
+	 *  to, and with `delete_file` its local file too.
+	 */
+	deleteRecording: (uploadId: string, deleteFile: boolean) => typedError<Deleted, IpcError>(__TAURI_INVOKE("delete_recording", { uploadId, deleteFile })),
+	/**  What the user must be told about this launch; each notice is given once. */
+	takeNotices: () => __TAURI_INVOKE<Notice[]>("take_notices"),
 	revealFile: (uploadId: string) => typedError<null, IpcError>(__TAURI_INVOKE("reveal_file", { uploadId })),
 	copyText: (text: string) => typedError<null, IpcError>(__TAURI_INVOKE("copy_text", { text })),
 	/**  Opens a share link in the default browser (never inside the app's window). */
@@ -33,6 +38,18 @@ export const events = {
 };
 
 /* Types */
+/**  What Delete did on the server. */
+export type Deleted = {
+	/**
+	 *  "deleted" (on the server too), "deleting" (the server could not be
+	 *  reached or refused: retried in the background and at every launch
+	 *  until it is deleted there), or "nothing" (nothing was uploaded).
+	 */
+	on_server: string,
+	/**  Why it is not deleted on the server yet, when "deleting". */
+	error: string | null,
+};
+
 /**  Where recordings are uploaded. */
 export type Destination = 
 /**  The server built into the app, on localhost: links with no account. */
@@ -49,7 +66,11 @@ export type HistoryChanged = null;
 export type HistoryItem = {
 	upload_id: string,
 	asset_id: string | null,
-	/**  "recording", "uploading", "reconnecting", "stalled", "complete" or "failed". */
+	/**
+	 *  "recording", "uploading", "reconnecting", "stalled", "complete",
+	 *  "failed", or "deleting" (deleted here; being deleted on the server,
+	 *  retried until it is — `last_error` says why it has not been yet).
+	 */
 	state: string,
 	share_url: string | null,
 	local_path: string | null,
@@ -64,6 +85,16 @@ export type HistoryItem = {
 /**  An error as the UI sees it. */
 export type IpcError = {
 	code: string,
+	message: string,
+};
+
+/**  Something the user must be told once (on the launch it happened). */
+export type Notice = {
+	/**
+	 *  "journal-set-aside" (the journal was unreadable: kept under another
+	 *  name, and a new one started) or "embedded-server" (it did not start).
+	 */
+	kind: string,
 	message: string,
 };
 

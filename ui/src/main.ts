@@ -7,7 +7,9 @@ import { Channel } from "@tauri-apps/api/core";
 import {
   commands,
   events,
+  type Deleted,
   type HistoryItem,
+  type Notice,
   type IpcError,
   type RecordingView,
   type Settings,
@@ -37,6 +39,8 @@ const ui = {
   error: $("error-message"),
   historyList: $<HTMLUListElement>("history-list"),
   historyEmpty: $("history-empty"),
+  historyMessage: $("history-message"),
+  notices: $("notices"),
   settingsButton: $<HTMLButtonElement>("settings-button"),
   settings: $<HTMLDialogElement>("settings"),
   destination: $<HTMLSelectElement>("settings-destination"),
@@ -242,9 +246,50 @@ ui.link.addEventListener("click", (e) => {
   if (ui.link.href) void call(commands.openLink(ui.link.href));
 });
 
+// ---------- notices ----------
+
+/** Shows what this launch must tell the user (each notice comes once). */
+function showNotices(notices: Notice[]) {
+  for (const n of notices) {
+    const box = document.createElement("div");
+    box.className = "notice";
+    box.dataset.testid = "notice-message";
+    box.dataset.kind = n.kind;
+    const text = document.createElement("p");
+    text.textContent = n.message;
+    const dismiss = document.createElement("button");
+    dismiss.type = "button";
+    dismiss.textContent = "OK";
+    dismiss.dataset.testid = "notice-dismiss";
+    dismiss.addEventListener("click", () => {
+      box.remove();
+      ui.notices.hidden = ui.notices.childElementCount === 0;
+    });
+    box.append(text, dismiss);
+    ui.notices.append(box);
+  }
+  ui.notices.hidden = ui.notices.childElementCount === 0;
+}
+
 // ---------- history ----------
 
 const TERMINAL = new Set(["complete", "failed"]);
+
+/** Says what Delete did, on the server too. */
+function showDeleted(d: Deleted) {
+  const text =
+    d.on_server === "deleted"
+      ? "Deleted here and on the server: its link no longer plays."
+      : d.on_server === "nothing"
+        ? "Deleted (it was never uploaded)."
+        : "Deleted here. The server could not delete it yet: Spool keeps trying until it does.";
+  ui.historyMessage.textContent = text;
+  ui.historyMessage.dataset.onServer = d.on_server;
+  ui.historyMessage.classList.toggle("pending", d.on_server === "deleting");
+  if (d.error) ui.historyMessage.title = d.error;
+  else ui.historyMessage.removeAttribute("title");
+  ui.historyMessage.hidden = false;
+}
 let historyTimer: number | undefined;
 let historyShown = "";
 
@@ -262,13 +307,13 @@ function historyItem(h: HistoryItem): HTMLLIElement {
   const state = document.createElement("span");
   state.className = `badge ${h.state}`;
   state.dataset.testid = "history-state";
-  state.textContent = h.state;
+  state.textContent = h.state === "deleting" ? "deleting on the server…" : h.state;
   const size = document.createElement("span");
   size.className = "size";
   size.textContent = h.state === "complete" ? bytes(h.recorded) : `${bytes(h.confirmed)} of ${bytes(h.recorded)}`;
   li.append(when, state, size);
 
-  if (h.share_url) {
+  if (h.share_url && h.state !== "deleting") {
     const a = document.createElement("a");
     a.href = h.share_url;
     a.textContent = h.state === "complete" ? "link" : "link (when uploaded)";
@@ -305,22 +350,37 @@ function historyItem(h: HistoryItem): HTMLLIElement {
   if (h.local_exists) {
     button("Show file", "history-reveal", () => call(commands.revealFile(h.upload_id)));
   }
-  if (h.state !== "recording") {
+  if (h.state === "deleting") {
+    // Already deleted here: this only tries the server again now.
+    button("Retry delete", "history-delete", async () => {
+      const d = await call(commands.deleteRecording(h.upload_id, false));
+      if (d) showDeleted(d);
+      return d;
+    });
+  } else if (h.state !== "recording") {
     button("Delete", "history-delete", async () => {
-      if (
-        h.state !== "complete" &&
-        !window.confirm("This recording is not fully uploaded. Stop its upload and remove it from the history?")
-      ) {
-        return null;
-      }
+      const question =
+        h.state === "complete"
+          ? "Delete this recording here and on the server? Its link will stop working."
+          : "This recording is not fully uploaded. Stop its upload and delete it here and on the server?";
+      if (!window.confirm(question)) return null;
       const alsoFile =
         h.local_exists && window.confirm("Delete the local file too? (Cancel keeps the file.)");
-      return call(commands.deleteRecording(h.upload_id, alsoFile));
+      const d = await call(commands.deleteRecording(h.upload_id, alsoFile));
+      if (d) showDeleted(d);
+      return d;
     });
   }
   li.append(actions);
   if (h.last_error && !TERMINAL.has(h.state)) {
     li.title = h.last_error;
+    if (h.state === "deleting") {
+      const err = document.createElement("div");
+      err.className = "muted small note";
+      err.dataset.testid = "history-error";
+      err.textContent = `Not deleted on the server yet (${h.last_error}); Spool keeps trying.`;
+      li.append(err);
+    }
   } else if (h.last_error && h.state === "failed") {
     const err = document.createElement("div");
     err.className = "error small";
@@ -466,6 +526,7 @@ async function main() {
   await commands.watchRecording(channel);
   await events.historyChanged.listen(() => void refreshHistory());
   await events.recordingToggled.listen(() => void refreshHistory());
+  showNotices(await commands.takeNotices());
   await Promise.all([loadSources(), refreshHistory()]);
   document.body.dataset.ready = "true";
 }

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, Result};
 
+mod set_aside;
+
 const SCHEMA: &str = r#"
 CREATE TABLE IF NOT EXISTS uploads (
     id TEXT PRIMARY KEY,
@@ -59,6 +61,10 @@ pub enum UploadState {
     Complete,
     /// Cannot go on without the user (see `last_error`).
     Failed,
+    /// Deleted by the user; what is on the server is being deleted too (see
+    /// `last_error` while that fails). Sticky: no upload worker's state
+    /// change overwrites it, so a deletion is never forgotten.
+    Deleting,
 }
 
 impl UploadState {
@@ -69,6 +75,7 @@ impl UploadState {
             UploadState::Stalled => "stalled",
             UploadState::Complete => "complete",
             UploadState::Failed => "failed",
+            UploadState::Deleting => "deleting",
         }
     }
     fn parse(s: &str) -> Self {
@@ -77,6 +84,7 @@ impl UploadState {
             "stalled" => UploadState::Stalled,
             "complete" => UploadState::Complete,
             "failed" => UploadState::Failed,
+            "deleting" => UploadState::Deleting,
             _ => UploadState::Uploading,
         }
     }
@@ -317,7 +325,7 @@ impl Journal {
         );
         self.call(move |c| {
             c.execute(
-                "UPDATE uploads SET upload_url = ?2, asset_id = ?3, share_url = ?4, acked = 0, length_declared = 0, state = 'uploading', updated_at = ?5 WHERE id = ?1",
+                "UPDATE uploads SET upload_url = ?2, asset_id = ?3, share_url = ?4, acked = 0, length_declared = 0, state = CASE state WHEN 'deleting' THEN 'deleting' ELSE 'uploading' END, updated_at = ?5 WHERE id = ?1",
                 params![id, url, asset_id, share_url, now_ms()],
             )
             .map(|_| ())
@@ -366,11 +374,12 @@ impl Journal {
         .await
     }
 
+    /// Sets the state; an upload being deleted stays `Deleting`.
     pub async fn set_state(&self, id: &str, state: UploadState, error: Option<&str>) -> Result<()> {
         let (id, error) = (id.to_owned(), error.map(str::to_owned));
         self.call(move |c| {
             c.execute(
-                "UPDATE uploads SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+                "UPDATE uploads SET state = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1 AND (state != 'deleting' OR ?2 = 'deleting')",
                 params![id, state.as_str(), error, now_ms()],
             )
             .map(|_| ())
@@ -433,5 +442,49 @@ mod tests {
         assert_eq!(r.target, target);
         assert_eq!(j.pieces("u1").await.unwrap(), vec![p]);
         assert_eq!(j.list().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn deleting_is_sticky_against_upload_state_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(dir.path()).unwrap();
+        let source = SourceRecord::Stream { label: "r".into() };
+        let target = TargetRecord::Endpoint {
+            url: "http://t".into(),
+        };
+        j.insert("u1", &target, &source, &OptionsRecord::default())
+            .await
+            .unwrap();
+        j.set_state("u1", UploadState::Deleting, None)
+            .await
+            .unwrap();
+        // A worker still winding down (creating, stalling, failing) cannot
+        // turn a deletion back into an upload.
+        j.set_created("u1", "http://t/files/1", None, None)
+            .await
+            .unwrap();
+        j.set_state("u1", UploadState::Stalled, Some("x"))
+            .await
+            .unwrap();
+        j.set_state("u1", UploadState::Failed, Some("y"))
+            .await
+            .unwrap();
+        let r = j.get("u1").await.unwrap().unwrap();
+        assert_eq!(r.state, UploadState::Deleting);
+        assert_eq!(r.upload_url.as_deref(), Some("http://t/files/1"));
+        j.set_state("u1", UploadState::Deleting, Some("server down"))
+            .await
+            .unwrap();
+        let r = j.get("u1").await.unwrap().unwrap();
+        assert_eq!(
+            (r.state, r.last_error.as_deref()),
+            (UploadState::Deleting, Some("server down"))
+        );
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(
+            j.get("u1").await.unwrap().unwrap().state,
+            UploadState::Deleting
+        );
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod journal;
 pub mod owner;
 pub mod policy;
+pub mod remote;
 pub mod session;
 pub mod source;
 pub mod tus;

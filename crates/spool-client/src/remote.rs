@@ -1,0 +1,289 @@
+//! Deleting what was uploaded, on the server: a TUS termination (`DELETE`
+//! of the upload URL, which its signature authorises while the upload is
+//! unfinished, and which any TUS server with the termination extension
+//! honours) and Spool's asset API (`DELETE /v1/assets/{id}` with the API
+//! credentials, for a completed upload). An answer of 404 or 410 means the
+//! thing is already gone, which is what the caller wanted: it counts as
+//! deleted. Errors keep the server's `ERR_*` code ([`ClientError::code`]);
+//! a server that cannot be reached is [`ClientError::Unreachable`], so a
+//! caller can keep the deletion and retry it later. Error bodies are read up
+//! to a small limit, and no message names a signed URL.
+
+use std::time::Duration;
+
+use spool_proto::tus as h;
+use spool_proto::{ErrorBody, ErrorCode};
+
+use crate::error::{ClientError, Result};
+use crate::tus::Timeouts;
+
+/// How a deletion ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removed {
+    /// The server deleted it now.
+    Deleted,
+    /// The server no longer had it (404 or 410).
+    AlreadyGone,
+}
+
+/// The most of an error body that is read.
+const ERROR_BODY_LIMIT: usize = 4096;
+
+/// Deletes uploads and assets on servers.
+#[derive(Clone)]
+pub struct Remote {
+    http: reqwest::Client,
+    timeouts: Timeouts,
+}
+
+impl Remote {
+    pub fn new(timeouts: Timeouts) -> Result<Remote> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeouts.connect)
+            .user_agent(concat!("spool/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(ClientError::network)?;
+        Ok(Remote { http, timeouts })
+    }
+
+    /// Terminates the upload at `url` (TUS `DELETE`); the URL's signature is
+    /// its authorisation.
+    pub async fn delete_upload(&self, url: &str) -> Result<Removed> {
+        let req = self
+            .http
+            .delete(url)
+            .header(h::TUS_RESUMABLE, h::TUS_VERSION);
+        self.delete(req).await
+    }
+
+    /// Deletes asset `asset_id` on the Spool server at `server` through its
+    /// API (`DELETE /v1/assets/{id}`, HTTP Basic).
+    pub async fn delete_asset(
+        &self,
+        server: &str,
+        token_id: &str,
+        secret: &str,
+        asset_id: &str,
+    ) -> Result<Removed> {
+        let mut url = url::Url::parse(server.trim_end_matches('/'))
+            .map_err(|_| ClientError::Invalid("the server address is not a URL".into()))?;
+        url.path_segments_mut()
+            .map_err(|_| ClientError::Invalid("the server address cannot have a path".into()))?
+            .pop_if_empty()
+            .extend(["v1", "assets", asset_id]);
+        let req = self.http.delete(url).basic_auth(token_id, Some(secret));
+        self.delete(req).await
+    }
+
+    async fn delete(&self, req: reqwest::RequestBuilder) -> Result<Removed> {
+        let resp = match tokio::time::timeout(self.timeouts.response, req.send()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) if e.is_connect() => {
+                return Err(ClientError::Unreachable(
+                    ClientError::network(e).to_string(),
+                ));
+            }
+            Ok(Err(e)) => return Err(ClientError::network(e)),
+            Err(_) => {
+                return Err(ClientError::Network(format!(
+                    "no answer within {:?}",
+                    self.timeouts.response
+                )));
+            }
+        };
+        match resp.status().as_u16() {
+            200..=299 => Ok(Removed::Deleted),
+            404 | 410 => Ok(Removed::AlreadyGone),
+            _ => Err(self.error_of(resp).await),
+        }
+    }
+
+    /// The server's error, from at most [`ERROR_BODY_LIMIT`] bytes of its
+    /// body read within the response timeout.
+    async fn error_of(&self, mut resp: reqwest::Response) -> ClientError {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let mut body = Vec::new();
+        let read = async {
+            while let Ok(Some(chunk)) = resp.chunk().await {
+                body.extend_from_slice(&chunk);
+                if body.len() >= ERROR_BODY_LIMIT {
+                    body.truncate(ERROR_BODY_LIMIT);
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.timeouts.response, read).await;
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(b) => (b.error_code(), b.message),
+            Err(_) => (
+                None,
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+                    .trim()
+                    .to_owned(),
+            ),
+        };
+        ClientError::Server {
+            status,
+            code: code.or(match status {
+                401 => Some(ErrorCode::Unauthorized),
+                _ => None,
+            }),
+            message,
+            retry_after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const ID: &str = "remote-test";
+    const SECRET: &str = "remote-test-secret-0123";
+
+    /// A real spool-server on a loopback port, in its own temp dir.
+    async fn server() -> (
+        String,
+        tempfile::TempDir,
+        tokio_util::sync::CancellationToken,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = spool_server::Config::new(dir.path().join("data"));
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.credentials = Some(spool_server::config::Credentials {
+            token_id: ID.into(),
+            token_secret: SECRET.into(),
+        });
+        let server = spool_server::Server::bind(config).await.unwrap();
+        let base = format!("http://{}", server.addr);
+        let stop = tokio_util::sync::CancellationToken::new();
+        let token = stop.clone();
+        tokio::spawn(server.run(async move { token.cancelled().await }));
+        (base, dir, stop)
+    }
+
+    async fn on_demand(base: &str) -> serde_json::Value {
+        let resp = reqwest::Client::new()
+            .post(format!("{base}/v1/on-demand"))
+            .basic_auth(ID, Some(SECRET))
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+        resp.json().await.unwrap()
+    }
+
+    async fn asset_status(base: &str, asset: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .get(format!("{base}/v1/assets/{asset}"))
+            .basic_auth(ID, Some(SECRET))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or_default())
+    }
+
+    fn remote() -> Remote {
+        Remote::new(Timeouts::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn terminating_an_unfinished_upload_deletes_its_asset() {
+        let (base, _dir, _stop) = server().await;
+        let created = on_demand(&base).await;
+        let url = created["upload_url"].as_str().unwrap();
+        let asset = created["asset_id"].as_str().unwrap();
+        assert_eq!(remote().delete_upload(url).await.unwrap(), Removed::Deleted);
+        let (status, meta) = asset_status(&base, asset).await;
+        assert!(
+            status == 404 || meta["status"] == "deleted",
+            "{status} {meta}"
+        );
+        // Again: already gone is still deleted.
+        assert_eq!(
+            remote().delete_upload(url).await.unwrap(),
+            Removed::AlreadyGone
+        );
+    }
+
+    #[tokio::test]
+    async fn deleting_a_completed_asset_through_the_api() {
+        let (base, _dir, _stop) = server().await;
+        let created = on_demand(&base).await;
+        let url = created["upload_url"].as_str().unwrap();
+        let asset = created["asset_id"].as_str().unwrap();
+        let resp = reqwest::Client::new()
+            .patch(url)
+            .header("tus-resumable", "1.0.0")
+            .header("upload-offset", "0")
+            .header("upload-length", "5")
+            .header("content-type", "application/offset+octet-stream")
+            .body("hello")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 204);
+        assert_eq!(asset_status(&base, asset).await.1["status"], "ready");
+
+        // Wrong credentials: refused with the server's code, nothing deleted.
+        let e = remote()
+            .delete_asset(&base, ID, "wrong", asset)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(401), Some(ErrorCode::Unauthorized))
+        );
+        assert_eq!(asset_status(&base, asset).await.1["status"], "ready");
+
+        let r = remote()
+            .delete_asset(&base, ID, SECRET, asset)
+            .await
+            .unwrap();
+        assert_eq!(r, Removed::Deleted);
+        let (status, meta) = asset_status(&base, asset).await;
+        assert!(
+            status == 404 || meta["status"] == "deleted",
+            "{status} {meta}"
+        );
+        let r = remote()
+            .delete_asset(&base, ID, SECRET, "00000000000000000000000000000000")
+            .await
+            .unwrap();
+        assert_eq!(r, Removed::AlreadyGone);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_is_unreachable() {
+        let (base, _dir, stop) = server().await;
+        let created = on_demand(&base).await;
+        let url = created["upload_url"].as_str().unwrap().to_owned();
+        stop.cancel();
+        // The listener closes once the server task has stopped.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let e = loop {
+            match remote().delete_upload(&url).await {
+                Err(e @ ClientError::Unreachable(_)) => break e,
+                other => {
+                    assert!(std::time::Instant::now() < deadline, "{other:?}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert!(!e.to_string().contains("sig="), "{e}");
+        let e = remote()
+            .delete_asset(&base, ID, SECRET, "a")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable(_)), "{e:?}");
+    }
+}
