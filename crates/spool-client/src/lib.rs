@@ -74,14 +74,16 @@ impl Client {
         Ok(session)
     }
 
-    /// Every upload in the journal that is not complete.
+    /// Every upload in the journal that is not complete and not being
+    /// deleted (a deletion is finished by whoever started it, never resumed
+    /// as an upload).
     pub async fn unfinished(&self) -> Result<Vec<UploadRecord>> {
         Ok(self
             .journal
             .list()
             .await?
             .into_iter()
-            .filter(|r| r.state != UploadState::Complete)
+            .filter(|r| !matches!(r.state, UploadState::Complete | UploadState::Deleting))
             .collect())
     }
 }

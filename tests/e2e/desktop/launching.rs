@@ -244,7 +244,6 @@ async fn an_embedded_server_that_cannot_start_is_explained_and_not_fatal() {
 /// finished early (a truncated video) nor marked failed, and it completes
 /// whole when its recorder stops.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs the journal-entry owner lock of issue 9's client part (resume answers ERR_RECORDING_IN_PROGRESS)"]
 async fn a_launch_leaves_a_recording_another_process_is_making_to_it() {
     let _one = ONE_APP_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
