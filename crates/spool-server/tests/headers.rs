@@ -6,47 +6,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use axum::Router;
+mod common;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::BodyExt;
+use common::*;
 use sha2::Digest;
 use spool_server::config::FrameAncestors;
-use spool_server::{App, Config, Credentials};
-use tower::ServiceExt;
-
-const ID: &str = "test-id";
-const SECRET: &str = "test-secret";
-
-struct T {
-    router: Router,
-    _app: App,
-    _dir: tempfile::TempDir,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-    fn text(&self) -> String {
-        String::from_utf8(self.body.to_vec()).unwrap()
-    }
-}
-
-fn basic() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ID}:{SECRET}"))
-    )
-}
 
 /// A tiny "MP4": an ftyp box, then filler.
 fn mp4() -> Vec<u8> {
@@ -56,51 +22,12 @@ fn mp4() -> Vec<u8> {
 }
 
 impl T {
-    async fn with(f: impl FnOnce(&mut Config)) -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::new(dir.path().join("data"));
-        cfg.credentials = Some(Credentials {
-            token_id: ID.into(),
-            token_secret: SECRET.into(),
-        });
-        f(&mut cfg);
-        let (app, _) = App::open(cfg, "http://spool.test").await.unwrap();
-        T {
-            router: spool_server::router(app.clone()),
-            _app: app,
-            _dir: dir,
-        }
-    }
-
-    async fn req(&self, method: &str, uri: &str, headers: &[(&str, &str)], body: Body) -> Resp {
-        let mut b = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(b.body(body).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
     async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> Resp {
         self.req("GET", uri, headers, Body::empty()).await
     }
 
     /// An asset with `title`; with `bytes`, uploaded whole (ready).
-    async fn asset(&self, title: &str, bytes: Option<Vec<u8>>) -> String {
+    async fn titled_asset(&self, title: &str, bytes: Option<Vec<u8>>) -> String {
         let body = serde_json::json!({"metadata": {"title": title}}).to_string();
         let r = self
             .req(
@@ -138,7 +65,7 @@ impl T {
         id
     }
 
-    async fn delete(&self, id: &str) {
+    async fn delete_asset(&self, id: &str) {
         let r = self
             .req(
                 "DELETE",
@@ -207,8 +134,8 @@ fn assert_protected_page(r: &Resp, frame_ancestors: &[&str]) {
 #[tokio::test]
 async fn share_page_runs_under_a_policy_without_script_in_every_state() {
     let t = T::with(|_| {}).await;
-    let waiting = t.asset("Waiting one", None).await;
-    let ready = t.asset("Ready one", Some(mp4())).await;
+    let waiting = t.titled_asset("Waiting one", None).await;
+    let ready = t.titled_asset("Ready one", Some(mp4())).await;
     for uri in [
         format!("/v/{waiting}"),
         format!("/v/{ready}"),
@@ -229,7 +156,7 @@ async fn frame_ancestors_come_from_the_configuration() {
         c.frame_ancestors = FrameAncestors::parse("'self' https://app.example:8443").unwrap();
     })
     .await;
-    let id = t.asset("Embedded", Some(mp4())).await;
+    let id = t.titled_asset("Embedded", Some(mp4())).await;
     let r = t.get(&format!("/v/{id}"), &[]).await;
     assert_protected_page(&r, &["'self'", "https://app.example:8443"]);
     // X-Frame-Options cannot say "these origins": it is left out, and
@@ -237,7 +164,7 @@ async fn frame_ancestors_come_from_the_configuration() {
     assert_eq!(r.header("x-frame-options"), None);
 
     let t = T::with(|c| c.frame_ancestors = FrameAncestors::parse("none").unwrap()).await;
-    let id = t.asset("Never framed", None).await;
+    let id = t.titled_asset("Never framed", None).await;
     let r = t.get(&format!("/v/{id}"), &[]).await;
     assert_protected_page(&r, &["'none'"]);
     assert_eq!(r.header("x-frame-options"), Some("DENY"));
@@ -248,10 +175,10 @@ async fn a_deleted_assets_page_shows_no_title() {
     let t = T::with(|_| {}).await;
     let title = "Quarterly layoffs plan";
     for bytes in [None, Some(mp4())] {
-        let id = t.asset(title, bytes).await;
+        let id = t.titled_asset(title, bytes).await;
         let before = t.get(&format!("/v/{id}"), &[]).await;
         assert!(before.text().contains(title));
-        t.delete(&id).await;
+        t.delete_asset(&id).await;
         let r = t.get(&format!("/v/{id}"), &[]).await;
         assert_eq!(r.status, StatusCode::GONE);
         let html = r.text();
@@ -267,7 +194,7 @@ async fn a_deleted_assets_page_shows_no_title() {
 async fn media_must_be_revalidated_and_revalidation_is_cheap() {
     let t = T::with(|_| {}).await;
     let bytes = mp4();
-    let id = t.asset("Media", Some(bytes.clone())).await;
+    let id = t.titled_asset("Media", Some(bytes.clone())).await;
     let auth = basic();
     for (uri, extra) in [
         (format!("/v/{id}/media"), vec![]),
@@ -316,7 +243,7 @@ async fn media_must_be_revalidated_and_revalidation_is_cheap() {
     let etag = r.header("etag").unwrap().to_owned();
 
     // Once deleted, a cache revalidating its copy is told it is gone.
-    t.delete(&id).await;
+    t.delete_asset(&id).await;
     let r = t
         .get(&format!("/v/{id}/media"), &[("if-none-match", &etag)])
         .await;

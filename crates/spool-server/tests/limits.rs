@@ -5,114 +5,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use axum::Router;
+mod common;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode};
-use base64::Engine as _;
-use bytes::Bytes;
-use http_body_util::BodyExt;
-use spool_server::{App, Config, Credentials};
-use tower::ServiceExt;
+use axum::http::StatusCode;
+use common::*;
 
-const ID: &str = "test-id";
-const SECRET: &str = "test-secret";
 /// The server-wide `--max-size` of these tests.
 const SERVER_MAX: u64 = 1000;
 
-struct T {
-    router: Router,
-    dir: tempfile::TempDir,
-}
-
-struct Resp {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(|v| v.to_str().unwrap())
-    }
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
-    }
-    fn code(&self) -> String {
-        self.json()["code"].as_str().unwrap().to_owned()
-    }
-}
-
-fn basic() -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{ID}:{SECRET}"))
-    )
-}
-
-/// Path and query of an absolute URL.
-fn local(url: &str) -> String {
-    let u = url::Url::parse(url).unwrap();
-    format!("{}?{}", u.path(), u.query().unwrap_or_default())
-}
-
-async fn router_on(dir: &std::path::Path) -> Router {
-    let mut cfg = Config::new(dir.join("data"));
-    cfg.credentials = Some(Credentials {
-        token_id: ID.into(),
-        token_secret: SECRET.into(),
-    });
-    cfg.max_size = SERVER_MAX;
-    let (app, _): (App, _) = App::open(cfg, "http://spool.test").await.unwrap();
-    spool_server::router(app)
+fn server_max(c: &mut spool_server::Config) {
+    c.max_size = SERVER_MAX;
 }
 
 impl T {
-    async fn new() -> T {
-        let dir = tempfile::tempdir().unwrap();
-        let router = router_on(dir.path()).await;
-        T { router, dir }
-    }
-
-    /// The same data directory served afresh, as after a restart.
-    async fn reopen(self) -> T {
-        let T { router, dir } = self;
-        drop(router);
-        T {
-            router: router_on(dir.path()).await,
-            dir,
-        }
-    }
-
-    async fn req(
-        &self,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Body>,
-    ) -> Resp {
-        let mut b = Request::builder()
-            .method(Method::from_bytes(method.as_bytes()).unwrap())
-            .uri(uri);
-        for (k, v) in headers {
-            b = b.header(*k, *v);
-        }
-        let resp = self
-            .router
-            .clone()
-            .oneshot(b.body(body.into()).unwrap())
-            .await
-            .unwrap();
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        Resp {
-            status,
-            headers,
-            body,
-        }
-    }
-
     async fn on_demand_raw(&self, json: &str) -> Resp {
         self.req(
             "POST",
@@ -127,7 +32,7 @@ impl T {
     }
 
     /// An on-demand upload; its local signed URL.
-    async fn on_demand(&self, json: &str) -> String {
+    async fn on_demand_url(&self, json: &str) -> String {
         let r = self.on_demand_raw(json).await;
         assert_eq!(
             r.status,
@@ -140,7 +45,7 @@ impl T {
 
     /// A PATCH of `len` bytes; with `content_length` false the body has no
     /// Content-Length (it is streamed, as a chunked body is).
-    async fn patch(
+    async fn patch_n(
         &self,
         url: &str,
         offset: u64,
@@ -164,11 +69,6 @@ impl T {
         self.req("PATCH", url, &h, vec![7u8; len]).await
     }
 
-    async fn head(&self, url: &str) -> Resp {
-        self.req("HEAD", url, &[("tus-resumable", "1.0.0")], Body::empty())
-            .await
-    }
-
     async fn offset(&self, url: &str) -> u64 {
         let r = self.head(url).await;
         assert_eq!(r.status, StatusCode::OK);
@@ -178,7 +78,7 @@ impl T {
 
 #[tokio::test]
 async fn on_demand_max_size_must_be_a_positive_integer_within_the_servers() {
-    let t = T::new().await;
+    let t = T::with(server_max).await;
     for bad in [
         "-1",
         "0",
@@ -208,49 +108,49 @@ async fn on_demand_max_size_must_be_a_positive_integer_within_the_servers() {
 
 #[tokio::test]
 async fn a_declared_length_above_the_uploads_max_size_is_413() {
-    let t = T::new().await;
-    let url = t.on_demand(r#"{"max_size":100}"#).await;
+    let t = T::with(server_max).await;
+    let url = t.on_demand_url(r#"{"max_size":100}"#).await;
     // Declared on the first PATCH, above the upload's limit though below the server's.
-    let r = t.patch(&url, 0, 10, true, Some(101)).await;
+    let r = t.patch_n(&url, 0, 10, true, Some(101)).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.code(), "ERR_MAX_SIZE_EXCEEDED");
     assert!(r.json()["message"].as_str().unwrap().contains("100"));
     assert_eq!(t.offset(&url).await, 0);
     // At the limit it completes.
-    let r = t.patch(&url, 0, 100, true, Some(100)).await;
+    let r = t.patch_n(&url, 0, 100, true, Some(100)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.header("upload-offset"), Some("100"));
 }
 
 #[tokio::test]
 async fn a_deferred_upload_cannot_grow_past_its_max_size() {
-    let t = T::new().await;
-    let url = t.on_demand(r#"{"max_size":100}"#).await;
+    let t = T::with(server_max).await;
+    let url = t.on_demand_url(r#"{"max_size":100}"#).await;
     assert_eq!(
-        t.patch(&url, 0, 60, true, None).await.status,
+        t.patch_n(&url, 0, 60, true, None).await.status,
         StatusCode::NO_CONTENT
     );
     // Refused from Content-Length before any of it is read...
-    let r = t.patch(&url, 60, 41, true, None).await;
+    let r = t.patch_n(&url, 60, 41, true, None).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.code(), "ERR_MAX_SIZE_EXCEEDED");
     assert_eq!(t.offset(&url).await, 60);
     // ...and while streaming a body of unknown length, keeping none of it.
-    let r = t.patch(&url, 60, 41, false, None).await;
+    let r = t.patch_n(&url, 60, 41, false, None).await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.code(), "ERR_MAX_SIZE_EXCEEDED");
     assert_eq!(t.offset(&url).await, 60);
     // Up to the limit is fine, and declaring it completes the upload.
-    let r = t.patch(&url, 60, 40, false, Some(100)).await;
+    let r = t.patch_n(&url, 60, 40, false, Some(100)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert_eq!(r.header("upload-offset"), Some("100"));
 }
 
 #[tokio::test]
 async fn head_reports_the_uploads_own_limit_options_the_servers() {
-    let t = T::new().await;
-    let limited = t.on_demand(r#"{"max_size":100}"#).await;
-    let plain = t.on_demand("{}").await;
+    let t = T::with(server_max).await;
+    let limited = t.on_demand_url(r#"{"max_size":100}"#).await;
+    let plain = t.on_demand_url("{}").await;
     assert_eq!(t.head(&limited).await.header("tus-max-size"), Some("100"));
     assert_eq!(t.head(&plain).await.header("tus-max-size"), None);
     for url in [&limited, &plain] {
@@ -263,30 +163,30 @@ async fn head_reports_the_uploads_own_limit_options_the_servers() {
 
 #[tokio::test]
 async fn the_limit_is_stored_with_the_upload_and_survives_a_restart() {
-    let t = T::new().await;
-    let url = t.on_demand(r#"{"max_size":50}"#).await;
+    let t = T::with(server_max).await;
+    let url = t.on_demand_url(r#"{"max_size":50}"#).await;
     assert_eq!(
-        t.patch(&url, 0, 30, true, None).await.status,
+        t.patch_n(&url, 0, 30, true, None).await.status,
         StatusCode::NO_CONTENT
     );
-    let t = t.reopen().await;
+    let t = t.reopen(server_max).await;
     assert_eq!(t.head(&url).await.header("tus-max-size"), Some("50"));
-    let r = t.patch(&url, 30, 21, true, None).await;
+    let r = t.patch_n(&url, 30, 21, true, None).await;
     assert_eq!(r.code(), "ERR_MAX_SIZE_EXCEEDED");
-    let r = t.patch(&url, 30, 20, true, Some(50)).await;
+    let r = t.patch_n(&url, 30, 20, true, Some(50)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 }
 
 #[tokio::test]
 async fn without_max_size_only_the_servers_limit_applies() {
-    let t = T::new().await;
-    let url = t.on_demand("{}").await;
-    let r = t.patch(&url, 0, 10, true, Some(SERVER_MAX + 1)).await;
+    let t = T::with(server_max).await;
+    let url = t.on_demand_url("{}").await;
+    let r = t.patch_n(&url, 0, 10, true, Some(SERVER_MAX + 1)).await;
     assert_eq!(r.code(), "ERR_MAX_SIZE_EXCEEDED");
-    let r = t.patch(&url, 0, 500, true, None).await;
+    let r = t.patch_n(&url, 0, 500, true, None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = t.patch(&url, 500, 501, false, None).await;
+    let r = t.patch_n(&url, 500, 501, false, None).await;
     assert_eq!(r.code(), "ERR_MAX_SIZE_EXCEEDED");
-    let r = t.patch(&url, 500, 500, true, Some(SERVER_MAX)).await;
+    let r = t.patch_n(&url, 500, 500, true, Some(SERVER_MAX)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 }

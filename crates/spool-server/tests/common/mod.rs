@@ -36,6 +36,9 @@ impl Resp {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
+    pub fn text(&self) -> String {
+        String::from_utf8(self.body.to_vec()).unwrap()
+    }
     pub fn code(&self) -> String {
         self.json()["code"].as_str().unwrap().to_owned()
     }
@@ -73,7 +76,11 @@ impl T {
     }
 
     pub async fn with(f: impl FnOnce(&mut Config)) -> T {
-        let dir = tempfile::tempdir().unwrap();
+        T::with_dir(tempfile::tempdir().unwrap(), f).await
+    }
+
+    /// A server on `dir` (a fresh one, or one a previous `T` used: a restart).
+    pub async fn with_dir(dir: tempfile::TempDir, f: impl FnOnce(&mut Config)) -> T {
         let mut cfg = Config::new(dir.path().join("data"));
         cfg.credentials = Some(Credentials {
             token_id: ID.into(),
@@ -83,6 +90,14 @@ impl T {
         let (app, _) = App::open(cfg, "http://spool.test").await.unwrap();
         let router = spool_server::router(app.clone());
         T { app, router, dir }
+    }
+
+    /// The same data folder served afresh, as after a restart.
+    pub async fn reopen(self, f: impl FnOnce(&mut Config)) -> T {
+        let T { app, router, dir } = self;
+        drop(router);
+        drop(app);
+        T::with_dir(dir, f).await
     }
 
     pub async fn send(&self, req: Request<Body>) -> Resp {
