@@ -20,6 +20,18 @@ const MIB: u64 = 1024 * 1024;
 const VOLUME: u64 = 64 * MIB;
 const RESERVE: u64 = 16 * MIB;
 
+/// `program` as root: itself when this process is root, else through
+/// passwordless `sudo -n` (a CI runner that is not root but may sudo).
+fn as_root(program: &str) -> Command {
+    if rustix::process::geteuid().is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-n").arg(program);
+        c
+    }
+}
+
 /// A tmpfs mounted on a fresh temporary folder, unmounted when dropped.
 struct Tmpfs {
     dir: tempfile::TempDir,
@@ -28,14 +40,20 @@ struct Tmpfs {
 impl Tmpfs {
     fn mount(bytes: u64) -> Tmpfs {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+        let out = as_root("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={bytes},mode=1777"),
+                "tmpfs",
+            ])
             .arg(dir.path())
             .output()
             .expect("mount(8) is part of util-linux");
         assert!(
             out.status.success(),
-            "these tests mount a tmpfs and need root (as the project's machines and CI have): {}",
+            "these tests mount a tmpfs and need root or passwordless sudo (as the project's machines and CI have): {}",
             String::from_utf8_lossy(&out.stderr)
         );
         Tmpfs { dir }
@@ -76,7 +94,7 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazily, in case a process still holds a file there; the folder is
         // removed after this, once it is an ordinary empty folder again.
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
+        let _ = as_root("umount").arg("-l").arg(self.path()).status();
     }
 }
 
