@@ -82,6 +82,8 @@ error_codes! {
     UploadDamaged = ("ERR_UPLOAD_DAMAGED", 410, "The server's storage lost acknowledged bytes of this upload (found at startup); it was marked errored rather than filled with anything else. Create a new upload and send it again."),
     RecordingInProgress = ("ERR_RECORDING_IN_PROGRESS", 409, "The recording is still being produced by a live process; it cannot be resumed or finished from here."),
     ServerBusy = ("ERR_SERVER_BUSY", 503, "The server is at its connection limit with every connection serving a request; retry shortly."),
+    UnsupportedMedia = ("ERR_UNSUPPORTED_MEDIA", 415, "The upload is not a video the server can play (no video stream it can read); its original stays downloadable."),
+    ProcessingFailed = ("ERR_PROCESSING_FAILED", 500, "Processing the upload into a playable video failed after every retry; its original stays downloadable."),
 }
 
 impl ErrorCode {
