@@ -199,29 +199,36 @@ pub async fn get_original(
     ready_bytes(&app, &asset, &headers).await
 }
 
-/// The bytes of a ready asset, with Range.
+/// The original bytes of an asset, with Range: served once its upload is
+/// complete, whatever processing makes of them (an upload that is not a
+/// video stays downloadable).
 pub async fn ready_bytes(app: &App, asset: &AssetView, headers: &HeaderMap) -> ApiResult<Response> {
-    match asset.status {
-        AssetStatus::Ready => {}
-        AssetStatus::Deleted => {
-            return Err(ApiError::new(
-                ErrorCode::AssetNotFound,
-                "the asset was deleted",
-            ));
-        }
-        AssetStatus::Errored => {
-            return Err(ApiError::new(
-                ErrorCode::AssetNotReady,
-                "the asset's upload failed",
-            ));
-        }
-        AssetStatus::Waiting | AssetStatus::Uploading => {
+    if asset.status == AssetStatus::Deleted {
+        return Err(ApiError::new(
+            ErrorCode::AssetNotFound,
+            "the asset was deleted",
+        ));
+    }
+    let upload_id = asset.upload_id.clone();
+    let state = app
+        .db
+        .call(move |ops| Ok(ops.upload(&upload_id)?.map(|u| u.state)))
+        .await?;
+    match state {
+        Some(UploadState::Complete) => {}
+        Some(UploadState::Active) | None => {
             return Err(ApiError::new(
                 ErrorCode::AssetNotReady,
                 format!(
                     "the asset has {} bytes so far and is not complete",
                     asset.offset
                 ),
+            ));
+        }
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::AssetNotReady,
+                "the asset's upload failed",
             ));
         }
     }

@@ -57,6 +57,19 @@ CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads(state, expires_at);
 /// to an existing database at open, so an older data folder keeps working.
 const ADDED_UPLOAD_COLUMNS: &[(&str, &str)] = &[("error_code", "TEXT"), ("error_message", "TEXT")];
 
+/// Asset columns added for processing and playback (issue 10): what the
+/// index and the processor found, and a processing failure's reason.
+const ADDED_ASSET_COLUMNS: &[(&str, &str)] = &[
+    ("live", "INTEGER NOT NULL DEFAULT 0"),
+    ("duration_ms", "INTEGER"),
+    ("width", "INTEGER"),
+    ("height", "INTEGER"),
+    ("progress", "REAL"),
+    ("poster", "INTEGER NOT NULL DEFAULT 0"),
+    ("error_code", "TEXT"),
+    ("error_message", "TEXT"),
+];
+
 /// Adds each of `columns` to `table` where it is missing.
 fn add_missing_columns(
     conn: &Connection,
@@ -155,6 +168,8 @@ impl UploadRow {
 pub enum AssetStatus {
     Waiting,
     Uploading,
+    /// Every byte is in; the processor is making it playable.
+    Processing,
     Ready,
     Errored,
     Deleted,
@@ -165,6 +180,7 @@ impl AssetStatus {
         match self {
             AssetStatus::Waiting => "waiting",
             AssetStatus::Uploading => "uploading",
+            AssetStatus::Processing => "processing",
             AssetStatus::Ready => "ready",
             AssetStatus::Errored => "errored",
             AssetStatus::Deleted => "deleted",
@@ -174,6 +190,7 @@ impl AssetStatus {
         Ok(match s {
             "waiting" => AssetStatus::Waiting,
             "uploading" => AssetStatus::Uploading,
+            "processing" => AssetStatus::Processing,
             "ready" => AssetStatus::Ready,
             "errored" => AssetStatus::Errored,
             "deleted" => AssetStatus::Deleted,
@@ -196,6 +213,25 @@ pub struct AssetView {
     /// Why an errored asset failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<AssetError>,
+    /// Known once the video is indexed (live) or processed.
+    pub duration_ms: Option<u64>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// The HLS playlist: live while uploading with playable segments, ended
+    /// once every byte is in. Absolute URLs under the public URL.
+    pub playback_url: Option<String>,
+    /// A progressive MP4 that seeks at once (init + `sidx` + the segments).
+    pub mp4_url: Option<String>,
+    /// The JPEG poster.
+    pub thumbnail_url: Option<String>,
+    /// True while uploading with playable segments.
+    pub live: bool,
+    /// 0–1 while processing (transcodes report as they go).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<f64>,
+    /// The recording's title from its metadata (`title`, else `name`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     #[serde(skip)]
     pub upload_id: String,
 }
@@ -205,6 +241,73 @@ pub struct AssetView {
 pub struct AssetError {
     pub code: String,
     pub message: String,
+}
+
+/// An asset's row as [`Ops::asset`] reads it.
+struct AssetRow {
+    id: String,
+    upload_id: String,
+    status: String,
+    metadata: String,
+    created: i64,
+    updated: i64,
+    offset: u64,
+    length: Option<u64>,
+    error_code: Option<String>,
+    error_message: Option<String>,
+    live: bool,
+    duration_ms: Option<u64>,
+    width: Option<u32>,
+    height: Option<u32>,
+    progress: Option<f64>,
+    poster: bool,
+}
+
+impl AssetRow {
+    fn into_view(self, db: &Db) -> Result<AssetView, DbError> {
+        let status = AssetStatus::parse(&self.status)?;
+        let error = match (status, self.error_code) {
+            (AssetStatus::Errored, Some(code)) => Some(AssetError {
+                code,
+                message: self.error_message.unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let metadata: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&self.metadata).map_err(|e| DbError::Corrupt(e.to_string()))?;
+        let title = ["title", "name"]
+            .iter()
+            .find_map(|k| metadata.get(*k).and_then(|v| v.as_str()))
+            .filter(|t| !t.trim().is_empty())
+            .map(str::to_owned);
+        let base = db.share_url(&self.id);
+        let gone = status == AssetStatus::Deleted;
+        // Live while uploading with a playable segment; the same playlist,
+        // ended, once ready. Nothing of a deleted asset is linked.
+        let playable = !gone && (status == AssetStatus::Ready || self.live);
+        let live = self.live && matches!(status, AssetStatus::Uploading | AssetStatus::Waiting);
+        Ok(AssetView {
+            share_url: base.clone(),
+            status,
+            offset: self.offset,
+            length: self.length,
+            metadata,
+            created_at: ms_to_rfc3339(self.created),
+            updated_at: ms_to_rfc3339(self.updated),
+            error,
+            duration_ms: self.duration_ms,
+            width: self.width,
+            height: self.height,
+            playback_url: playable.then(|| format!("{base}/playlist.m3u8")),
+            mp4_url: (!gone && status == AssetStatus::Ready).then(|| format!("{base}/video.mp4")),
+            thumbnail_url: (!gone && self.poster).then(|| format!("{base}/poster.jpg")),
+            live,
+            progress: (status == AssetStatus::Processing).then_some(self.progress.unwrap_or(0.0)),
+            title,
+            id: self.id,
+            upload_id: self.upload_id,
+        })
+    }
 }
 
 /// A new upload to insert.
@@ -310,6 +413,7 @@ impl Db {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         add_missing_columns(&conn, "uploads", ADDED_UPLOAD_COLUMNS)?;
+        add_missing_columns(&conn, "assets", ADDED_ASSET_COLUMNS)?;
         max_size::migrate(&conn)?;
         crate::outbox::migrate(&conn)?;
         Ok(Db {
@@ -464,61 +568,33 @@ impl Ops<'_> {
             .tx
             .query_row(
                 r#"SELECT a.id, a.upload_id, a.status, a.metadata, a.created_at, a.updated_at, u."offset", u.length,
-                          u.error_code, u.error_message
+                          COALESCE(a.error_code, u.error_code), COALESCE(a.error_message, u.error_message),
+                          a.live, a.duration_ms, a.width, a.height, a.progress, a.poster
                    FROM assets a JOIN uploads u ON u.id = a.upload_id WHERE a.id = ?1"#,
                 [id],
                 |r| {
-                    Ok((
-                        (
-                            r.get::<_, String>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, String>(3)?,
-                        ),
-                        (
-                            r.get::<_, i64>(4)?,
-                            r.get::<_, i64>(5)?,
-                            r.get::<_, u64>(6)?,
-                            r.get::<_, Option<u64>>(7)?,
-                        ),
-                        (
-                            r.get::<_, Option<String>>(8)?,
-                            r.get::<_, Option<String>>(9)?,
-                        ),
-                    ))
+                    Ok(AssetRow {
+                        id: r.get(0)?,
+                        upload_id: r.get(1)?,
+                        status: r.get(2)?,
+                        metadata: r.get(3)?,
+                        created: r.get(4)?,
+                        updated: r.get(5)?,
+                        offset: r.get(6)?,
+                        length: r.get(7)?,
+                        error_code: r.get(8)?,
+                        error_message: r.get(9)?,
+                        live: r.get(10)?,
+                        duration_ms: r.get(11)?,
+                        width: r.get(12)?,
+                        height: r.get(13)?,
+                        progress: r.get(14)?,
+                        poster: r.get(15)?,
+                    })
                 },
             )
             .optional()?;
-        let Some((
-            (id, upload_id, status, metadata),
-            (created, updated, offset, length),
-            (error_code, error_message),
-        )) = row
-        else {
-            return Ok(None);
-        };
-        let status = AssetStatus::parse(&status)?;
-        let error = match (status, error_code) {
-            (AssetStatus::Errored, Some(code)) => Some(AssetError {
-                code,
-                message: error_message.unwrap_or_default(),
-            }),
-            _ => None,
-        };
-        let metadata =
-            serde_json::from_str(&metadata).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        Ok(Some(AssetView {
-            share_url: self.db.share_url(&id),
-            id,
-            status,
-            offset,
-            length,
-            metadata,
-            created_at: ms_to_rfc3339(created),
-            updated_at: ms_to_rfc3339(updated),
-            error,
-            upload_id,
-        }))
+        row.map(|r| r.into_view(self.db)).transpose()
     }
 
     fn set_asset_status(

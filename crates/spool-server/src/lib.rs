@@ -19,6 +19,7 @@ pub mod http_util;
 pub mod ids;
 pub mod listener;
 pub mod locks;
+pub mod media;
 pub mod outbox;
 pub mod repair;
 pub mod share;
@@ -78,8 +79,8 @@ pub fn router(app: App) -> Router {
         .route("/v1/assets/{id}/original", get(api::get_original))
         .route("/v1/uploads", any(tus::creation_endpoint))
         .route("/v1/uploads/{id}", any(tus::upload_endpoint))
-        .route("/v/{id}", get(share::share_page))
-        .route("/v/{id}/media", get(share::share_media))
+        .merge(share::routes())
+        .merge(media::routes())
         .route("/healthz", get(health))
         .fallback(|| async { not_found().await.into_response() })
         .layer(axum::middleware::from_fn(log_requests))

@@ -83,7 +83,7 @@ fn page(title: &str, body: &str, refresh: bool) -> String {
 }
 
 /// Headers every answer of the share routes carries.
-fn protect(resp: &mut Response, app: &App, page: bool) {
+pub(crate) fn protect(resp: &mut Response, app: &App, page: bool) {
     let h = resp.headers_mut();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -105,7 +105,7 @@ fn protect(resp: &mut Response, app: &App, page: bool) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-async fn load(app: &App, id: &str) -> Option<AssetView> {
+pub(crate) async fn load(app: &App, id: &str) -> Option<AssetView> {
     if !crate::ids::is_valid_id(id) {
         return None;
     }
@@ -151,6 +151,7 @@ fn page_for(asset: Option<AssetView>) -> Response {
                 true,
             )
         }
+        AssetStatus::Processing => (r#"<div class="status">Processing…</div>"#.to_owned(), true),
         AssetStatus::Errored => (
             r#"<div class="status">This recording's upload did not complete.</div>"#.to_owned(),
             false,
@@ -171,23 +172,10 @@ fn page_for(asset: Option<AssetView>) -> Response {
     Html(page(&escape(&title(&asset)), &body, refresh)).into_response()
 }
 
-/// `GET /v/{id}/media`: the bytes behind the share page, with Range and
-/// revalidation (see [`crate::http_util::serve_bytes`]).
-pub async fn share_media(
-    State(app): State<App>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let result = match load(&app, &id).await {
-        Some(asset) => crate::api::ready_bytes(&app, &asset, &headers).await,
-        None => Err(crate::error::ApiError::new(
-            spool_proto::ErrorCode::AssetNotFound,
-            "no asset has this id",
-        )),
-    };
-    let mut resp = result.into_response();
-    protect(&mut resp, &app, false);
-    resp
+/// The share page's routes: the page itself (and, with it, what the page
+/// loads).
+pub fn routes() -> axum::Router<App> {
+    axum::Router::new().route("/v/{id}", axum::routing::get(share_page))
 }
 
 #[cfg(test)]
