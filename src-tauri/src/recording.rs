@@ -349,9 +349,9 @@ fn on_upload_event(app: &AppHandle, e: &spool_client::Event) {
             );
             history_changed(app);
         }
-        spool_client::Event::Reconnecting { .. } | spool_client::Event::Recreated { .. } => {
-            history_changed(app)
-        }
+        spool_client::Event::Reconnecting { .. }
+        | spool_client::Event::Recreated { .. }
+        | spool_client::Event::Created { .. } => history_changed(app),
         spool_client::Event::Progress { .. } => {}
     }
 }

@@ -162,6 +162,12 @@ pub struct Status {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The upload exists on the server (at Start): its asset and share link
+    /// can be handed out now. Never carries the signed upload URL.
+    Created {
+        asset_id: Option<String>,
+        share_url: Option<String>,
+    },
     Progress {
         confirmed: u64,
         sent: u64,
@@ -721,6 +727,10 @@ impl Worker {
                         )
                         .await?;
                     self.rec.upload_url = Some(c.url.clone());
+                    self.emit(Event::Created {
+                        asset_id: c.asset_id.clone(),
+                        share_url: c.share_url.clone(),
+                    });
                     self.rec.asset_id = c.asset_id;
                     self.rec.share_url = c.share_url;
                     return Ok(c.url);

@@ -228,6 +228,11 @@ impl Recorder {
             if !options.metadata.iter().any(|(k, _)| k == "filename") {
                 options.metadata.push(("filename".into(), filename));
             }
+            // The fragmenter starts every fragment with a keyframe; saying
+            // so lets the server publish each one live as soon as it is in.
+            if !options.metadata.iter().any(|(k, _)| k == "fragments") {
+                options.metadata.push(("fragments".into(), "keyframe".into()));
+            }
             let mut s = client
                 .start(
                     target,
