@@ -231,7 +231,9 @@ impl Recorder {
             // The fragmenter starts every fragment with a keyframe; saying
             // so lets the server publish each one live as soon as it is in.
             if !options.metadata.iter().any(|(k, _)| k == "fragments") {
-                options.metadata.push(("fragments".into(), "keyframe".into()));
+                options
+                    .metadata
+                    .push(("fragments".into(), "keyframe".into()));
             }
             let mut s = client
                 .start(

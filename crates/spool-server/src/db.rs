@@ -659,10 +659,8 @@ impl Ops<'_> {
                 // Every byte is in: processing begins (the processor is a
                 // subscriber of this event; see crate::jobs).
                 self.set_asset_status(asset_id, AssetStatus::Processing, now)?;
-                self.tx.execute(
-                    "UPDATE assets SET progress = 0 WHERE id = ?1",
-                    [asset_id],
-                )?;
+                self.tx
+                    .execute("UPDATE assets SET progress = 0 WHERE id = ?1", [asset_id])?;
                 self.enqueue(asset_id, "video.asset.uploaded", now)?;
             } else if received && before.offset == 0 {
                 self.set_asset_status(asset_id, AssetStatus::Uploading, now)?;

@@ -226,7 +226,9 @@ async fn open_span(
                     .await?
             }
             Piece::File { path, range } => {
-                let mut f = tokio::fs::File::open(&path).await.map_err(ApiError::internal)?;
+                let mut f = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(ApiError::internal)?;
                 f.seek(std::io::SeekFrom::Start(range.start + lo))
                     .await
                     .map_err(ApiError::internal)?;

@@ -49,7 +49,12 @@ impl Ops<'_> {
     /// Subscribes the processor to an emitted `video.asset.uploaded`:
     /// (re)queues the asset's job. Called by the emission, in its
     /// transaction.
-    pub(crate) fn enqueue_job(&self, asset_id: &str, event_id: &str, now: i64) -> Result<(), DbError> {
+    pub(crate) fn enqueue_job(
+        &self,
+        asset_id: &str,
+        event_id: &str,
+        now: i64,
+    ) -> Result<(), DbError> {
         self.tx.execute(
             "INSERT INTO jobs(asset_id, event_id, attempts, next_attempt_at, created_at) VALUES (?1, ?2, 0, ?3, ?3)
              ON CONFLICT(asset_id) DO UPDATE SET event_id = excluded.event_id, attempts = 0,

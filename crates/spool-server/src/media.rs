@@ -174,9 +174,14 @@ async fn object_head(app: &App, a: &AssetView, ix: &Index, n: u64) -> ApiResult<
         Source::Processed => {
             use tokio::io::AsyncReadExt as _;
             let path = Outputs::new(&app.config.data_dir, &a.id).path(PROCESSED);
-            let f = tokio::fs::File::open(path).await.map_err(ApiError::internal)?;
+            let f = tokio::fs::File::open(path)
+                .await
+                .map_err(ApiError::internal)?;
             let mut out = Vec::with_capacity(n as usize);
-            f.take(n).read_to_end(&mut out).await.map_err(ApiError::internal)?;
+            f.take(n)
+                .read_to_end(&mut out)
+                .await
+                .map_err(ApiError::internal)?;
             Ok(out)
         }
     }
@@ -217,7 +222,13 @@ async fn video(State(app): State<App>, Path(id): Path<String>, headers: HeaderMa
             .as_deref()
             .unwrap_or("recording")
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || " -_.".contains(c) { c } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || " -_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
             .collect::<String>();
         if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{}.mp4\"", name.trim())) {
             resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
@@ -247,7 +258,10 @@ async fn poster(State(app): State<App>, Path(id): Path<String>, headers: HeaderM
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let etag = bytes_etag(&format!("{}/poster/{mtime}", a.upload_id), len);
-        let pieces = vec![Piece::File { path, range: 0..len }];
+        let pieces = vec![Piece::File {
+            path,
+            range: 0..len,
+        }];
         serve_pieces(&app, pieces, &etag, &headers, "image/jpeg", false).await
     }
     .await;

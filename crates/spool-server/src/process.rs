@@ -82,7 +82,10 @@ pub async fn run(app: App) {
     let worker = format!("node-{}", std::process::id());
     let permits = Arc::new(Semaphore::new(app.config.process_jobs.max(1)));
     match app.db.call(|ops| ops.release_job_leases()).await {
-        Ok(n) if n > 0 => tracing::info!(jobs = n, "processing jobs interrupted by a restart run again"),
+        Ok(n) if n > 0 => tracing::info!(
+            jobs = n,
+            "processing jobs interrupted by a restart run again"
+        ),
         Ok(_) => {}
         Err(e) => tracing::error!(error = %e, "releasing processing leases"),
     }
@@ -96,7 +99,11 @@ pub async fn run(app: App) {
             .db
             .call(move |ops| {
                 let job = ops.claim_job(now_ms(), LEASE.as_millis() as i64, &w)?;
-                let next = if job.is_none() { ops.next_job_at()? } else { None };
+                let next = if job.is_none() {
+                    ops.next_job_at()?
+                } else {
+                    None
+                };
                 Ok((job, next))
             })
             .await;
@@ -142,7 +149,12 @@ async fn run_job(app: &App, job: Job, worker: &str) {
                 tokio::time::sleep(LEASE / 3).await;
                 let until = now_ms() + LEASE.as_millis() as i64;
                 let (aid2, w2) = (aid.clone(), w.clone());
-                if !matches!(app.db.call(move |ops| ops.renew_job(&aid2, &w2, until)).await, Ok(true)) {
+                if !matches!(
+                    app.db
+                        .call(move |ops| ops.renew_job(&aid2, &w2, until))
+                        .await,
+                    Ok(true)
+                ) {
                     return;
                 }
             }
@@ -153,7 +165,11 @@ async fn run_job(app: &App, job: Job, worker: &str) {
         let (app, aid, cancel) = (app.clone(), asset_id.clone(), cancel.clone());
         tokio::task::spawn_blocking(move || work(&app, &aid, &cancel))
             .await
-            .unwrap_or_else(|e| Err(Failure::Transient(format!("the processing task failed: {e}"))))
+            .unwrap_or_else(|e| {
+                Err(Failure::Transient(format!(
+                    "the processing task failed: {e}"
+                )))
+            })
     };
     renew.abort();
     crate::fault::point("processed-before-ready");
@@ -189,21 +205,29 @@ async fn run_job(app: &App, job: Job, worker: &str) {
     let ms = started.elapsed().as_millis() as u64;
     match outcome {
         Ok((true, _)) => tracing::info!(asset = %asset_id, ms, attempt, "asset ready"),
-        Ok((false, Some(why))) => tracing::warn!(asset = %asset_id, ms, attempt, error = %why, "processing did not finish"),
+        Ok((false, Some(why))) => {
+            tracing::warn!(asset = %asset_id, ms, attempt, error = %why, "processing did not finish")
+        }
         Ok((false, None)) => {
             // Deleted (or finished by another run) meanwhile: what this run
             // wrote is not wanted.
             let aid = asset_id.clone();
             let gone = app
                 .db
-                .call(move |ops| Ok(ops.asset(&aid)?.is_none_or(|a| a.status == crate::db::AssetStatus::Deleted)))
+                .call(move |ops| {
+                    Ok(ops
+                        .asset(&aid)?
+                        .is_none_or(|a| a.status == crate::db::AssetStatus::Deleted))
+                })
                 .await
                 .unwrap_or(false);
             if gone {
                 let _ = Outputs::new(&app.config.data_dir, &asset_id).remove();
             }
         }
-        Err(e) => tracing::error!(asset = %asset_id, error = %e, "recording the end of a processing job"),
+        Err(e) => {
+            tracing::error!(asset = %asset_id, error = %e, "recording the end of a processing job")
+        }
     }
     app.events_enqueued();
 }
@@ -222,12 +246,17 @@ fn db_blocking<R: Send + 'static>(
 fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Failure> {
     let aid = asset_id.to_owned();
     let Some((asset, upload)) = db_blocking(app, move |ops| {
-        let Some(asset) = ops.asset(&aid)? else { return Ok(None) };
+        let Some(asset) = ops.asset(&aid)? else {
+            return Ok(None);
+        };
         let upload = ops.upload(&asset.upload_id)?;
         Ok(upload.map(|u| (asset, u)))
     })?
     else {
-        return Err(Failure::Permanent(ErrorCode::AssetNotFound, "the asset is gone".into()));
+        return Err(Failure::Permanent(
+            ErrorCode::AssetNotFound,
+            "the asset is gone".into(),
+        ));
     };
     let path = app
         .store
@@ -238,9 +267,14 @@ fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Fail
     // A fragmented MP4 in codecs the player takes is used as it is.
     let fmp4 = std::fs::File::open(&path)
         .map_err(|e| Failure::Transient(e.to_string()))
-        .and_then(|mut f| index::index_all(&mut f, len, boundary_of(&asset.metadata)).map_err(Failure::from));
+        .and_then(|mut f| {
+            index::index_all(&mut f, len, boundary_of(&asset.metadata)).map_err(Failure::from)
+        });
     let index = match fmp4 {
-        Ok(ix) if !ix.segments().is_empty() && ix.init().is_some_and(|i| playable_codecs(&i.codecs)) => {
+        Ok(ix)
+            if !ix.segments().is_empty()
+                && ix.init().is_some_and(|i| playable_codecs(&i.codecs)) =>
+        {
             let init = ix.init().cloned().unwrap_or_else(|| unreachable!());
             Index {
                 source: Source::Original,
@@ -256,15 +290,23 @@ fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Fail
         Source::Original => path.clone(),
         Source::Processed => outputs.path(PROCESSED),
     };
-    match spool_media::poster::poster_from_file(&object, &candidates(index.duration_ms), POSTER_WIDTH) {
+    match spool_media::poster::poster_from_file(
+        &object,
+        &candidates(index.duration_ms),
+        POSTER_WIDTH,
+    ) {
         Ok(p) => {
-            outputs.write(POSTER, &p.jpeg).map_err(|e| Failure::Transient(e.to_string()))?;
+            outputs
+                .write(POSTER, &p.jpeg)
+                .map_err(|e| Failure::Transient(e.to_string()))?;
             let aid = asset_id.to_owned();
             db_blocking(app, move |ops| ops.set_poster(&aid, true))?;
         }
         Err(e) => tracing::warn!(asset = %asset_id, error = %e, "no poster"),
     }
-    outputs.save_index(&index).map_err(|e| Failure::Transient(e.to_string()))?;
+    outputs
+        .save_index(&index)
+        .map_err(|e| Failure::Transient(e.to_string()))?;
     crate::fault::point("outputs-before-ready");
     Ok(Playable {
         duration_ms: index.duration_ms,
@@ -274,7 +316,10 @@ fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Fail
 }
 
 fn boundary_of(metadata: &serde_json::Map<String, serde_json::Value>) -> Boundary {
-    match metadata.get(crate::live::FRAGMENTS_KEY).and_then(|v| v.as_str()) {
+    match metadata
+        .get(crate::live::FRAGMENTS_KEY)
+        .and_then(|v| v.as_str())
+    {
         Some(crate::live::FRAGMENTS_KEYFRAME) => Boundary::EveryMoof,
         _ => Boundary::NextKeyframe,
     }
@@ -290,7 +335,9 @@ fn normalize(
 ) -> Result<Index, Failure> {
     spool_media::init_ffmpeg()?;
     let probe = spool_media::probe::probe(path)?;
-    let tmp = outputs.temp(PROCESSED).map_err(|e| Failure::Transient(e.to_string()))?;
+    let tmp = outputs
+        .temp(PROCESSED)
+        .map_err(|e| Failure::Transient(e.to_string()))?;
     let mut last = Instant::now();
     let mut report = |p: f64| {
         if last.elapsed() >= Duration::from_millis(500) {
@@ -300,9 +347,13 @@ fn normalize(
         }
     };
     let plan = spool_media::normalize::normalize(path, &tmp, &probe, &mut report, cancel)?;
-    outputs.commit(PROCESSED).map_err(|e| Failure::Transient(e.to_string()))?;
+    outputs
+        .commit(PROCESSED)
+        .map_err(|e| Failure::Transient(e.to_string()))?;
     let out = outputs.path(PROCESSED);
-    let len = std::fs::metadata(&out).map_err(|e| Failure::Transient(e.to_string()))?.len();
+    let len = std::fs::metadata(&out)
+        .map_err(|e| Failure::Transient(e.to_string()))?
+        .len();
     let mut f = std::fs::File::open(&out).map_err(|e| Failure::Transient(e.to_string()))?;
     let ix = index::index_all(&mut f, len, Boundary::NextKeyframe)
         .map_err(|e| Failure::Transient(format!("indexing the processed video: {e}")))?;
@@ -330,14 +381,21 @@ pub fn provisional_poster(app: &App, asset_id: &str, upload_id: &str, duration_m
     let (app, aid) = (app.clone(), asset_id.to_owned());
     tokio::task::spawn_blocking(move || {
         let outputs = Outputs::new(&app.config.data_dir, &aid);
-        let at = if duration_ms < 4_000 { vec![0] } else { candidates(duration_ms) };
+        let at = if duration_ms < 4_000 {
+            vec![0]
+        } else {
+            candidates(duration_ms)
+        };
         let poster = spool_media::init_ffmpeg()
             .and_then(|()| spool_media::poster::poster_from_file(&path, &at, POSTER_WIDTH));
         // The processor's poster, picked over the whole video, wins.
         let aid3 = aid.clone();
         let still_live = db_blocking(&app, move |ops| {
             Ok(ops.asset(&aid3)?.is_some_and(|a| {
-                matches!(a.status, crate::db::AssetStatus::Waiting | crate::db::AssetStatus::Uploading)
+                matches!(
+                    a.status,
+                    crate::db::AssetStatus::Waiting | crate::db::AssetStatus::Uploading
+                )
             }))
         })
         .unwrap_or(false);

@@ -278,7 +278,21 @@ async fn head(
     {
         h.insert(tus::UPLOAD_EXPIRES, v);
     }
+    asset_headers(app, &row, h);
     Ok(resp)
+}
+
+/// `Spool-Asset-Id` and `Spool-Share-Url` of an upload with an asset.
+fn asset_headers(app: &App, row: &UploadRow, h: &mut HeaderMap) {
+    if let Some(asset) = &row.asset_id
+        && let (Ok(id), Ok(url)) = (
+            HeaderValue::from_str(asset),
+            HeaderValue::from_str(&app.db.share_url(asset)),
+        )
+    {
+        h.insert(tus::SPOOL_ASSET_ID, id);
+        h.insert(tus::SPOOL_SHARE_URL, url);
+    }
 }
 
 async fn patch(app: &App, id: &str, req: Request) -> ApiResult<Response> {
@@ -773,6 +787,7 @@ fn created(app: &App, row: &UploadRow, with_offset: bool) -> Response {
     {
         h.insert(tus::UPLOAD_EXPIRES, v);
     }
+    asset_headers(app, row, h);
     resp
 }
 
