@@ -45,6 +45,8 @@ pub struct InitInfo {
     /// RFC 6381 codec string of the video track (e.g. `avc1.64001f`,
     /// `vp09.00.31.08`, `av01.0.08M.08`), and of the audio track if any
     /// (`mp4a.40.2`, `opus`), comma-separated as HLS `CODECS` wants them.
+    /// A video sample entry without a rule here gives its four-character
+    /// code (e.g. `mp4v`); audio without one is left out.
     pub codecs: String,
 }
 
@@ -249,6 +251,14 @@ impl Indexer {
         if let Some(open) = self.open.take() {
             self.close(open, None);
         }
+        if self.init.is_none()
+            && let Some(track) = &self.track
+        {
+            // No fragment at all: everything is the init segment.
+            let mut init = track.info.clone();
+            init.len = total;
+            self.init = Some(init);
+        }
         Ok(())
     }
 
@@ -325,10 +335,16 @@ impl Indexer {
                 init.len = pos;
                 self.init = Some(init);
             }
-            if kind == *b"mdat" && self.track.is_none() {
-                return Err(MediaError::Unsupported(
-                    "not a fragmented MP4 (mdat before moov)".into(),
-                ));
+            if kind == *b"mdat" && self.init.is_none() && size != header_len {
+                // A regular MP4 (moov last), or ffmpeg's frag_keyframe without
+                // empty_moov: the first samples are in moov's tables, outside
+                // any fragment.
+                return Err(MediaError::Unsupported(if self.track.is_none() {
+                    "not a fragmented MP4 (mdat before moov)".into()
+                } else {
+                    "not a fragmented MP4 (samples before the first moof; write it with empty_moov)"
+                        .into()
+                }));
             }
             if size > avail {
                 return Ok(());
@@ -402,11 +418,11 @@ impl Indexer {
             height = v.height as u32;
         }
         let mut codecs = Vec::new();
-        match entry.and_then(codec::video) {
+        match entry.and_then(|c| codec::video(c).or_else(|| codec::fourcc(c))) {
             Some(c) => codecs.push(c),
             None => {
                 return Err(MediaError::Unsupported(
-                    "the video track's codec is not one HLS players know".into(),
+                    "the video track has no sample entry".into(),
                 ));
             }
         }

@@ -402,7 +402,7 @@ fn trailing_boxes_are_not_part_of_the_last_segment() {
         "a.mp4",
         &testsrc("3"),
         H264,
-        "frag_keyframe+default_base_moof",
+        "frag_keyframe+empty_moov+default_base_moof",
     );
     let mut data = std::fs::read(&path).unwrap();
     // ffmpeg wrote an mfra at the end; add a free box too.
@@ -442,6 +442,18 @@ fn rejects_what_it_cannot_index() {
     args.extend(H264);
     let slow = std::fs::read(ffmpeg(dir.path(), "slow.mp4", &args)).unwrap();
     let r = Indexer::new(Boundary::NextKeyframe).advance(&mut Cursor::new(&slow[..]), 100);
+    expect_unsupported(r.map(|_| ()), "not a fragmented MP4");
+
+    // frag_keyframe without empty_moov: the first GOP is in moov's tables.
+    let mut args = testsrc("2");
+    args.extend(H264);
+    args.extend(["-movflags", "frag_keyframe"]);
+    let hybrid = std::fs::read(ffmpeg(dir.path(), "hybrid.mp4", &args)).unwrap();
+    let r = index_all(
+        &mut Cursor::new(&hybrid[..]),
+        hybrid.len() as u64,
+        Boundary::NextKeyframe,
+    );
     expect_unsupported(r.map(|_| ()), "not a fragmented MP4");
 
     // Random bytes.
@@ -728,4 +740,99 @@ fn hls_playlist_plays_in_ffmpeg() {
         ],
     );
     assert_eq!(frames.lines().next().unwrap().trim(), "150");
+}
+
+#[test]
+fn hevc_and_av1_codec_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let flags = "frag_keyframe+empty_moov+default_base_moof";
+    let hevc = fragmented(
+        dir.path(),
+        "h.mp4",
+        &testsrc("2"),
+        &[
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-x265-params",
+            "keyint=30:min-keyint=30:scenecut=0:log-level=error",
+            "-tag:v",
+            "hvc1",
+        ],
+        flags,
+    );
+    let data = std::fs::read(&hevc).unwrap();
+    let ix = whole(&data, Boundary::NextKeyframe);
+    // Main profile (compatibility flags 1 and 2, reversed: 6), Main tier,
+    // level 2.1 (63), then the constraint bytes without trailing zeros (x265:
+    // progressive_source + frame_only = 0x90).
+    let codecs = &ix.init().unwrap().codecs;
+    assert_eq!(codecs, "hvc1.1.6.L63.90");
+    assert_eq!(ix.segments().len(), 2);
+    check_layout(&data, &ix);
+    check_keyframes(&hevc, &ix);
+
+    let av1 = fragmented(
+        dir.path(),
+        "a.mp4",
+        &testsrc("2"),
+        &["-c:v", "libsvtav1", "-preset", "12", "-g", "30"],
+        flags,
+    );
+    let data = std::fs::read(&av1).unwrap();
+    let ix = whole(&data, Boundary::NextKeyframe);
+    let codecs = &ix.init().unwrap().codecs;
+    assert!(codecs.starts_with("av01.0."), "{codecs}");
+    assert!(codecs.ends_with("M.08"), "{codecs}");
+    check_layout(&data, &ix);
+    check_keyframes(&av1, &ix);
+}
+
+#[test]
+fn keyframes_inside_a_moof_do_not_split() {
+    // frag_duration alone cuts fragments by time, not at keyframes: the
+    // keyframes inside a moof cannot start a segment.
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = testsrc("3");
+    args.extend(H264);
+    args.extend([
+        "-frag_duration",
+        "400000",
+        "-movflags",
+        "empty_moov+default_base_moof",
+    ]);
+    let path = ffmpeg(dir.path(), "d.mp4", &args);
+    let data = std::fs::read(&path).unwrap();
+    let ix = whole(&data, Boundary::NextKeyframe);
+    check_layout(&data, &ix);
+    let pk = packets(&path);
+    assert!(ix.segments().len() < pk.iter().filter(|p| p.1).count() + 1);
+    check_duration(&path, &ix, 30.0);
+}
+
+#[test]
+fn printed_codecs() {
+    // The strings ffmpeg's own HLS muxer would write for the same streams.
+    let dir = tempfile::tempdir().unwrap();
+    let codec = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "veryfast",
+        "-profile:v",
+        "high",
+        "-c:a",
+        "aac",
+    ];
+    let path = fragmented(
+        dir.path(),
+        "a.mp4",
+        &with_audio("1"),
+        &codec,
+        "frag_keyframe+empty_moov+default_base_moof",
+    );
+    let data = std::fs::read(&path).unwrap();
+    let ix = whole(&data, Boundary::NextKeyframe);
+    assert_eq!(ix.init().unwrap().codecs, "avc1.64001e,mp4a.40.2");
 }

@@ -89,3 +89,18 @@ fn av1(c: &Av1c) -> String {
         c.seq_profile, c.seq_level_idx_0
     )
 }
+
+/// The sample entry's four-character code (for codecs without an RFC 6381
+/// rule here), e.g. `mp4v`.
+pub(crate) fn fourcc(codec: &Codec) -> Option<String> {
+    use mp4_atom::Encode;
+    if let Codec::Unknown(kind, _) = codec {
+        return Some(kind.to_string());
+    }
+    let mut buf = Vec::new();
+    codec.encode(&mut buf).ok()?;
+    let kind = buf.get(4..8)?;
+    kind.iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b'.' || *b == b'-' || *b == b' ')
+        .then(|| String::from_utf8_lossy(kind).trim().to_string())
+}
