@@ -120,6 +120,13 @@ struct Fragment {
 
 /// The incremental indexer. Feed it with [`Indexer::advance`] as bytes
 /// become durable; it never reads past `available`.
+///
+/// Only the video track decides: a segment starts at a moof whose first
+/// video sample is a sync sample; a moof with no video samples (audio only)
+/// joins the segment before it, or the one after it when it comes first.
+/// With [`Boundary::EveryMoof`] a segment ends at the end of its mdat, so a
+/// box between that mdat and the next moof (`free`, `emsg`, `prft`) is in no
+/// segment; with [`Boundary::NextKeyframe`] it belongs to the segment before.
 #[derive(Debug, Clone)]
 pub struct Indexer {
     boundary: Boundary,

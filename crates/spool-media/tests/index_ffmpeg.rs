@@ -13,6 +13,7 @@ use spool_media::index::{Boundary, Indexer, Segment, index_all};
 fn ffmpeg(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
     let out = dir.join(name);
     let st = Command::new("ffmpeg")
+        .env("SVT_LOG", "1")
         .args(["-nostdin", "-v", "error", "-y"])
         .args(args)
         .arg(&out)
@@ -603,11 +604,37 @@ fn indexed_mp4_has_duration_and_seeks() {
     let dir = tempfile::tempdir().unwrap();
     let mut codec = H264.to_vec();
     codec.extend(["-c:a", "aac"]);
+    check_indexed(dir.path(), "a.mp4", &codec);
+    // B-frames (composition offsets, an edit list).
+    let codec = [
+        "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-c:a", "aac",
+    ];
+    check_indexed(dir.path(), "b.mp4", &codec);
+    // A millisecond timescale, as Spool's recorder writes it.
+    let codec = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "30",
+        "-video_track_timescale",
+        "1000",
+    ];
+    check_indexed(dir.path(), "c.mp4", &codec);
+}
+
+fn check_indexed(dir: &Path, name: &str, codec: &[&str]) {
+    let input = if codec.contains(&"aac") {
+        with_audio("6")
+    } else {
+        testsrc("6")
+    };
     let path = fragmented(
-        dir.path(),
-        "a.mp4",
-        &with_audio("6"),
-        &codec,
+        dir,
+        name,
+        &input,
+        codec,
         "frag_keyframe+empty_moov+default_base_moof",
     );
     let data = std::fs::read(&path).unwrap();
@@ -668,13 +695,33 @@ fn indexed_mp4_has_duration_and_seeks() {
     let last = segs.last().unwrap();
     let mut file = head.clone();
     file.extend_from_slice(&data[segs[0].offset as usize..(last.offset + last.len) as usize]);
-    let out = dir.path().join("indexed.mp4");
+    let out = dir.join(format!("indexed-{name}"));
     std::fs::write(&out, &file).unwrap();
     let secs = total as f64 / init.timescale as f64;
-    let probed = format_duration(&out);
+    // The video stream lasts what the index says; the file as long as the
+    // fragmented original (which can be longer: AAC padding, the B-frame
+    // delay before the first picture).
+    let video = probe(
+        &out,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=duration",
+            "-of",
+            "csv=p=0",
+        ],
+    );
+    let video: f64 = video.trim().parse().unwrap();
     assert!(
-        (probed - secs).abs() <= 1.0 / 30.0 + 1e-6,
-        "{probed} vs {secs}"
+        (video - secs).abs() <= 1.0 / 30.0 + 1e-6,
+        "{video} vs {secs}"
+    );
+    let probed = format_duration(&out);
+    let original = format_duration(&path);
+    assert!(
+        (probed - original).abs() <= 1.0 / 30.0 + 1e-6 && (probed - secs).abs() <= 0.1,
+        "{probed} vs {original} / {secs}"
     );
     // The original, with its empty moov, also probes; ours must not be worse.
     let ss = format!("{:.3}", secs * 0.8);
