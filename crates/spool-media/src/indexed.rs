@@ -37,7 +37,9 @@ pub fn header(
     if init.timescale == 0 {
         return Err(MediaError::Malformed("video timescale is 0".into()));
     }
-    let total: u64 = segments.iter().map(|s| s.duration).sum();
+    let total = segments
+        .iter()
+        .fold(0u64, |a, s| a.saturating_add(s.duration));
 
     let mut out = init_bytes.to_vec();
     patch_durations(&mut out, init, total)?;

@@ -883,3 +883,64 @@ fn printed_codecs() {
     let ix = whole(&data, Boundary::NextKeyframe);
     assert_eq!(ix.init().unwrap().codecs, "avc1.64001e,mp4a.40.2");
 }
+
+#[test]
+fn corrupted_headers_never_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut codec = H264.to_vec();
+    codec.extend(["-c:a", "aac"]);
+    let path = fragmented(
+        dir.path(),
+        "a.mp4",
+        &with_audio("2"),
+        &codec,
+        "frag_keyframe+empty_moov+default_base_moof",
+    );
+    let data = std::fs::read(&path).unwrap();
+    let good = whole(&data, Boundary::NextKeyframe);
+    // Byte positions worth breaking: the init segment and every moof.
+    let mut spots: Vec<usize> = (0..good.init().unwrap().len as usize).collect();
+    for s in good.segments() {
+        let at = s.offset as usize;
+        let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+        spots.extend(at..at + size + 16);
+    }
+    let mut rng = 99u64;
+    let mut next = || {
+        rng = rng
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        rng >> 33
+    };
+    for _ in 0..600 {
+        let mut bad = data.clone();
+        for _ in 0..1 + next() % 4 {
+            let at = spots[next() as usize % spots.len()];
+            bad[at] = next() as u8;
+        }
+        for boundary in [Boundary::NextKeyframe, Boundary::EveryMoof] {
+            let stepped = {
+                let mut ix = Indexer::new(boundary);
+                let mut src = Cursor::new(&bad[..]);
+                let mut avail = 0;
+                let mut r = Ok(0);
+                while avail < bad.len() as u64 && r.is_ok() {
+                    avail = (avail + 1 + next() % 40_000).min(bad.len() as u64);
+                    r = ix.advance(&mut src, avail);
+                }
+                r.and_then(|_| ix.finish(&mut src, bad.len() as u64))
+                    .map(|_| ix)
+            };
+            let Ok(ix) = stepped else { continue };
+            let init = ix.init().unwrap();
+            let segs = ix.segments();
+            for w in segs.windows(2) {
+                assert!(w[0].offset < w[1].offset);
+            }
+            let _ = spool_media::hls::media_playlist(init, segs, "x.mp4", true);
+            if (init.len as usize) <= bad.len() {
+                let _ = spool_media::indexed::header(&bad[..init.len as usize], init, segs);
+            }
+        }
+    }
+}
