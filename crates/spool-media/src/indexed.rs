@@ -242,3 +242,179 @@ fn patch_durations(buf: &mut [u8], init: &InitInfo, ticks: u64) -> Result<(), Me
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use mp4_atom::{
+        Decode, Encode, FourCC, Ftyp, Hdlr, Mdhd, Mdia, Mehd, Moov, Mvex, Mvhd, Sidx, Tkhd, Trak,
+    };
+
+    use super::*;
+
+    fn trak(id: u32, timescale: u32, handler: &[u8; 4]) -> Trak {
+        Trak {
+            tkhd: Tkhd {
+                track_id: id,
+                ..Default::default()
+            },
+            mdia: Mdia {
+                mdhd: Mdhd {
+                    timescale,
+                    ..Default::default()
+                },
+                hdlr: Hdlr {
+                    handler: FourCC::new(handler),
+                    name: String::new(),
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// ftyp + a version-1 moov (mp4-atom writes version 1) with a box it
+    /// does not know inside.
+    fn init_bytes() -> Vec<u8> {
+        let mut out = Vec::new();
+        Ftyp {
+            major_brand: FourCC::new(b"iso6"),
+            minor_version: 0,
+            compatible_brands: vec![],
+        }
+        .encode(&mut out)
+        .unwrap();
+        let moov = Moov {
+            mvhd: Mvhd {
+                timescale: 1000,
+                ..Default::default()
+            },
+            mvex: Some(Mvex {
+                mehd: Some(Mehd {
+                    fragment_duration: 0,
+                }),
+                trex: vec![],
+            }),
+            trak: vec![trak(1, 48000, b"soun"), trak(2, 90000, b"vide")],
+            ..Default::default()
+        };
+        let at = out.len();
+        moov.encode(&mut out).unwrap();
+        out.extend_from_slice(&[0, 0, 0, 12, b'z', b'z', b'z', b'z', 1, 2, 3, 4]);
+        let size = (out.len() - at) as u32;
+        out[at..at + 4].copy_from_slice(&size.to_be_bytes());
+        out
+    }
+
+    #[test]
+    fn patches_version_1_boxes_and_keeps_the_rest() {
+        let bytes = init_bytes();
+        let init = InitInfo {
+            len: bytes.len() as u64,
+            timescale: 90000,
+            track_id: 2,
+            width: 0,
+            height: 0,
+            codecs: String::new(),
+        };
+        let segs = [
+            Segment {
+                offset: bytes.len() as u64,
+                len: 1000,
+                start: 3000,
+                duration: 180_000,
+            },
+            Segment {
+                offset: bytes.len() as u64 + 1000,
+                len: 500,
+                start: 183_000,
+                duration: 45_045,
+            },
+        ];
+        let head = header(&bytes, &init, &segs).unwrap();
+        assert_eq!(head.len(), bytes.len() + 40 + 2 * 12);
+        // Same length, same bytes but the durations; the unknown box is there.
+        assert_eq!(
+            &head[bytes.len() - 12..bytes.len()],
+            &bytes[bytes.len() - 12..]
+        );
+        let moov_at = 8 + 8;
+        let moov = Moov::decode(&mut &head[moov_at..bytes.len()]).unwrap();
+        // 225045 ticks at 90 kHz = 2500.5 ms, rounded half up.
+        assert_eq!(moov.mvhd.duration, 2501);
+        assert_eq!(moov.mvex.unwrap().mehd.unwrap().fragment_duration, 2501);
+        assert_eq!(moov.trak[1].tkhd.duration, 2501);
+        assert_eq!(moov.trak[1].mdia.mdhd.duration, 225_045);
+        // The audio track is left alone.
+        assert_eq!(moov.trak[0].tkhd.duration, 0);
+        assert_eq!(moov.trak[0].mdia.mdhd.duration, 0);
+
+        let sidx = Sidx::decode(&mut &head[bytes.len()..]).unwrap();
+        assert_eq!(head[bytes.len() + 8], 1);
+        assert_eq!(sidx.reference_id, 2);
+        assert_eq!(sidx.timescale, 90000);
+        assert_eq!(sidx.earliest_presentation_time, 3000);
+        assert_eq!(sidx.first_offset, 0);
+        let refs: Vec<(u32, u32)> = sidx
+            .references
+            .iter()
+            .map(|r| (r.referenced_size, r.subsegment_duration))
+            .collect();
+        assert_eq!(refs, vec![(1000, 180_000), (500, 45_045)]);
+    }
+
+    #[test]
+    fn patches_version_0_fields() {
+        let mut mehd = vec![0, 0, 0, 16, b'm', b'e', b'h', b'd', 0, 0, 0, 0, 0, 0, 0, 0];
+        let b = BoxAt {
+            kind: *b"mehd",
+            body: 8,
+            end: 16,
+        };
+        patch(&mut mehd, &b, 0, 0, 1234).unwrap();
+        assert_eq!(be(&mehd[12..16]), 1234);
+        // Too big for 32 bits: saturates.
+        patch(&mut mehd, &b, 0, 0, 1 << 40).unwrap();
+        assert_eq!(be(&mehd[12..16]), u64::from(u32::MAX));
+        // A box too short for its version's fields.
+        let mut short = mehd[..14].to_vec();
+        short[3] = 14;
+        let b = BoxAt {
+            kind: *b"mehd",
+            body: 8,
+            end: 14,
+        };
+        assert!(matches!(
+            patch(&mut short, &b, 0, 0, 1),
+            Err(MediaError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn rejects_inconsistent_input() {
+        let bytes = init_bytes();
+        let init = InitInfo {
+            len: bytes.len() as u64,
+            timescale: 90000,
+            track_id: 2,
+            width: 0,
+            height: 0,
+            codecs: String::new(),
+        };
+        assert!(header(&bytes, &init, &[]).is_err());
+        let seg = Segment {
+            offset: bytes.len() as u64,
+            len: 10,
+            start: 0,
+            duration: 10,
+        };
+        assert!(header(&bytes[1..], &init, std::slice::from_ref(&seg)).is_err());
+        let other = InitInfo {
+            track_id: 7,
+            ..init.clone()
+        };
+        assert!(header(&bytes, &other, std::slice::from_ref(&seg)).is_err());
+        assert!(header(&bytes, &init, &[seg]).is_ok());
+    }
+}
