@@ -404,6 +404,14 @@ pub fn spool_record(state: &Path, output: &Path, target: &[&str], extra: &[&str]
     cmd
 }
 
+/// Whether the server has every byte of the asset: processing, ready, or
+/// errored only because the bytes are not a video (random test bytes).
+pub fn all_bytes_in(asset: &serde_json::Value) -> bool {
+    asset["status"] == "processing"
+        || asset["status"] == "ready"
+        || (asset["status"] == "errored" && asset["error"]["code"] == "ERR_UNSUPPORTED_MEDIA")
+}
+
 /// The last `complete` event among `events`.
 pub fn complete(events: &[serde_json::Value]) -> serde_json::Value {
     events
