@@ -156,6 +156,8 @@ pub struct Status {
     pub attempt: u32,
     pub next_retry_in_ms: Option<u64>,
     pub last_error: Option<String>,
+    /// The share link, once the server created the upload (from Start).
+    pub share_url: Option<String>,
 }
 
 /// Events for a consumer (the CLI's `--json` lines, the app's UI).
@@ -404,6 +406,7 @@ impl Session {
             attempt: 0,
             next_retry_in_ms: None,
             last_error: None,
+            share_url: rec.share_url.clone(),
         };
         let (status_tx, status_rx) = watch::channel(status);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -731,6 +734,8 @@ impl Worker {
                         asset_id: c.asset_id.clone(),
                         share_url: c.share_url.clone(),
                     });
+                    let link = c.share_url.clone();
+                    self.status.send_modify(|s| s.share_url = link);
                     self.rec.asset_id = c.asset_id;
                     self.rec.share_url = c.share_url;
                     return Ok(c.url);

@@ -140,6 +140,8 @@ pub struct Progress {
     pub last_error: Option<String>,
     /// Capture ticks lost (encoder behind, or slow grabs).
     pub dropped: u64,
+    /// The share link from Start (the server's page plays it live).
+    pub live_url: Option<String>,
 }
 
 struct Shared {
@@ -420,6 +422,7 @@ fn progress_of(shared: &Shared, upload: Option<Status>) -> Progress {
         p.attempt = s.attempt;
         p.next_retry_in_ms = s.next_retry_in_ms;
         p.last_error = s.last_error.clone();
+        p.live_url = s.share_url.clone();
         // While capturing, a retrying or stalled upload is what the user must
         // see; otherwise "recording" says it all.
         p.state = match (capturing, s.state) {
