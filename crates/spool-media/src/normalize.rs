@@ -2,15 +2,26 @@
 //! keyframe-led fragments (`frag_keyframe+empty_moov+default_base_moof`),
 //! H.264, VP9 and AV1 video copied as they are and AAC/Opus audio copied;
 //! any other video codec transcoded to H.264 (libx264) and any other audio
-//! to AAC-LC, with progress reported as it goes.
-//!
-//! CONTRACT (filled in by the ffmpeg helper; keep these signatures).
+//! to AAC-LC, with progress reported as it goes. Packets are streamed one at
+//! a time, so memory stays bounded whatever the size of the upload.
+
+mod audio;
+mod video;
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ff::{Dictionary, Packet, Rational, encoder, format};
+use ffmpeg_next as ff;
 
 use crate::MediaError;
-use crate::probe::Probe;
+use crate::probe::{Probe, best_audio, best_video, open_input};
+
+use audio::AudioTranscoder;
+use video::VideoTranscoder;
+
+pub(crate) use video::fit;
 
 /// What [`normalize`] will do with each stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,10 +34,47 @@ pub enum Plan {
     TranscodeAudio,
 }
 
+/// Video codecs browsers play from MP4 as they are.
+fn video_copyable(codec: &str) -> bool {
+    matches!(codec, "h264" | "vp9" | "av1")
+}
+
+/// Audio codecs browsers play from MP4 as they are.
+fn audio_copyable(codec: &str) -> bool {
+    matches!(codec, "aac" | "opus")
+}
+
 /// The plan for `probe`.
 pub fn plan(probe: &Probe) -> Plan {
-    let _ = probe;
-    unimplemented!("ffmpeg helper")
+    let audio_ok = probe
+        .audio
+        .as_ref()
+        .is_none_or(|a| audio_copyable(&a.codec));
+    match (video_copyable(&probe.video.codec), audio_ok) {
+        (true, true) => Plan::Remux,
+        (true, false) => Plan::TranscodeAudio,
+        (false, _) => Plan::TranscodeVideo,
+    }
+}
+
+/// How often progress is reported at most.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// What happens to one input stream's packets.
+enum Route {
+    Drop,
+    Copy(Copy),
+    Video(Box<VideoTranscoder>),
+    Audio(Box<AudioTranscoder>),
+}
+
+/// A stream copied packet by packet.
+struct Copy {
+    ost_index: usize,
+    in_tb: Rational,
+    /// The last dts written, in the output time base: the muxer refuses
+    /// timestamps that go backwards.
+    last_dts: Option<i64>,
 }
 
 /// Writes `output` (a fragmented MP4) from `input`. `progress` is called
@@ -41,6 +89,224 @@ pub fn normalize(
     progress: &mut dyn FnMut(f64),
     cancel: &AtomicBool,
 ) -> Result<Plan, MediaError> {
-    let _ = (input, output, probe, progress, cancel);
-    unimplemented!("ffmpeg helper")
+    crate::init_ffmpeg()?;
+    let plan = plan(probe);
+    let mut ictx = open_input(input)?;
+    let vi = best_video(&ictx)
+        .ok_or_else(|| MediaError::Unsupported("no decodable video stream".into()))?;
+    let ai = best_audio(&ictx);
+    let mut octx = format::output_as(output, "mp4")?;
+
+    let mut routes: Vec<Route> = (0..ictx.nb_streams()).map(|_| Route::Drop).collect();
+    for ist in ictx.streams() {
+        let i = ist.index();
+        let copy_video = plan != Plan::TranscodeVideo;
+        routes[i] = if i == vi && copy_video {
+            Route::Copy(add_copy(&ist, &mut octx)?)
+        } else if i == vi {
+            Route::Video(Box::new(VideoTranscoder::new(&ist, &mut octx)?))
+        } else if Some(i) == ai && audio_copyable(ist.parameters().id().name()) {
+            Route::Copy(add_copy(&ist, &mut octx)?)
+        } else if Some(i) == ai {
+            Route::Audio(Box::new(AudioTranscoder::new(&ist, &mut octx)?))
+        } else {
+            Route::Drop
+        };
+    }
+
+    let mut opts = Dictionary::new();
+    opts.set("movflags", "frag_keyframe+empty_moov+default_base_moof");
+    // FFmpeg 5.1 still calls Opus in MP4 experimental.
+    opts.set("strict", "experimental");
+    octx.write_header_with(opts)?;
+    let ost_tbs: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
+
+    let duration_s = probe.duration_ms.map(|ms| ms as f64 / 1000.0);
+    let mut reporter = Progress::new(duration_s);
+    let video_tb = ictx
+        .stream(vi)
+        .map(|s| s.time_base())
+        .unwrap_or(Rational(1, 1000));
+    let mut packet = Packet::empty();
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(MediaError::Cancelled);
+        }
+        match packet.read(&mut ictx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            // The demuxer resyncs past a corrupt packet.
+            Err(ff::Error::InvalidData) => continue,
+            Err(e) => return Err(e.into()),
+        }
+        let si = packet.stream();
+        if si == vi
+            && let Some(t) = packet.pts().or(packet.dts())
+        {
+            reporter.at(t as f64 * f64::from(video_tb), progress);
+        }
+        match routes.get_mut(si) {
+            Some(Route::Copy(c)) => write_copy(c, &mut packet, ost_tbs[c.ost_index], &mut octx)?,
+            Some(Route::Video(t)) => t.push(&packet, &mut octx)?,
+            Some(Route::Audio(t)) => t.push(&packet, &mut octx)?,
+            Some(Route::Drop) | None => {}
+        }
+    }
+    for route in &mut routes {
+        match route {
+            Route::Video(t) => t.finish(&mut octx)?,
+            Route::Audio(t) => t.finish(&mut octx)?,
+            Route::Copy(_) | Route::Drop => {}
+        }
+    }
+    octx.write_trailer()?;
+    progress(1.0);
+    Ok(plan)
+}
+
+/// Adds an output stream that takes `ist`'s packets unchanged.
+fn add_copy(
+    ist: &format::stream::Stream,
+    octx: &mut format::context::Output,
+) -> Result<Copy, MediaError> {
+    let mut ost = octx.add_stream(encoder::find(ff::codec::Id::None))?;
+    ost.set_parameters(ist.parameters());
+    clear_codec_tag(&mut ost);
+    Ok(Copy {
+        ost_index: ost.index(),
+        in_tb: ist.time_base(),
+        last_dts: None,
+    })
+}
+
+/// Lets the mp4 muxer choose the codec tag: the input container's tag (an
+/// AVI fourcc, a Matroska one) is often invalid in MP4 and the muxer would
+/// refuse the stream. ffmpeg-next has no safe setter for it.
+#[allow(unsafe_code)]
+fn clear_codec_tag(ost: &mut format::stream::StreamMut) {
+    // SAFETY: the parameters belong to a live output stream of an output
+    // context we hold mutably; codec_tag is a plain integer field.
+    unsafe {
+        (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+    }
+}
+
+/// Rescales and writes one copied packet; packets without any timestamp,
+/// or whose dts would go backwards, are dropped (the muxer refuses them).
+fn write_copy(
+    c: &mut Copy,
+    packet: &mut Packet,
+    ost_tb: Rational,
+    octx: &mut format::context::Output,
+) -> Result<(), MediaError> {
+    let (pts, dts) = match (packet.pts(), packet.dts()) {
+        (None, None) => return Ok(()),
+        (p, d) => (p.or(d), d.or(p)),
+    };
+    packet.set_pts(pts);
+    packet.set_dts(dts);
+    packet.rescale_ts(c.in_tb, ost_tb);
+    packet.set_position(-1);
+    packet.set_stream(c.ost_index);
+    if let (Some(d), Some(last)) = (packet.dts(), c.last_dts)
+        && d <= last
+    {
+        let fixed = last + 1;
+        if packet.pts().is_some_and(|p| p < fixed) {
+            return Ok(());
+        }
+        packet.set_dts(Some(fixed));
+    }
+    c.last_dts = packet.dts();
+    packet.write_interleaved(octx)?;
+    Ok(())
+}
+
+/// Throttled, monotonic progress from packet timestamps.
+struct Progress {
+    duration_s: Option<f64>,
+    last_at: Option<Instant>,
+    last: f64,
+}
+
+impl Progress {
+    fn new(duration_s: Option<f64>) -> Self {
+        Progress {
+            duration_s: duration_s.filter(|d| *d > 0.0),
+            last_at: None,
+            last: 0.0,
+        }
+    }
+
+    fn at(&mut self, t_s: f64, report: &mut dyn FnMut(f64)) {
+        let Some(d) = self.duration_s else { return };
+        // Packets arrive in decode order, so the value can dip; it is
+        // reported only when it grows.
+        let p = (t_s / d).clamp(0.0, 0.999);
+        if p <= self.last || self.last_at.is_some_and(|t| t.elapsed() < PROGRESS_EVERY) {
+            return;
+        }
+        self.last = p;
+        self.last_at = Some(Instant::now());
+        report(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{AudioStream, VideoStream};
+
+    fn probe(v: &str, a: Option<&str>) -> Probe {
+        Probe {
+            format: "x".into(),
+            duration_ms: Some(1000),
+            video: VideoStream {
+                codec: v.into(),
+                width: 2,
+                height: 2,
+            },
+            audio: a.map(|c| AudioStream {
+                codec: c.into(),
+                sample_rate: 48_000,
+                channels: 2,
+            }),
+        }
+    }
+
+    #[test]
+    fn plans() {
+        assert_eq!(plan(&probe("h264", Some("aac"))), Plan::Remux);
+        assert_eq!(plan(&probe("vp9", Some("opus"))), Plan::Remux);
+        assert_eq!(plan(&probe("av1", None)), Plan::Remux);
+        assert_eq!(plan(&probe("h264", Some("mp3"))), Plan::TranscodeAudio);
+        assert_eq!(plan(&probe("vp9", Some("vorbis"))), Plan::TranscodeAudio);
+        assert_eq!(
+            plan(&probe("h264", Some("pcm_s16le"))),
+            Plan::TranscodeAudio
+        );
+        for v in [
+            "hevc",
+            "mpeg4",
+            "mpeg2video",
+            "vp8",
+            "mjpeg",
+            "prores",
+            "theora",
+        ] {
+            assert_eq!(plan(&probe(v, Some("aac"))), Plan::TranscodeVideo, "{v}");
+        }
+        assert_eq!(plan(&probe("vp8", Some("vorbis"))), Plan::TranscodeVideo);
+    }
+
+    #[test]
+    fn progress_is_throttled_and_monotonic() {
+        let mut seen = Vec::new();
+        let mut p = Progress::new(Some(10.0));
+        for t in [1.0, 0.5, 2.0, 3.0] {
+            p.at(t, &mut |x| seen.push(x));
+        }
+        // The first report passes; the rest fall within the throttle window.
+        assert_eq!(seen, vec![0.1]);
+    }
 }

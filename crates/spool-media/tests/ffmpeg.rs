@@ -1,0 +1,518 @@
+//! probe, normalize and poster against files the ffmpeg CLI generates
+//! (lavfi `testsrc2` and `sine`), checked with ffprobe.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use spool_media::MediaError;
+use spool_media::normalize::{Plan, normalize, plan};
+use spool_media::poster::poster_from_file;
+use spool_media::probe::probe;
+
+/// Runs the ffmpeg CLI, panicking with its stderr on failure.
+fn ffmpeg(args: &[&str]) {
+    let out = Command::new("ffmpeg")
+        .args(["-y", "-v", "error", "-nostdin"])
+        .args(args)
+        .output()
+        .expect("ffmpeg CLI");
+    assert!(
+        out.status.success(),
+        "ffmpeg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn ffprobe(args: &[&str], file: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error"])
+        .args(args)
+        .arg(file)
+        .output()
+        .expect("ffprobe CLI");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `size` video of `secs` seconds with a 440 Hz tone; `extra` are the
+/// encoding arguments, `name` the output file in `dir`.
+fn make(dir: &Path, name: &str, size: &str, secs: u32, extra: &[&str]) -> PathBuf {
+    let path = dir.join(name);
+    let v = format!("testsrc2=size={size}:rate=25:duration={secs}");
+    let a = format!("sine=frequency=440:sample_rate=44100:duration={secs}");
+    let mut args = vec!["-f", "lavfi", "-i", &v, "-f", "lavfi", "-i", &a];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    ffmpeg(&args);
+    path
+}
+
+fn format_duration(file: &Path) -> f64 {
+    ffprobe(
+        &["-show_entries", "format=duration", "-of", "csv=p=0"],
+        file,
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+fn codec_of(file: &Path, stream: &str) -> String {
+    ffprobe(
+        &[
+            "-select_streams",
+            stream,
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ],
+        file,
+    )
+    .trim()
+    .to_string()
+}
+
+/// Offsets of the top-level `moof` boxes.
+fn moof_offsets(file: &Path) -> Vec<u64> {
+    let bytes = std::fs::read(file).unwrap();
+    let mut at = 0usize;
+    let mut moofs = Vec::new();
+    while at + 8 <= bytes.len() {
+        let size = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let size = if size == 1 {
+            u64::from_be_bytes(bytes[at + 8..at + 16].try_into().unwrap()) as usize
+        } else {
+            size
+        };
+        if &bytes[at + 4..at + 8] == b"moof" {
+            moofs.push(at as u64);
+        }
+        if size < 8 {
+            break;
+        }
+        at += size;
+    }
+    moofs
+}
+
+/// Everything the player relies on: fragmented, planned codecs, duration
+/// kept, keyframe-led fragments, clean decode, both streams present.
+fn check_output(input: &Path, out: &Path, vcodec: &str, acodec: &str) {
+    let moofs = moof_offsets(out);
+    assert!(moofs.len() >= 2, "not fragmented: {moofs:?}");
+    assert_eq!(codec_of(out, "v:0"), vcodec);
+    assert_eq!(codec_of(out, "a:0"), acodec);
+    let (din, dout) = (format_duration(input), format_duration(out));
+    assert!((din - dout).abs() <= 0.1, "duration {din} → {dout}");
+    // pos,flags of every video packet, in file order.
+    let packets: Vec<(u64, bool)> = ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pos,flags",
+            "-of",
+            "csv=p=0",
+        ],
+        out,
+    )
+    .lines()
+    .filter_map(|l| {
+        let mut it = l.split(',');
+        let pos = it.next()?.parse().ok()?;
+        Some((pos, it.next()?.contains('K')))
+    })
+    .collect();
+    assert!(!packets.is_empty());
+    for m in &moofs {
+        let first = packets.iter().find(|(pos, _)| pos > m);
+        if let Some((pos, key)) = first {
+            assert!(key, "fragment at {m} starts with a non-key packet at {pos}");
+        }
+    }
+    let dec = Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(out)
+        .args(["-f", "null", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        dec.status.success() && dec.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&dec.stderr)
+    );
+}
+
+/// Normalizes `input`, checking progress is monotonic and reaches 0.9.
+fn run_normalize(input: &Path, out: &Path) -> (Plan, f64) {
+    let p = probe(input).unwrap();
+    let mut seen = Vec::new();
+    let start = Instant::now();
+    let plan = normalize(
+        input,
+        out,
+        &p,
+        &mut |x| seen.push(x),
+        &AtomicBool::new(false),
+    )
+    .unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    assert!(seen.iter().any(|x| *x >= 0.9), "{seen:?}");
+    assert!(seen.iter().all(|x| (0.0..=1.0).contains(x)));
+    (plan, secs)
+}
+
+#[test]
+fn probe_reads_mp4_and_rejects_non_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let mp4 = make(
+        dir.path(),
+        "a.mp4",
+        "320x240",
+        3,
+        &[
+            "-c:v",
+            "libx264",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+            "-shortest",
+        ],
+    );
+    let p = probe(&mp4).unwrap();
+    assert_eq!(p.video.codec, "h264");
+    assert_eq!((p.video.width, p.video.height), (320, 240));
+    let a = p.audio.as_ref().unwrap();
+    assert_eq!(
+        (a.codec.as_str(), a.sample_rate, a.channels),
+        ("aac", 44100, 1)
+    );
+    assert!(p.format.contains("mp4"), "{}", p.format);
+    assert!(
+        (2900..=3100).contains(&p.duration_ms.unwrap()),
+        "{:?}",
+        p.duration_ms
+    );
+    assert_eq!(plan(&p), Plan::Remux);
+
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "hello, this is not a video\n".repeat(100)).unwrap();
+    // Deterministic noise (xorshift), so a failure reproduces.
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let random = dir.path().join("r.bin");
+    std::fs::write(&random, noise).unwrap();
+    let png = dir.path().join("i.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x64",
+        "-frames:v",
+        "1",
+        png.to_str().unwrap(),
+    ]);
+    let jpg = dir.path().join("i.jpg");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=64x64",
+        "-frames:v",
+        "1",
+        jpg.to_str().unwrap(),
+    ]);
+    let audio_only = dir.path().join("s.m4a");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=1",
+        audio_only.to_str().unwrap(),
+    ]);
+    for f in [&text, &random, &png, &jpg, &audio_only] {
+        match probe(f) {
+            Err(e @ MediaError::Unsupported(_)) => assert!(e.is_permanent()),
+            other => panic!("{}: {other:?}", f.display()),
+        }
+    }
+}
+
+#[test]
+fn normalize_remuxes_faststart_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.mp4",
+        "320x240",
+        4,
+        &[
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "+faststart",
+            "-shortest",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::Remux);
+    check_output(&input, &out, "h264", "aac");
+}
+
+#[test]
+fn normalize_transcodes_mp3_in_mkv() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.mkv",
+        "320x240",
+        4,
+        &[
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-c:a",
+            "libmp3lame",
+            "-shortest",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeAudio);
+    check_output(&input, &out, "h264", "aac");
+    let rate = ffprobe(
+        &[
+            "-select_streams",
+            "a:0",
+            "-show_entries",
+            "stream=sample_rate,channels",
+            "-of",
+            "csv=p=0",
+        ],
+        &out,
+    );
+    assert_eq!(rate.trim(), "48000,2");
+}
+
+#[test]
+fn normalize_remuxes_vp9_opus_webm() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.webm",
+        "320x240",
+        3,
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "25",
+            "-c:a",
+            "libopus",
+            "-shortest",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::Remux);
+    check_output(&input, &out, "vp9", "opus");
+}
+
+#[test]
+fn normalize_transcodes_mpeg4_avi() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.avi",
+        "322x242",
+        4,
+        &[
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "5",
+            "-c:a",
+            "libmp3lame",
+            "-shortest",
+        ],
+    );
+    let p = probe(&input).unwrap();
+    assert_eq!(p.video.codec, "mpeg4");
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeVideo);
+    check_output(&input, &out, "h264", "aac");
+}
+
+#[test]
+fn normalize_stops_when_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.avi",
+        "320x240",
+        4,
+        &["-c:v", "mpeg4", "-c:a", "libmp3lame", "-shortest"],
+    );
+    let p = probe(&input).unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut calls = 0;
+    let r = normalize(
+        &input,
+        &dir.path().join("out.mp4"),
+        &p,
+        &mut |_| {
+            calls += 1;
+            cancel.store(true, Ordering::Relaxed);
+        },
+        &cancel,
+    );
+    assert!(matches!(r, Err(MediaError::Cancelled)), "{r:?}");
+    assert_eq!(calls, 1);
+}
+
+/// 2 s of black, then the test pattern.
+fn black_then_pattern(dir: &Path, extra: &[&str]) -> PathBuf {
+    let path = dir.join("black.mp4");
+    let mut args = vec![
+        "-f",
+        "lavfi",
+        "-i",
+        "color=black:size=640x360:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=640x360:rate=25:duration=4",
+        "-filter_complex",
+        "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+    ];
+    args.extend_from_slice(extra);
+    args.push(path.to_str().unwrap());
+    ffmpeg(&args);
+    path
+}
+
+#[test]
+fn poster_skips_black_opening() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = black_then_pattern(dir.path(), &[]);
+    let p = poster_from_file(&input, &[0, 1000, 3000, 99_000], 320).unwrap();
+    assert!(p.at_ms >= 2000, "chose the black frame at {}", p.at_ms);
+    assert_eq!((p.width, p.height), (320, 180));
+    assert_eq!(&p.jpeg[..2], &[0xff, 0xd8]);
+    let jpg = dir.path().join("p.jpg");
+    std::fs::write(&jpg, &p.jpeg).unwrap();
+    assert_eq!(codec_of(&jpg, "v:0"), "mjpeg");
+    // Only black to choose from: still a poster.
+    let p = poster_from_file(&input, &[0, 500], 320).unwrap();
+    assert!(p.at_ms < 2000);
+    // Never upscaled.
+    assert_eq!(poster_from_file(&input, &[3000], 4000).unwrap().width, 640);
+}
+
+#[test]
+fn poster_from_fragmented_and_growing_mp4() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = black_then_pattern(
+        dir.path(),
+        &["-movflags", "frag_keyframe+empty_moov+default_base_moof"],
+    );
+    let p = poster_from_file(&input, &[500, 3000, 5000], 320).unwrap();
+    assert!(p.at_ms >= 2000, "{}", p.at_ms);
+    // An upload in progress: the last fragment is cut in the middle.
+    let bytes = std::fs::read(&input).unwrap();
+    let moofs = moof_offsets(&input);
+    let cut = moofs[moofs.len() - 1] as usize + 3000;
+    let growing = dir.path().join("growing.mp4");
+    std::fs::write(&growing, &bytes[..cut.min(bytes.len() - 1)]).unwrap();
+    let p = poster_from_file(&growing, &[500, 3000, 99_000], 320).unwrap();
+    assert!(p.at_ms >= 2000, "{}", p.at_ms);
+    // Only the init segment and the first fragments' start.
+    let early = dir.path().join("early.mp4");
+    std::fs::write(&early, &bytes[..moofs[2] as usize + 100]).unwrap();
+    poster_from_file(&early, &[3000], 320).unwrap();
+}
+
+/// Figures for the README: poster latency, remux and transcode speed on a
+/// 10 s 1080p H.264 input.
+#[test]
+fn throughput_1080p() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.mp4",
+        "1920x1080",
+        10,
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-c:a",
+            "aac",
+            "-shortest",
+        ],
+    );
+    let mb = std::fs::metadata(&input).unwrap().len() as f64 / 1e6;
+
+    let start = Instant::now();
+    let p = poster_from_file(&input, &[1000, 4000, 8000], 640).unwrap();
+    let poster_ms = start.elapsed().as_secs_f64() * 1000.0;
+    eprintln!(
+        "poster: 3 candidates, 1080p H.264 → {}x{} in {poster_ms:.0} ms",
+        p.width, p.height
+    );
+
+    let out = dir.path().join("remux.mp4");
+    let (plan, secs) = run_normalize(&input, &out);
+    assert_eq!(plan, Plan::Remux);
+    eprintln!("remux: {mb:.1} MB in {secs:.2} s = {:.0} MB/s", mb / secs);
+
+    // The same picture as MPEG-4 Part 2, so the video is transcoded.
+    let m4v = make(
+        dir.path(),
+        "in.mkv",
+        "1920x1080",
+        10,
+        &["-c:v", "mpeg4", "-q:v", "4", "-c:a", "aac", "-shortest"],
+    );
+    let out = dir.path().join("transcode.mp4");
+    let (plan, secs) = run_normalize(&m4v, &out);
+    assert_eq!(plan, Plan::TranscodeVideo);
+    let mb = std::fs::metadata(&m4v).unwrap().len() as f64 / 1e6;
+    eprintln!(
+        "transcode: 250 frames 1080p in {secs:.2} s = {:.1} fps ({:.1} MB/s of input)",
+        250.0 / secs,
+        mb / secs
+    );
+}
