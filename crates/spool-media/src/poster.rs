@@ -37,6 +37,11 @@ const MAX_FORWARD_FRAMES: usize = 30;
 /// a frame that exists.
 const END_MARGIN_MS: u64 = 300;
 
+/// An interest score below this (a near-black or near-uniform frame) sends
+/// the search on past the keyframe. testsrc2 scores about 60, a dark but
+/// real scene 15–30, black with encoder noise under 2.
+const BORING: f64 = 8.0;
+
 /// JPEG quantiser (FFmpeg's `-q:v` scale, 2 best … 31 worst).
 const JPEG_Q: &str = "4";
 
@@ -47,6 +52,16 @@ pub fn poster_from_file(
     path: &Path,
     candidates_ms: &[u64],
     max_width: u32,
+) -> Result<Poster, MediaError> {
+    pick(path, candidates_ms, max_width, true)
+}
+
+/// [`poster_from_file`]; `seek: false` forces the forward pass (tests).
+fn pick(
+    path: &Path,
+    candidates_ms: &[u64],
+    max_width: u32,
+    seek: bool,
 ) -> Result<Poster, MediaError> {
     crate::init_ffmpeg()?;
     let mut ictx = open_input(path)?;
@@ -65,28 +80,76 @@ pub fn poster_from_file(
 
     let mut picker = Picker::new(max_width);
     let mut reader = Reader::open(&ictx, vi)?;
-    let mut seek_failed = false;
-    for &c in &cands {
+    let mut seek_failed = !seek;
+    // Frames already scored (time, score): candidates that land on the
+    // same keyframe are not scored twice.
+    let mut seen: Vec<(u64, f64)> = Vec::new();
+    for &c in cands.iter().filter(|_| seek) {
         let ts = c as i64 * i64::from(ff::ffi::AV_TIME_BASE) / 1000;
-        // ffmpeg-next passes the range end as avformat_seek_file's inclusive max_ts.
+        // ffmpeg-next passes the range end as avformat_seek_file's
+        // inclusive max_ts: the keyframe at or before `ts`.
         if ictx.seek(ts, ..ts).is_err() {
             seek_failed = true;
             break;
         }
-        reader.decoder.flush();
-        reader.ended = false;
-        if let Some((f, at)) = reader.frame_near(&mut ictx, c, MAX_FORWARD_FRAMES) {
-            picker.offer(&f, at)?;
+        reader.restart();
+        // The keyframe itself is usually enough, and by far the cheapest
+        // frame to get. Decode on towards the candidate only when it is
+        // boring (black, blank): a later frame may not be.
+        let mut forward = 0;
+        let mut last = None;
+        while let Some((f, at)) = reader.next_frame(&mut ictx) {
+            forward += 1;
+            if forward == 1 {
+                let score = match seen.iter().find(|(t, _)| *t == at) {
+                    // The keyframe an earlier candidate landed on.
+                    Some((_, s)) => *s,
+                    None => {
+                        let s = picker.offer(&f, at)?;
+                        seen.push((at, s));
+                        s
+                    }
+                };
+                if score >= BORING {
+                    break;
+                }
+            }
+            let stop = at + 1 >= c || forward >= MAX_FORWARD_FRAMES;
+            last = Some((f, at));
+            if stop {
+                break;
+            }
+        }
+        // Where the forward search stopped: the candidate, the bound, or
+        // the end of the input.
+        if let Some((f, at)) = last
+            && !seen.iter().any(|(t, _)| *t == at)
+        {
+            let s = picker.offer(&f, at)?;
+            seen.push((at, s));
         }
     }
     if seek_failed {
-        // Start over: a failed seek can leave the demuxer anywhere.
+        // Start over: a failed seek can leave the demuxer anywhere. One
+        // forward pass takes the first frame at or after each candidate.
         let mut ictx = open_input(path)?;
         let mut reader = Reader::open(&ictx, vi)?;
-        for &c in &cands {
-            match reader.frame_near(&mut ictx, c, usize::MAX) {
-                Some((f, at)) => picker.offer(&f, at)?,
-                None => break,
+        let mut pending = cands.iter().peekable();
+        let mut last: Option<(frame::Video, u64)> = None;
+        while let Some(&&c) = pending.peek() {
+            let Some((f, at)) = reader.next_frame(&mut ictx) else {
+                // The input ended first: its last frame stands in.
+                if let Some((f, at)) = last.take() {
+                    picker.offer(&f, at)?;
+                }
+                break;
+            };
+            if at + 1 >= c {
+                picker.offer(&f, at)?;
+                while pending.next_if(|&&n| at + 1 >= n).is_some() {}
+                last = None;
+            } else {
+                last = Some((f, at));
             }
         }
     }
@@ -117,35 +180,28 @@ impl Reader {
         })
     }
 
-    /// Decodes forward to the first frame at or after `target_ms`, giving up
-    /// after `max_frames` (or at the end of what can be read) with the last
-    /// frame decoded. Read errors end the input rather than fail: on an
-    /// upload in progress the last fragment is usually incomplete.
-    fn frame_near(
-        &mut self,
-        ictx: &mut ff::format::context::Input,
-        target_ms: u64,
-        max_frames: usize,
-    ) -> Option<(frame::Video, u64)> {
-        let mut last: Option<(frame::Video, u64)> = None;
-        let mut decoded = 0usize;
+    /// After a seek: forget the frames of the old position.
+    fn restart(&mut self) {
+        self.decoder.flush();
+        self.ended = false;
+    }
+
+    /// The next decoded frame and its time in ms, `None` at the end of what
+    /// can be read. Read errors end the input rather than fail: on an upload
+    /// in progress the last fragment is usually incomplete.
+    fn next_frame(&mut self, ictx: &mut ff::format::context::Input) -> Option<(frame::Video, u64)> {
         let mut packet = Packet::empty();
         let mut frame = frame::Video::empty();
         loop {
-            while self.decoder.receive_frame(&mut frame).is_ok() {
+            if self.decoder.receive_frame(&mut frame).is_ok() {
                 let at = frame
                     .timestamp()
                     .map(|t| (t as f64 * f64::from(self.tb) * 1000.0).max(0.0) as u64)
                     .unwrap_or(0);
-                decoded += 1;
-                let done = at + 1 >= target_ms || decoded >= max_frames;
-                last = Some((std::mem::replace(&mut frame, frame::Video::empty()), at));
-                if done {
-                    return last;
-                }
+                return Some((frame, at));
             }
             if self.ended {
-                return last;
+                return None;
             }
             match packet.read(ictx) {
                 Ok(()) if packet.stream() == self.vi => {
@@ -178,7 +234,8 @@ impl Picker {
         }
     }
 
-    fn offer(&mut self, src: &frame::Video, at_ms: u64) -> Result<(), MediaError> {
+    /// Scores `src` (shown at `at_ms`), keeping it if it is the best yet.
+    fn offer(&mut self, src: &frame::Video, at_ms: u64) -> Result<f64, MediaError> {
         let key = (src.format(), src.width(), src.height());
         let (w, h) = fit(src.width(), src.height(), self.max_width);
         if self.scaler.as_ref().is_none_or(|(k, _)| *k != key) {
@@ -202,7 +259,7 @@ impl Picker {
         if self.best.as_ref().is_none_or(|(b, _, _)| s > *b) {
             self.best = Some((s, scaled, at_ms));
         }
-        Ok(())
+        Ok(s)
     }
 
     fn finish(self) -> Result<Poster, MediaError> {
@@ -265,4 +322,64 @@ fn encode_jpeg(f: &frame::Video) -> Result<Vec<u8>, MediaError> {
     let mut packet = Packet::empty();
     enc.receive_packet(&mut packet)?;
     Ok(packet.data().map(<[u8]>::to_vec).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The forward pass (for files that cannot seek) on a file whose first
+    /// two seconds are black.
+    #[test]
+    fn forward_pass_without_seeking() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b.mp4");
+        let ok = std::process::Command::new("ffmpeg")
+            .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
+            .arg("color=black:size=320x180:rate=25:duration=2")
+            .args([
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=320x180:rate=25:duration=2",
+            ])
+            .args([
+                "-filter_complex",
+                "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+                "-map",
+                "[v]",
+            ])
+            .args(["-c:v", "libx264", "-movflags", "frag_keyframe+empty_moov"])
+            .arg(&path)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let p = pick(&path, &[0, 1000, 3000, 60_000], 160, false).unwrap();
+        assert!((2000..4000).contains(&p.at_ms), "{}", p.at_ms);
+        assert_eq!((p.width, p.height), (160, 90));
+        // Only black before the end of the candidates: still a poster.
+        let p = pick(&path, &[0, 1000], 160, false).unwrap();
+        assert!(p.at_ms <= 1000, "{}", p.at_ms);
+    }
+
+    #[test]
+    fn interest_prefers_detail() {
+        let mut flat = frame::Video::new(Pixel::YUVJ420P, 64, 64);
+        flat.data_mut(0).fill(128);
+        let mut busy = frame::Video::new(Pixel::YUVJ420P, 64, 64);
+        busy.data_mut(0)
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, y)| *y = if i % 2 == 0 { 40 } else { 200 });
+        let mut black = frame::Video::new(Pixel::YUVJ420P, 64, 64);
+        black
+            .data_mut(0)
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, y)| *y = (i % 7) as u8);
+        assert!(interest(&flat) < 1.0);
+        assert!(interest(&busy) > 50.0);
+        assert!(interest(&black) < BORING);
+    }
 }

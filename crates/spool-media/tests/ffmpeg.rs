@@ -489,9 +489,21 @@ fn throughput_1080p() {
     let p = poster_from_file(&input, &[1000, 4000, 8000], 640).unwrap();
     let poster_ms = start.elapsed().as_secs_f64() * 1000.0;
     eprintln!(
-        "poster: 3 candidates, 1080p H.264 → {}x{} in {poster_ms:.0} ms",
+        "poster: 3 candidates, 1080p H.264 (one keyframe in 10 s) → {}x{} in {poster_ms:.0} ms",
         p.width, p.height
     );
+    // Keyframes every 2 s, as in normalize's and the recorder's output.
+    let gop2 = make(
+        dir.path(),
+        "gop2.mp4",
+        "1920x1080",
+        10,
+        &["-c:v", "libx264", "-preset", "veryfast", "-g", "50", "-an"],
+    );
+    let start = Instant::now();
+    poster_from_file(&gop2, &[1000, 4000, 8000], 640).unwrap();
+    let poster_ms = start.elapsed().as_secs_f64() * 1000.0;
+    eprintln!("poster: 3 candidates, 1080p H.264 (keyframe every 2 s) in {poster_ms:.0} ms");
 
     let out = dir.path().join("remux.mp4");
     let (plan, secs) = run_normalize(&input, &out);
