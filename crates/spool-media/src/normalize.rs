@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use ff::{Dictionary, Packet, Rational, encoder, format};
+use ff::{Dictionary, Packet, Rational, Rescale, encoder, format};
 use ffmpeg_next as ff;
 
 use crate::MediaError;
@@ -72,6 +72,8 @@ enum Route {
 struct Copy {
     ost_index: usize,
     in_tb: Rational,
+    /// The input's start time in `in_tb`, taken off every timestamp.
+    start: i64,
     /// The last dts written, in the output time base: the muxer refuses
     /// timestamps that go backwards.
     last_dts: Option<i64>,
@@ -82,6 +84,10 @@ struct Copy {
 /// `cancel` stops it with [`MediaError::Cancelled`]. Runs on the calling
 /// thread (blocking). `output` is written in place: callers write to a
 /// temporary name and rename.
+///
+/// Returns the plan carried out: [`plan`]'s, except that AAC without a
+/// decoder configuration (ADTS, as MPEG-TS carries it) is re-encoded, so
+/// a [`Plan::Remux`] becomes [`Plan::TranscodeAudio`].
 pub fn normalize(
     input: &Path,
     output: &Path,
@@ -90,25 +96,49 @@ pub fn normalize(
     cancel: &AtomicBool,
 ) -> Result<Plan, MediaError> {
     crate::init_ffmpeg()?;
-    let plan = plan(probe);
+    let mut plan = plan(probe);
     let mut ictx = open_input(input)?;
     let vi = best_video(&ictx)
         .ok_or_else(|| MediaError::Unsupported("no decodable video stream".into()))?;
     let ai = best_audio(&ictx);
     let mut octx = format::output_as(output, "mp4")?;
 
+    // Output starts at zero, as players and the HLS indexer expect: MPEG-TS
+    // and some cameras start their clocks well above it.
+    let start_us = [Some(vi), ai]
+        .into_iter()
+        .flatten()
+        .filter_map(|i| ictx.stream(i))
+        .filter(|s| s.start_time() != ff::ffi::AV_NOPTS_VALUE)
+        .map(|s| {
+            s.start_time()
+                .rescale(s.time_base(), ff::rescale::TIME_BASE)
+        })
+        .min()
+        .filter(|t| *t > 0)
+        .unwrap_or(0);
     let mut routes: Vec<Route> = (0..ictx.nb_streams()).map(|_| Route::Drop).collect();
     for ist in ictx.streams() {
         let i = ist.index();
+        let start = start_us.rescale(ff::rescale::TIME_BASE, ist.time_base());
         let copy_video = plan != Plan::TranscodeVideo;
         routes[i] = if i == vi && copy_video {
-            Route::Copy(add_copy(&ist, &mut octx)?)
+            Route::Copy(add_copy(&ist, &mut octx, start)?)
         } else if i == vi {
-            Route::Video(Box::new(VideoTranscoder::new(&ist, &mut octx)?))
-        } else if Some(i) == ai && audio_copyable(ist.parameters().id().name()) {
-            Route::Copy(add_copy(&ist, &mut octx)?)
+            Route::Video(Box::new(VideoTranscoder::new(&ist, &mut octx, start)?))
+        } else if Some(i) == ai
+            && audio_copyable(ist.parameters().id().name())
+            && has_extradata(&ist.parameters())
+        {
+            Route::Copy(add_copy(&ist, &mut octx, start)?)
         } else if Some(i) == ai {
-            Route::Audio(Box::new(AudioTranscoder::new(&ist, &mut octx)?))
+            // ADTS AAC (MPEG-TS, raw .aac) has no decoder config for the
+            // MP4 header and FFmpeg 5.1's muxer refuses it; re-encoding a
+            // few kbit/s of audio is cheaper than a bitstream filter.
+            if plan == Plan::Remux {
+                plan = Plan::TranscodeAudio;
+            }
+            Route::Audio(Box::new(AudioTranscoder::new(&ist, &mut octx, start)?))
         } else {
             Route::Drop
         };
@@ -127,6 +157,7 @@ pub fn normalize(
         .stream(vi)
         .map(|s| s.time_base())
         .unwrap_or(Rational(1, 1000));
+    let video_start = start_us.rescale(ff::rescale::TIME_BASE, video_tb);
     let mut packet = Packet::empty();
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -143,7 +174,7 @@ pub fn normalize(
         if si == vi
             && let Some(t) = packet.pts().or(packet.dts())
         {
-            reporter.at(t as f64 * f64::from(video_tb), progress);
+            reporter.at((t - video_start) as f64 * f64::from(video_tb), progress);
         }
         match routes.get_mut(si) {
             Some(Route::Copy(c)) => write_copy(c, &mut packet, ost_tbs[c.ost_index], &mut octx)?,
@@ -168,6 +199,7 @@ pub fn normalize(
 fn add_copy(
     ist: &format::stream::Stream,
     octx: &mut format::context::Output,
+    start: i64,
 ) -> Result<Copy, MediaError> {
     let mut ost = octx.add_stream(encoder::find(ff::codec::Id::None))?;
     ost.set_parameters(ist.parameters());
@@ -175,6 +207,7 @@ fn add_copy(
     Ok(Copy {
         ost_index: ost.index(),
         in_tb: ist.time_base(),
+        start,
         last_dts: None,
     })
 }
@@ -191,6 +224,15 @@ fn clear_codec_tag(ost: &mut format::stream::StreamMut) {
     }
 }
 
+/// Whether the stream carries its decoder configuration (AAC's
+/// AudioSpecificConfig, Opus's header) out of band, as MP4 needs.
+#[allow(unsafe_code)]
+fn has_extradata(params: &ff::codec::Parameters) -> bool {
+    // SAFETY: reads a plain integer field of parameters owned by a stream
+    // of the input context, which outlives this call.
+    unsafe { (*params.as_ptr()).extradata_size > 0 }
+}
+
 /// Rescales and writes one copied packet; packets without any timestamp,
 /// or whose dts would go backwards, are dropped (the muxer refuses them).
 fn write_copy(
@@ -203,8 +245,8 @@ fn write_copy(
         (None, None) => return Ok(()),
         (p, d) => (p.or(d), d.or(p)),
     };
-    packet.set_pts(pts);
-    packet.set_dts(dts);
+    packet.set_pts(pts.map(|t| t - c.start));
+    packet.set_dts(dts.map(|t| t - c.start));
     packet.rescale_ts(c.in_tb, ost_tb);
     packet.set_position(-1);
     packet.set_stream(c.ost_index);

@@ -109,6 +109,14 @@ fn moof_offsets(file: &Path) -> Vec<u64> {
 fn check_output(input: &Path, out: &Path, vcodec: &str, acodec: &str) {
     let moofs = moof_offsets(out);
     assert!(moofs.len() >= 2, "not fragmented: {moofs:?}");
+    let start: f64 = ffprobe(
+        &["-show_entries", "format=start_time", "-of", "csv=p=0"],
+        out,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(start.abs() < 0.05, "output starts at {start} s");
     assert_eq!(codec_of(out, "v:0"), vcodec);
     assert_eq!(codec_of(out, "a:0"), acodec);
     let (din, dout) = (format_duration(input), format_duration(out));
@@ -527,4 +535,108 @@ fn throughput_1080p() {
         250.0 / secs,
         mb / secs
     );
+}
+
+#[test]
+fn normalize_reencodes_adts_aac_from_mpegts() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.ts",
+        "320x240",
+        4,
+        &["-c:v", "libx264", "-g", "25", "-c:a", "aac", "-shortest"],
+    );
+    let out = dir.path().join("out.mp4");
+    // ADTS cannot be copied into MP4 as it is: the audio is re-encoded.
+    assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeAudio);
+    check_output(&input, &out, "h264", "aac");
+}
+
+#[test]
+fn normalize_transcodes_vp8_vorbis_and_pcm() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = make(
+        dir.path(),
+        "in.webm",
+        "320x240",
+        3,
+        &[
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-c:a",
+            "libvorbis",
+            "-shortest",
+        ],
+    );
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeVideo);
+    check_output(&input, &out, "h264", "aac");
+    let input = make(
+        dir.path(),
+        "in.mov",
+        "320x240",
+        3,
+        &[
+            "-c:v",
+            "libx264",
+            "-g",
+            "25",
+            "-c:a",
+            "pcm_s16le",
+            "-shortest",
+        ],
+    );
+    let out = dir.path().join("out2.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeAudio);
+    check_output(&input, &out, "h264", "aac");
+}
+
+#[test]
+fn cover_art_is_not_the_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = make(
+        dir.path(),
+        "in.mp4",
+        "320x240",
+        3,
+        &["-c:v", "libx264", "-g", "25", "-c:a", "aac", "-shortest"],
+    );
+    let cover = dir.path().join("cover.png");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=600x600",
+        "-frames:v",
+        "1",
+        cover.to_str().unwrap(),
+    ]);
+    let input = dir.path().join("art.mp4");
+    ffmpeg(&[
+        "-i",
+        plain.to_str().unwrap(),
+        "-i",
+        cover.to_str().unwrap(),
+        "-map",
+        "1",
+        "-map",
+        "0",
+        "-c",
+        "copy",
+        "-c:v:0",
+        "png",
+        "-disposition:v:0",
+        "attached_pic",
+        input.to_str().unwrap(),
+    ]);
+    let p = probe(&input).unwrap();
+    assert_eq!((p.video.codec.as_str(), p.video.width), ("h264", 320));
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::Remux);
+    check_output(&plain, &out, "h264", "aac");
+    let streams = ffprobe(&["-show_entries", "stream=index", "-of", "csv=p=0"], &out);
+    assert_eq!(streams.lines().count(), 2, "{streams}");
 }

@@ -27,6 +27,8 @@ pub(super) struct AudioTranscoder {
     /// Where the next encoded frame starts, in 1/48000 s.
     next_pts: Option<i64>,
     in_tb: Rational,
+    /// The input's start time in `in_tb`, taken off every timestamp.
+    start: i64,
     ost_index: usize,
 }
 
@@ -35,6 +37,7 @@ impl AudioTranscoder {
     pub(super) fn new(
         ist: &format::stream::Stream,
         octx: &mut format::context::Output,
+        start: i64,
     ) -> Result<Self, MediaError> {
         let decoder = codec::context::Context::from_parameters(ist.parameters())?
             .decoder()
@@ -66,6 +69,7 @@ impl AudioTranscoder {
         ost.set_time_base(Rational(1, RATE as i32));
         Ok(AudioTranscoder {
             in_tb: ist.time_base(),
+            start,
             decoder,
             encoder,
             resampler: None,
@@ -111,7 +115,7 @@ impl AudioTranscoder {
                 continue;
             }
             if self.next_pts.is_none() {
-                let start = decoded.timestamp().unwrap_or(0).max(0);
+                let start = decoded.timestamp().map_or(0, |t| (t - self.start).max(0));
                 self.next_pts = Some(start.rescale(self.in_tb, Rational(1, RATE as i32)));
             }
             let resampled = self.resample(&mut decoded)?;

@@ -20,6 +20,8 @@ pub(super) struct VideoTranscoder {
     scaler: Option<(Pixel, u32, u32, scaling::Context)>,
     scaled: frame::Video,
     enc_tb: Rational,
+    /// The input's start time (in `enc_tb`), taken off every timestamp.
+    start: i64,
     ost_index: usize,
     last_pts: Option<i64>,
     frame_step: i64,
@@ -32,6 +34,7 @@ impl VideoTranscoder {
     pub(super) fn new(
         ist: &format::stream::Stream,
         octx: &mut format::context::Output,
+        start: i64,
     ) -> Result<Self, MediaError> {
         let mut dctx = codec::context::Context::from_parameters(ist.parameters())?;
         dctx.set_threading(codec::threading::Config::count(0));
@@ -85,6 +88,7 @@ impl VideoTranscoder {
             scaler: None,
             scaled: frame::Video::new(Pixel::YUV420P, w, h),
             enc_tb: in_tb,
+            start,
             ost_index,
             last_pts: None,
             frame_step: step,
@@ -119,7 +123,7 @@ impl VideoTranscoder {
             self.scale(&decoded)?;
             // Encoder timestamps must increase; gaps and missing ones are
             // filled from the frame rate.
-            let pts = match (decoded.timestamp(), self.last_pts) {
+            let pts = match (decoded.timestamp().map(|t| t - self.start), self.last_pts) {
                 (Some(t), Some(last)) if t > last => t,
                 (Some(t), None) => t,
                 (_, Some(last)) => last + self.frame_step,
