@@ -170,8 +170,10 @@ impl Reader {
         let st = ictx
             .stream(vi)
             .ok_or_else(|| MediaError::Ffmpeg("video stream vanished".into()))?;
-        let mut ctx = codec::context::Context::from_parameters(st.parameters())?;
-        ctx.set_threading(codec::threading::Config::count(0));
+        // One decoding thread (FFmpeg's default): frame threads would hold
+        // back the first frame until several more packets are decoded,
+        // and the first frame after a seek is usually all that is needed.
+        let ctx = codec::context::Context::from_parameters(st.parameters())?;
         Ok(Reader {
             decoder: ctx.decoder().video()?,
             vi,

@@ -37,7 +37,12 @@ impl VideoTranscoder {
         start: i64,
     ) -> Result<Self, MediaError> {
         let mut dctx = codec::context::Context::from_parameters(ist.parameters())?;
-        dctx.set_threading(codec::threading::Config::count(0));
+        // Frame threads, as many as FFmpeg sees cores (count 0): decoding a
+        // 4K HEVC upload single-threaded would starve the encoder.
+        dctx.set_threading(codec::threading::Config {
+            kind: codec::threading::Type::Frame,
+            ..Default::default()
+        });
         let decoder = dctx.decoder().video()?;
         let (w, h) = output_size(decoder.width(), decoder.height());
         let fps = frame_rate(ist);
