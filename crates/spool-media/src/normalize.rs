@@ -87,7 +87,9 @@ struct Copy {
 ///
 /// Returns the plan carried out: [`plan`]'s, except that AAC without a
 /// decoder configuration (ADTS, as MPEG-TS carries it) is re-encoded, so
-/// a [`Plan::Remux`] becomes [`Plan::TranscodeAudio`].
+/// a [`Plan::Remux`] becomes [`Plan::TranscodeAudio`]; and video whose
+/// keyframes are too far apart to copy in bounded memory is transcoded
+/// ([`Plan::TranscodeVideo`]).
 pub fn normalize(
     input: &Path,
     output: &Path,
@@ -96,7 +98,54 @@ pub fn normalize(
     cancel: &AtomicBool,
 ) -> Result<Plan, MediaError> {
     crate::init_ffmpeg()?;
-    let mut plan = plan(probe);
+    let mut reporter = Progress::new(probe.duration_ms.map(|ms| ms as f64 / 1000.0));
+    match run(
+        input,
+        output,
+        probe,
+        None,
+        MAX_FRAGMENT_BYTES,
+        &mut reporter,
+        progress,
+        cancel,
+    )? {
+        Some(plan) => Ok(plan),
+        // The copied video's keyframes are too far apart for the muxer to
+        // hold a fragment in memory: make new ones.
+        None => run(
+            input,
+            output,
+            probe,
+            Some(Plan::TranscodeVideo),
+            u64::MAX,
+            &mut reporter,
+            progress,
+            cancel,
+        )?
+        .ok_or_else(|| MediaError::Ffmpeg("transcode restarted twice".into())),
+    }
+}
+
+/// The most bytes of copied video one fragment may hold. The mp4 muxer
+/// keeps the current fragment in memory until the next keyframe, so a copy
+/// of a file with keyframes minutes apart (some screen recorders write one)
+/// would buffer most of it; past this, the video is transcoded instead.
+const MAX_FRAGMENT_BYTES: u64 = 192 << 20;
+
+/// One attempt at [`normalize`] with `force`d plan (else [`plan`]'s);
+/// `None` when a copied video fragment would exceed `max_fragment` bytes.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    input: &Path,
+    output: &Path,
+    probe: &Probe,
+    force: Option<Plan>,
+    max_fragment: u64,
+    reporter: &mut Progress,
+    progress: &mut dyn FnMut(f64),
+    cancel: &AtomicBool,
+) -> Result<Option<Plan>, MediaError> {
+    let mut plan = force.unwrap_or_else(|| plan(probe));
     let mut ictx = open_input(input)?;
     let vi = best_video(&ictx)
         .ok_or_else(|| MediaError::Unsupported("no decodable video stream".into()))?;
@@ -151,14 +200,13 @@ pub fn normalize(
     octx.write_header_with(opts)?;
     let ost_tbs: Vec<Rational> = octx.streams().map(|s| s.time_base()).collect();
 
-    let duration_s = probe.duration_ms.map(|ms| ms as f64 / 1000.0);
-    let mut reporter = Progress::new(duration_s);
     let video_tb = ictx
         .stream(vi)
         .map(|s| s.time_base())
         .unwrap_or(Rational(1, 1000));
     let video_start = start_us.rescale(ff::rescale::TIME_BASE, video_tb);
     let mut packet = Packet::empty();
+    let mut fragment_bytes = 0u64;
     loop {
         if cancel.load(Ordering::Relaxed) {
             return Err(MediaError::Cancelled);
@@ -176,6 +224,16 @@ pub fn normalize(
         {
             reporter.at((t - video_start) as f64 * f64::from(video_tb), progress);
         }
+        if si == vi && matches!(routes.get(si), Some(Route::Copy(_))) {
+            fragment_bytes = if packet.is_key() {
+                0
+            } else {
+                fragment_bytes + packet.size() as u64
+            };
+            if fragment_bytes > max_fragment {
+                return Ok(None);
+            }
+        }
         match routes.get_mut(si) {
             Some(Route::Copy(c)) => write_copy(c, &mut packet, ost_tbs[c.ost_index], &mut octx)?,
             Some(Route::Video(t)) => t.push(&packet, &mut octx)?,
@@ -192,7 +250,7 @@ pub fn normalize(
     }
     octx.write_trailer()?;
     progress(1.0);
-    Ok(plan)
+    Ok(Some(plan))
 }
 
 /// Adds an output stream that takes `ist`'s packets unchanged.
@@ -350,5 +408,62 @@ mod tests {
         }
         // The first report passes; the rest fall within the throttle window.
         assert_eq!(seen, vec![0.1]);
+    }
+
+    /// A copy whose one fragment would outgrow the cap is abandoned, and
+    /// the transcode that replaces it has fragments again.
+    #[test]
+    fn sparse_keyframes_fall_back_to_transcoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("sparse.mp4");
+        let ok = std::process::Command::new("ffmpeg")
+            .args(["-y", "-v", "error", "-nostdin", "-f", "lavfi", "-i"])
+            .arg("testsrc2=size=320x240:rate=25:duration=4")
+            .args([
+                "-c:v",
+                "libx264",
+                "-g",
+                "1000",
+                "-x264-params",
+                "scenecut=0",
+            ])
+            .arg(&input)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let p = crate::probe::probe(&input).unwrap();
+        assert_eq!(plan(&p), Plan::Remux);
+        let output = dir.path().join("out.mp4");
+        let cancel = AtomicBool::new(false);
+        let mut reporter = Progress::new(Some(4.0));
+        let mut seen = Vec::new();
+        let mut report = |x| seen.push(x);
+        let first = run(
+            &input,
+            &output,
+            &p,
+            None,
+            20_000,
+            &mut reporter,
+            &mut report,
+            &cancel,
+        );
+        assert_eq!(first.unwrap(), None);
+        let second = run(
+            &input,
+            &output,
+            &p,
+            Some(Plan::TranscodeVideo),
+            u64::MAX,
+            &mut reporter,
+            &mut report,
+            &cancel,
+        );
+        assert_eq!(second.unwrap(), Some(Plan::TranscodeVideo));
+        let bytes = std::fs::read(&output).unwrap();
+        let moofs = bytes.windows(4).filter(|w| w == b"moof").count();
+        assert!(moofs >= 2, "{moofs} fragments");
+        assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     }
 }
