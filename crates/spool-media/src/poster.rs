@@ -85,7 +85,9 @@ fn pick(
     // same keyframe are not scored twice.
     let mut seen: Vec<(u64, f64)> = Vec::new();
     for &c in cands.iter().filter(|_| seek) {
-        let ts = c as i64 * i64::from(ff::ffi::AV_TIME_BASE) / 1000;
+        // Seek times are absolute; candidates count from the first frame
+        // (MPEG-TS clocks, for one, start well above zero).
+        let ts = (reader.start_ms + c) as i64 * i64::from(ff::ffi::AV_TIME_BASE) / 1000;
         // ffmpeg-next passes the range end as avformat_seek_file's
         // inclusive max_ts: the keyframe at or before `ts`.
         if ictx.seek(ts, ..ts).is_err() {
@@ -128,6 +130,12 @@ fn pick(
             let s = picker.offer(&f, at)?;
             seen.push((at, s));
         }
+        // Nothing at all after the seek: the demuxer overshot (MPEG-TS
+        // seeks by byte position and can land past the last keyframe).
+        if forward == 0 {
+            seek_failed = true;
+            break;
+        }
     }
     if seek_failed {
         // Start over: a failed seek can leave the demuxer anywhere. One
@@ -161,8 +169,13 @@ struct Reader {
     decoder: decoder::Video,
     vi: usize,
     tb: Rational,
+    /// The stream's start time, taken off frame times.
+    start_ms: u64,
     /// The input (or what is complete of it) is exhausted.
     ended: bool,
+    /// Packets are skipped up to the next keyframe: some demuxers (MPEG-TS)
+    /// seek to any packet, and decoding from there yields broken frames.
+    need_key: bool,
 }
 
 impl Reader {
@@ -174,11 +187,19 @@ impl Reader {
         // back the first frame until several more packets are decoded,
         // and the first frame after a seek is usually all that is needed.
         let ctx = codec::context::Context::from_parameters(st.parameters())?;
+        let start = st.start_time();
+        let start_ms = if start == ff::ffi::AV_NOPTS_VALUE {
+            0
+        } else {
+            (start as f64 * f64::from(st.time_base()) * 1000.0).max(0.0) as u64
+        };
         Ok(Reader {
             decoder: ctx.decoder().video()?,
             vi,
             tb: st.time_base(),
+            start_ms,
             ended: false,
+            need_key: true,
         })
     }
 
@@ -186,6 +207,7 @@ impl Reader {
     fn restart(&mut self) {
         self.decoder.flush();
         self.ended = false;
+        self.need_key = true;
     }
 
     /// The next decoded frame and its time in ms, `None` at the end of what
@@ -199,14 +221,16 @@ impl Reader {
                 let at = frame
                     .timestamp()
                     .map(|t| (t as f64 * f64::from(self.tb) * 1000.0).max(0.0) as u64)
-                    .unwrap_or(0);
+                    .unwrap_or(0)
+                    .saturating_sub(self.start_ms);
                 return Some((frame, at));
             }
             if self.ended {
                 return None;
             }
             match packet.read(ictx) {
-                Ok(()) if packet.stream() == self.vi => {
+                Ok(()) if packet.stream() == self.vi && !(self.need_key && !packet.is_key()) => {
+                    self.need_key = false;
                     // A corrupt (or cut-off) packet is skipped.
                     let _ = self.decoder.send_packet(&packet);
                 }

@@ -457,3 +457,34 @@ fn cover_art_is_not_the_video() {
     let streams = ffprobe(&["-show_entries", "stream=index", "-of", "csv=p=0"], &out);
     assert_eq!(streams.lines().count(), 2, "{streams}");
 }
+
+/// MPEG-TS starts its clock above zero: candidates and `at_ms` count from
+/// the first frame all the same.
+#[test]
+fn poster_times_count_from_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("black.ts");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "color=black:size=320x180:rate=25:duration=2",
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x180:rate=25:duration=2",
+        "-filter_complex",
+        "[0:v][1:v]concat=n=2:v=1:a=0[v]",
+        "-map",
+        "[v]",
+        "-c:v",
+        "libx264",
+        "-g",
+        "25",
+        "-output_ts_offset",
+        "10",
+        input.to_str().unwrap(),
+    ]);
+    let p = poster_from_file(&input, &[500, 3000], 160).unwrap();
+    assert!((2000..4000).contains(&p.at_ms), "{}", p.at_ms);
+}
