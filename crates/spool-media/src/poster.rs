@@ -229,7 +229,7 @@ impl Reader {
                 return None;
             }
             match packet.read(ictx) {
-                Ok(()) if packet.stream() == self.vi && !(self.need_key && !packet.is_key()) => {
+                Ok(()) if packet.stream() == self.vi && (packet.is_key() || !self.need_key) => {
                     self.need_key = false;
                     // A corrupt (or cut-off) packet is skipped.
                     let _ = self.decoder.send_packet(&packet);
