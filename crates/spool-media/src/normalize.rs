@@ -262,6 +262,7 @@ fn add_copy(
     let mut ost = octx.add_stream(encoder::find(ff::codec::Id::None))?;
     ost.set_parameters(ist.parameters());
     clear_codec_tag(&mut ost);
+    copy_display_matrix(ist, &mut ost);
     Ok(Copy {
         ost_index: ost.index(),
         in_tb: ist.time_base(),
@@ -279,6 +280,36 @@ fn clear_codec_tag(ost: &mut format::stream::StreamMut) {
     // context we hold mutably; codec_tag is a plain integer field.
     unsafe {
         (*ost.parameters().as_mut_ptr()).codec_tag = 0;
+    }
+}
+
+/// Carries the input's display matrix (a phone's portrait rotation) over:
+/// frames are stored as shot, and the player turns them. ffmpeg-next can
+/// read stream side data but not add it.
+#[allow(unsafe_code)]
+pub(crate) fn copy_display_matrix(
+    ist: &format::stream::Stream,
+    ost: &mut format::stream::StreamMut,
+) {
+    use ff::codec::packet::side_data::Type;
+    for sd in ist
+        .side_data()
+        .filter(|sd| sd.kind() == Type::DisplayMatrix)
+    {
+        let data = sd.data();
+        // SAFETY: av_stream_new_side_data allocates `data.len()` bytes owned
+        // by the output stream (or returns NULL); we copy exactly that many
+        // from a slice of the same length, and the regions cannot overlap.
+        unsafe {
+            let dst = ff::ffi::av_stream_new_side_data(
+                ost.as_mut_ptr(),
+                ff::ffi::AVPacketSideDataType::AV_PKT_DATA_DISPLAYMATRIX,
+                data.len() as _,
+            );
+            if !dst.is_null() {
+                std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len());
+            }
+        }
     }
 }
 

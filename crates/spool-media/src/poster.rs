@@ -14,6 +14,8 @@ use ff::software::scaling;
 use ff::{Dictionary, Packet, Rational, codec, decoder, encoder, frame};
 use ffmpeg_next as ff;
 
+mod rotate;
+
 use crate::MediaError;
 use crate::normalize::fit;
 use crate::probe::{best_video, duration_ms, open_input};
@@ -78,7 +80,8 @@ fn pick(
     cands.sort_unstable();
     cands.dedup();
 
-    let mut picker = Picker::new(max_width);
+    let turn = ictx.stream(vi).map_or(0, |st| rotate::rotation(&st));
+    let mut picker = Picker::new(max_width, turn);
     let mut reader = Reader::open(&ictx, vi)?;
     let mut seek_failed = !seek;
     // Frames already scored (time, score): candidates that land on the
@@ -247,14 +250,17 @@ impl Reader {
 /// Scales candidate frames down, scores them, keeps the best.
 struct Picker {
     max_width: u32,
+    /// Clockwise degrees the player turns the video by.
+    turn: u32,
     scaler: Option<((Pixel, u32, u32), scaling::Context)>,
     best: Option<(f64, frame::Video, u64)>,
 }
 
 impl Picker {
-    fn new(max_width: u32) -> Self {
+    fn new(max_width: u32, turn: u32) -> Self {
         Picker {
             max_width,
+            turn,
             scaler: None,
             best: None,
         }
@@ -263,7 +269,13 @@ impl Picker {
     /// Scores `src` (shown at `at_ms`), keeping it if it is the best yet.
     fn offer(&mut self, src: &frame::Video, at_ms: u64) -> Result<f64, MediaError> {
         let key = (src.format(), src.width(), src.height());
-        let (w, h) = fit(src.width(), src.height(), self.max_width);
+        // `max_width` bounds the width as displayed, after turning.
+        let (w, h) = if self.turn % 180 == 90 {
+            let (dw, dh) = fit(src.height(), src.width(), self.max_width);
+            (dh, dw)
+        } else {
+            fit(src.width(), src.height(), self.max_width)
+        };
         if self.scaler.as_ref().is_none_or(|(k, _)| *k != key) {
             // Full-range YUV is what JPEG means; swscale expands the range.
             let ctx = scaling::Context::get(
@@ -292,6 +304,7 @@ impl Picker {
         let (_, frame, at_ms) = self
             .best
             .ok_or_else(|| MediaError::Ffmpeg("no video frame could be decoded".into()))?;
+        let frame = rotate::rotate(&frame, self.turn);
         Ok(Poster {
             jpeg: encode_jpeg(&frame)?,
             width: frame.width(),

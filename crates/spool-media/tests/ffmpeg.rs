@@ -488,3 +488,97 @@ fn poster_times_count_from_the_start() {
     let p = poster_from_file(&input, &[500, 3000], 160).unwrap();
     assert!((2000..4000).contains(&p.at_ms), "{}", p.at_ms);
 }
+
+/// A phone's portrait video: the rotation survives remuxing and
+/// transcoding.
+#[test]
+fn rotation_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = make(
+        dir.path(),
+        "plain.mp4",
+        "320x240",
+        2,
+        &["-c:v", "libx264", "-c:a", "aac", "-shortest"],
+    );
+    let rotated = dir.path().join("rot.mp4");
+    ffmpeg(&[
+        "-i",
+        plain.to_str().unwrap(),
+        "-c",
+        "copy",
+        "-metadata:s:v:0",
+        "rotate=90",
+        rotated.to_str().unwrap(),
+    ]);
+    let rotation = |f: &std::path::Path| {
+        ffprobe(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream_side_data=rotation",
+                "-of",
+                "csv=p=0",
+            ],
+            f,
+        )
+        .trim()
+        .to_string()
+    };
+    assert_eq!(rotation(&rotated), "90");
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&rotated, &out).0, Plan::Remux);
+    assert_eq!(rotation(&out), "90");
+    let mpeg4 = dir.path().join("rot.mov");
+    ffmpeg(&[
+        "-noautorotate",
+        "-i",
+        rotated.to_str().unwrap(),
+        "-c:v",
+        "mpeg4",
+        "-c:a",
+        "copy",
+        mpeg4.to_str().unwrap(),
+    ]);
+    let out = dir.path().join("out2.mp4");
+    assert_eq!(rotation(&mpeg4), "90");
+    assert_eq!(run_normalize(&mpeg4, &out).0, Plan::TranscodeVideo);
+    assert_eq!(rotation(&out), "90");
+
+    // The poster stands upright, as FFmpeg's CLI (autorotate) shows it.
+    let poster = poster_from_file(&rotated, &[0], 640).unwrap();
+    assert_eq!((poster.width, poster.height), (240, 320));
+    let jpg = dir.path().join("p.jpg");
+    std::fs::write(&jpg, &poster.jpeg).unwrap();
+    let gray = |args: &[&str]| {
+        let out = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-nostdin"])
+            .args(args)
+            .args([
+                "-frames:v",
+                "1",
+                "-s",
+                "240x320",
+                "-f",
+                "rawvideo",
+                "-pix_fmt",
+                "gray",
+                "-",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    let ours = gray(&["-i", jpg.to_str().unwrap()]);
+    let cli = gray(&["-i", rotated.to_str().unwrap()]);
+    assert_eq!(ours.len(), cli.len());
+    let diff: f64 = ours
+        .iter()
+        .zip(&cli)
+        .map(|(a, b)| f64::from(a.abs_diff(*b)))
+        .sum::<f64>()
+        / ours.len() as f64;
+    assert!(diff < 12.0, "mean luma difference {diff}");
+}

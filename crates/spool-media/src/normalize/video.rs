@@ -84,6 +84,7 @@ impl VideoTranscoder {
             .ok_or_else(|| MediaError::Ffmpeg("output stream vanished".into()))?;
         ost.set_parameters(&encoder);
         ost.set_time_base(in_tb);
+        super::copy_display_matrix(ist, &mut ost);
         let step = (f64::from(in_tb.invert()) / f64::from(fps))
             .round()
             .max(1.0) as i64;
