@@ -582,3 +582,59 @@ fn rotation_is_kept() {
         / ours.len() as f64;
     assert!(diff < 12.0, "mean luma difference {diff}");
 }
+
+/// A phone's HEVC (10-bit here) is transcoded to 8-bit H.264; subtitles
+/// are dropped.
+#[test]
+fn normalize_transcodes_10bit_hevc_and_drops_subtitles() {
+    let dir = tempfile::tempdir().unwrap();
+    let srt = dir.path().join("s.srt");
+    std::fs::write(&srt, "1\n00:00:00,000 --> 00:00:01,000\nhello\n").unwrap();
+    let input = dir.path().join("in.mkv");
+    ffmpeg(&[
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=320x240:rate=25:duration=3",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=duration=3",
+        "-i",
+        srt.to_str().unwrap(),
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-map",
+        "2",
+        "-c:v",
+        "libx265",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p10le",
+        "-x265-params",
+        "log-level=error",
+        "-c:a",
+        "aac",
+        "-c:s",
+        "srt",
+        input.to_str().unwrap(),
+    ]);
+    let p = probe(&input).unwrap();
+    assert_eq!(p.video.codec, "hevc");
+    let out = dir.path().join("out.mp4");
+    assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeVideo);
+    check_output(&input, &out, "h264", "aac");
+    let streams = ffprobe(
+        &[
+            "-show_entries",
+            "stream=codec_type,pix_fmt",
+            "-of",
+            "csv=p=0",
+        ],
+        &out,
+    );
+    assert_eq!(streams.trim(), "video,yuv420p\naudio", "{streams}");
+}
