@@ -1,104 +1,15 @@
-//! probe, normalize and poster against files the ffmpeg CLI generates
-//! (lavfi `testsrc2` and `sine`), checked with ffprobe.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
+//! normalize: every plan, checked with ffprobe; cancel, rotation, and the
+//! throughput figures.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use spool_media::MediaError;
-use spool_media::normalize::{Plan, normalize, plan};
+use spool_media::normalize::{Plan, normalize};
 use spool_media::poster::poster_from_file;
 use spool_media::probe::probe;
-use support::{
-    black_then_pattern, check_output, codec_of, ffmpeg, ffprobe, make, moof_offsets, run_normalize,
-};
 
-#[test]
-fn probe_reads_mp4_and_rejects_non_video() {
-    let dir = tempfile::tempdir().unwrap();
-    let mp4 = make(
-        dir.path(),
-        "a.mp4",
-        "320x240",
-        3,
-        &[
-            "-c:v",
-            "libx264",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "+faststart",
-            "-shortest",
-        ],
-    );
-    let p = probe(&mp4).unwrap();
-    assert_eq!(p.video.codec, "h264");
-    assert_eq!((p.video.width, p.video.height), (320, 240));
-    let a = p.audio.as_ref().unwrap();
-    assert_eq!(
-        (a.codec.as_str(), a.sample_rate, a.channels),
-        ("aac", 44100, 1)
-    );
-    assert!(p.format.contains("mp4"), "{}", p.format);
-    assert!(
-        (2900..=3100).contains(&p.duration_ms.unwrap()),
-        "{:?}",
-        p.duration_ms
-    );
-    assert_eq!(plan(&p), Plan::Remux);
-
-    let text = dir.path().join("t.txt");
-    std::fs::write(&text, "hello, this is not a video\n".repeat(100)).unwrap();
-    // Deterministic noise (xorshift), so a failure reproduces.
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let noise: Vec<u8> = (0..200_000)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
-    let random = dir.path().join("r.bin");
-    std::fs::write(&random, noise).unwrap();
-    let png = dir.path().join("i.png");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x64",
-        "-frames:v",
-        "1",
-        png.to_str().unwrap(),
-    ]);
-    let jpg = dir.path().join("i.jpg");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=64x64",
-        "-frames:v",
-        "1",
-        jpg.to_str().unwrap(),
-    ]);
-    let audio_only = dir.path().join("s.m4a");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=duration=1",
-        audio_only.to_str().unwrap(),
-    ]);
-    for f in [&text, &random, &png, &jpg, &audio_only] {
-        match probe(f) {
-            Err(e @ MediaError::Unsupported(_)) => assert!(e.is_permanent()),
-            other => panic!("{}: {other:?}", f.display()),
-        }
-    }
-}
+use crate::support::{check_output, ffmpeg, ffprobe, make, run_normalize};
 
 #[test]
 fn normalize_remuxes_faststart_mp4() {
@@ -239,47 +150,6 @@ fn normalize_stops_when_cancelled() {
     assert_eq!(calls, 1);
 }
 
-#[test]
-fn poster_skips_black_opening() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = black_then_pattern(dir.path(), &[]);
-    let p = poster_from_file(&input, &[0, 1000, 3000, 99_000], 320).unwrap();
-    assert!(p.at_ms >= 2000, "chose the black frame at {}", p.at_ms);
-    assert_eq!((p.width, p.height), (320, 180));
-    assert_eq!(&p.jpeg[..2], &[0xff, 0xd8]);
-    let jpg = dir.path().join("p.jpg");
-    std::fs::write(&jpg, &p.jpeg).unwrap();
-    assert_eq!(codec_of(&jpg, "v:0"), "mjpeg");
-    // Only black to choose from: still a poster.
-    let p = poster_from_file(&input, &[0, 500], 320).unwrap();
-    assert!(p.at_ms < 2000);
-    // Never upscaled.
-    assert_eq!(poster_from_file(&input, &[3000], 4000).unwrap().width, 640);
-}
-
-#[test]
-fn poster_from_fragmented_and_growing_mp4() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = black_then_pattern(
-        dir.path(),
-        &["-movflags", "frag_keyframe+empty_moov+default_base_moof"],
-    );
-    let p = poster_from_file(&input, &[500, 3000, 5000], 320).unwrap();
-    assert!(p.at_ms >= 2000, "{}", p.at_ms);
-    // An upload in progress: the last fragment is cut in the middle.
-    let bytes = std::fs::read(&input).unwrap();
-    let moofs = moof_offsets(&input);
-    let cut = moofs[moofs.len() - 1] as usize + 3000;
-    let growing = dir.path().join("growing.mp4");
-    std::fs::write(&growing, &bytes[..cut.min(bytes.len() - 1)]).unwrap();
-    let p = poster_from_file(&growing, &[500, 3000, 99_000], 320).unwrap();
-    assert!(p.at_ms >= 2000, "{}", p.at_ms);
-    // Only the init segment and the first fragments' start.
-    let early = dir.path().join("early.mp4");
-    std::fs::write(&early, &bytes[..moofs[2] as usize + 100]).unwrap();
-    poster_from_file(&early, &[3000], 320).unwrap();
-}
-
 /// Figures for the README: poster latency, remux and transcode speed on a
 /// 10 s 1080p H.264 input.
 #[test]
@@ -409,84 +279,6 @@ fn normalize_transcodes_vp8_vorbis_and_pcm() {
     let out = dir.path().join("out2.mp4");
     assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeAudio);
     check_output(&input, &out, "h264", "aac");
-}
-
-#[test]
-fn cover_art_is_not_the_video() {
-    let dir = tempfile::tempdir().unwrap();
-    let plain = make(
-        dir.path(),
-        "in.mp4",
-        "320x240",
-        3,
-        &["-c:v", "libx264", "-g", "25", "-c:a", "aac", "-shortest"],
-    );
-    let cover = dir.path().join("cover.png");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=600x600",
-        "-frames:v",
-        "1",
-        cover.to_str().unwrap(),
-    ]);
-    let input = dir.path().join("art.mp4");
-    ffmpeg(&[
-        "-i",
-        plain.to_str().unwrap(),
-        "-i",
-        cover.to_str().unwrap(),
-        "-map",
-        "1",
-        "-map",
-        "0",
-        "-c",
-        "copy",
-        "-c:v:0",
-        "png",
-        "-disposition:v:0",
-        "attached_pic",
-        input.to_str().unwrap(),
-    ]);
-    let p = probe(&input).unwrap();
-    assert_eq!((p.video.codec.as_str(), p.video.width), ("h264", 320));
-    let out = dir.path().join("out.mp4");
-    assert_eq!(run_normalize(&input, &out).0, Plan::Remux);
-    check_output(&plain, &out, "h264", "aac");
-    let streams = ffprobe(&["-show_entries", "stream=index", "-of", "csv=p=0"], &out);
-    assert_eq!(streams.lines().count(), 2, "{streams}");
-}
-
-/// MPEG-TS starts its clock above zero: candidates and `at_ms` count from
-/// the first frame all the same.
-#[test]
-fn poster_times_count_from_the_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("black.ts");
-    ffmpeg(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "color=black:size=320x180:rate=25:duration=2",
-        "-f",
-        "lavfi",
-        "-i",
-        "testsrc2=size=320x180:rate=25:duration=2",
-        "-filter_complex",
-        "[0:v][1:v]concat=n=2:v=1:a=0[v]",
-        "-map",
-        "[v]",
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-output_ts_offset",
-        "10",
-        input.to_str().unwrap(),
-    ]);
-    let p = poster_from_file(&input, &[500, 3000], 160).unwrap();
-    assert!((2000..4000).contains(&p.at_ms), "{}", p.at_ms);
 }
 
 /// A phone's portrait video: the rotation survives remuxing and
