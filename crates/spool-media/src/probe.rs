@@ -100,7 +100,8 @@ pub fn probe(path: &Path) -> Result<Probe, MediaError> {
 /// `subfile` protocol, cut at the end of its last complete top-level box,
 /// so the complete fragments stay readable without copying anything.
 pub(crate) fn open_input(path: &Path) -> Result<Input, MediaError> {
-    std::fs::metadata(path)?;
+    // Missing or unreadable files are I/O errors, not bad media.
+    std::fs::File::open(path)?;
     let err = match ff::format::input(path) {
         Ok(ictx) => return Ok(ictx),
         Err(e) => e,

@@ -57,6 +57,8 @@ impl VideoTranscoder {
         enc.set_width(w);
         enc.set_height(h);
         enc.set_format(Pixel::YUV420P);
+        // Anamorphic sources (DV, some broadcast) keep their shape.
+        enc.set_aspect_ratio(decoder.aspect_ratio());
         enc.set_time_base(in_tb);
         enc.set_frame_rate(Some(fps));
         let gop = (2.0 * f64::from(fps)).round().clamp(1.0, 600.0) as u32;

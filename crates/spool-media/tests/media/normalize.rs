@@ -111,6 +111,9 @@ fn normalize_transcodes_mpeg4_avi() {
             "mpeg4",
             "-q:v",
             "5",
+            // Anamorphic: non-square pixels.
+            "-aspect",
+            "16:9",
             "-c:a",
             "libmp3lame",
             "-shortest",
@@ -121,6 +124,21 @@ fn normalize_transcodes_mpeg4_avi() {
     let out = dir.path().join("out.mp4");
     assert_eq!(run_normalize(&input, &out).0, Plan::TranscodeVideo);
     check_output(&input, &out, "h264", "aac");
+    let dar = ffprobe(
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=display_aspect_ratio",
+            "-of",
+            "csv=p=0",
+        ],
+        &out,
+    );
+    // MPEG-4 Part 2 stores the pixel shape in 8-bit terms: about 16:9.
+    let (w, h) = dar.trim().split_once(':').unwrap();
+    let dar = w.parse::<f64>().unwrap() / h.parse::<f64>().unwrap();
+    assert!((dar - 16.0 / 9.0).abs() < 0.01, "{dar}");
 }
 
 #[test]
