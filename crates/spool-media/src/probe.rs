@@ -110,7 +110,9 @@ pub(crate) fn open_input(path: &Path) -> Result<Input, MediaError> {
         |e: ff::Error| MediaError::Unsupported(format!("FFmpeg cannot read it as media: {e}"));
     match (complete_prefix(path)?, path.to_str()) {
         (Some(end), Some(p)) => {
-            ff::format::input(&format!("subfile,,start,0,end,{end},,:{p}")).map_err(unsupported)
+            // `file:` keeps a colon in the path from reading as a protocol.
+            ff::format::input(&format!("subfile,,start,0,end,{end},,:file:{p}"))
+                .map_err(unsupported)
         }
         _ => Err(unsupported(err)),
     }
