@@ -1,11 +1,11 @@
 //! The poster: a representative frame (not a black or blank first frame)
-//! as a JPEG at most `max_width` wide, chosen among a few candidate frames by
-//! how much there is to see in them (the spread of their luma). Each
-//! candidate is found by seeking to the keyframe at or before it and
-//! decoding forward a bounded number of frames; where the file cannot seek
-//! (a fragmented MP4 without an index, a file still being written) the
-//! frames are taken in one forward pass instead, and a truncated tail just
-//! ends the search.
+//! as a JPEG at most `max_width` wide, turned upright as the player shows
+//! it, chosen among a few candidate frames by how much there is to see in
+//! them (the spread of their luma). Each candidate seeks to the keyframe at
+//! or before it and takes that frame, decoding on (a bounded number of
+//! frames) only when it is black or blank; where seeking fails or
+//! overshoots, the frames are taken in one forward pass instead, and a
+//! truncated tail (an upload in progress) just ends the search.
 
 use std::path::Path;
 
