@@ -262,11 +262,10 @@ impl AppState {
                         token_secret: env.token_secret.clone(),
                     });
                 }
-                if let Some(t) = self.embedded_target() {
-                    if matches!(&t, Target::OnDemand { server: s, token_id: id, .. } if s == server && id == token_id)
-                    {
-                        return Some(t);
-                    }
+                if let Some(t) = self.embedded_target()
+                    && matches!(&t, Target::OnDemand { server: s, token_id: id, .. } if s == server && id == token_id)
+                {
+                    return Some(t);
                 }
                 let secret = self.secrets.load(server, token_id).await?;
                 Some(Target::OnDemand {

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the upload server: signed upload API, TUS 1.0 endpoint, share pages, webhooks.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Upload a file, resumably: drops cost one chunk, crashes cost nothing.
     Upload(upload::UploadArgs),
     /// Continue every unfinished upload in the journal.
@@ -331,7 +331,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Upload(args) => {
                 let sub = matches
                     .subcommand_matches("upload")

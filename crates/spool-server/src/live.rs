@@ -182,7 +182,7 @@ pub async fn on_progress(app: &App, row: &UploadRow) {
         return;
     }
     let aid = asset_id.clone();
-    let metadata = match app.db.call(move |ops| Ok(ops.asset(&aid)?)).await {
+    let metadata = match app.db.call(move |ops| ops.asset(&aid)).await {
         Ok(Some(a)) => a.metadata,
         _ => return,
     };
