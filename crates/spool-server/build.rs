@@ -9,8 +9,7 @@ use std::path::PathBuf;
 const HLS: &str = "web/node_modules/hls.js/dist/hls.light.min.js";
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let src = manifest.join(HLS);
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(HLS);
     println!("cargo:rerun-if-changed={HLS}");
     println!("cargo:rerun-if-changed=web/package-lock.json");
     println!("cargo:rerun-if-changed=build.rs");
@@ -23,8 +22,10 @@ fn main() {
             src.display()
         ),
     };
-    let out =
-        PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets it")).join("hls.light.min.js");
+    let Some(out_dir) = std::env::var_os("OUT_DIR") else {
+        panic!("OUT_DIR is not set: build.rs runs under cargo");
+    };
+    let out = PathBuf::from(out_dir).join("hls.light.min.js");
     if std::fs::read(&out).ok().as_deref() != Some(&bytes[..]) {
         std::fs::write(&out, &bytes).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
     }

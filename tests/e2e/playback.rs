@@ -327,16 +327,38 @@ async fn link_previews_carry_the_title_escaped_and_the_phone_layout_fits() {
     phone.close().await;
 }
 
-/// Plays `video` and waits for its clock to pass `secs`.
+async fn paused(b: &Browser) -> Value {
+    b.execute("return document.querySelector('video').paused")
+        .await
+}
+
+/// Plays the video and waits for its clock to pass `secs`.
 async fn wait_playing_past(b: &Browser, secs: f64, what: &str) {
     b.wait_js(
         what,
         &format!("(() => {{ const v = document.querySelector('video'); if (v.paused) v.play().catch(() => {{}}); return v.currentTime > {secs}; }})()"),
         Duration::from_secs(20),
-        "(() => { const v = document.querySelector('video'); return {t: v.currentTime, rs: v.readyState, paused: v.paused, err: v.error && v.error.message}; })()",
+        PROBE,
     )
     .await;
 }
+
+/// Plays the video and waits for its clock to advance `by` seconds from
+/// where it settles (a live player starts near the live edge, not at 0).
+async fn wait_advancing(b: &Browser, by: f64, what: &str) {
+    b.execute("window.__t0 = undefined; return true").await;
+    b.wait_js(
+        what,
+        &format!("(() => {{ const v = document.querySelector('video'); if (v.paused) v.play().catch(() => {{}});
+            if (window.__t0 === undefined && v.readyState >= 3 && !v.seeking) window.__t0 = v.currentTime;
+            return window.__t0 !== undefined && v.currentTime > window.__t0 + {by}; }})()"),
+        Duration::from_secs(20),
+        PROBE,
+    )
+    .await;
+}
+
+const PROBE: &str = "(() => { const v = document.querySelector('video'); return v && {t: v.currentTime, d: v.duration, rs: v.readyState, paused: v.paused, err: v.error && v.error.message, t0: window.__t0}; })()";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
@@ -406,7 +428,7 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
     within_viewport(&b, "[data-testid=download-link]").await;
     no_horizontal_scroll(&b).await;
 
-    wait_playing_past(&b, 1.0, "playback to start").await;
+    wait_advancing(&b, 1.0, "playback to start").await;
     let shot = b.screenshot_as("ready-1280x800").await;
     eprintln!("screenshot {}", shot.display());
 
@@ -447,13 +469,6 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
     // Space toggles, with the focus on the page (not a form control).
     b.execute("document.activeElement && document.activeElement.blur(); return true")
         .await;
-    let paused = |b: &Browser| {
-        let b = b;
-        async move {
-            b.execute("return document.querySelector('video').paused")
-                .await
-        }
-    };
     let before = paused(&b).await;
     b.press(" ").await;
     assert_eq!(paused(&b).await, json!(!before.as_bool().unwrap()));
@@ -491,7 +506,7 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
     phone.goto(&f.page(&id)).await;
     no_horizontal_scroll(&phone).await;
     within_viewport(&phone, "[data-testid=share-video]").await;
-    wait_playing_past(&phone, 0.5, "playback on the phone").await;
+    wait_advancing(&phone, 0.5, "playback on the phone").await;
     phone.screenshot_as("ready-phone").await;
     phone.close().await;
 }
@@ -526,7 +541,7 @@ async fn a_live_recording_plays_live_then_becomes_the_video_without_a_reload() {
     )
     .await;
     assert_eq!(b.text(&badge).await.to_lowercase(), "live");
-    wait_playing_past(&b, 0.5, "live playback").await;
+    wait_advancing(&b, 0.5, "live playback").await;
     let shot = b.screenshot_as("live-1280x800").await;
     eprintln!("screenshot {}", shot.display());
 

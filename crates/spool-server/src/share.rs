@@ -197,7 +197,7 @@ pub async fn share_page(State(app): State<App>, Path(id): Path<String>) -> Respo
 /// A page: `head_extra` (link-preview tags) and `body` are already escaped
 /// HTML; `asset` (an id) turns the player script on.
 fn page(title: &str, head_extra: &str, body: &str, asset: Option<(&str, AssetStatus)>) -> String {
-    let css = &assets::STYLE.path;
+    let (css, icon) = (&assets::STYLE.path, &assets::ICON.path);
     let (scripts, body_attrs) = match asset {
         Some((id, status)) => (
             format!(
@@ -218,7 +218,7 @@ fn page(title: &str, head_extra: &str, body: &str, asset: Option<(&str, AssetSta
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <meta name="robots" content="noindex">{head_extra}
-<link rel="stylesheet" href="{css}">{scripts}</head>
+<link rel="icon" href="{icon}" type="image/svg+xml"><link rel="stylesheet" href="{css}">{scripts}</head>
 <body{body_attrs}><header class="bar"><span class="brand">Spool</span></header>
 <main>{body}</main></body></html>"#
     )

@@ -214,7 +214,11 @@ async fn static_files_are_immutable_under_hashed_names() {
     let id = t.titled_asset("Static", None).await;
     let html = t.get(&format!("/v/{id}"), &[]).await.text();
     let urls = static_urls(&html);
-    assert_eq!(urls.len(), 3, "hls.js, the script and the style: {urls:?}");
+    assert_eq!(
+        urls.len(),
+        4,
+        "hls.js, the script, the style, the icon: {urls:?}"
+    );
     for url in &urls {
         let r = t.get(url, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{url}");
@@ -225,8 +229,10 @@ async fn static_files_are_immutable_under_hashed_names() {
             // The policy has no 'unsafe-eval': nothing may need it.
             assert!(!js.contains("eval("), "{url} calls eval");
             assert!(!js.contains("new Function"), "{url} builds functions");
-        } else {
+        } else if url.ends_with(".css") {
             assert_eq!(ct, "text/css; charset=utf-8");
+        } else {
+            assert_eq!(ct, "image/svg+xml");
         }
         assert_eq!(
             r.header("cache-control"),

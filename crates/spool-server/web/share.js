@@ -134,7 +134,7 @@
     }
     var poster = local(s.thumbnail_url);
     if (poster && video.getAttribute('poster') !== poster) video.setAttribute('poster', poster);
-    if (s.width && s.height) document.getElementById('player').style.setProperty('--ar', String(s.width / s.height));
+    if (s.width && s.height) document.documentElement.style.setProperty('--ar', String(s.width / s.height));
     if (!source) attach(s);
     else if (source === 'mp4-wait' && s.mp4_url) attach(s);
     badge.hidden = !s.live;

@@ -1,5 +1,5 @@
-//! The share page's static files, compiled into the binary: its script and
-//! style (from `web/`) and hls.js (bundled by `build.rs` from the pinned npm
+//! The share page's static files, compiled into the binary: its script,
+//! style and icon (from `web/`) and hls.js (bundled by `build.rs` from the pinned npm
 //! package). Each is served under a name carrying a hash of its content,
 //! with `Cache-Control: public, max-age=31536000, immutable` and a strong
 //! ETag: a new build that changes a file changes its URL, so a cached copy
@@ -54,6 +54,16 @@ pub static STYLE: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// The tab's icon.
+pub static ICON: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "favicon",
+        "svg",
+        "image/svg+xml",
+        include_bytes!("../../web/favicon.svg"),
+    )
+});
+
 /// hls.js (light build: HLS playback without subtitles, alternate audio or
 /// DRM, none of which Spool's playlists have). It needs no `eval`.
 pub static HLS: LazyLock<Asset> = LazyLock::new(|| {
@@ -65,8 +75,8 @@ pub static HLS: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
-fn all() -> [&'static Asset; 3] {
-    [&SCRIPT, &STYLE, &HLS]
+fn all() -> [&'static Asset; 4] {
+    [&SCRIPT, &STYLE, &ICON, &HLS]
 }
 
 /// `GET /static/{file}`: a file by its hashed name; any other name is 404,
