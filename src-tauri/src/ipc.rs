@@ -117,6 +117,9 @@ pub struct RecordingView {
     pub last_error: Option<String>,
     pub dropped: u64,
     pub share_url: Option<String>,
+    /// The share link from Start: the page plays the recording live while
+    /// it uploads (`share_url` is set once the upload is complete).
+    pub live_url: Option<String>,
     pub local_path: Option<String>,
     /// Why the recording or its upload failed.
     pub error: Option<IpcError>,

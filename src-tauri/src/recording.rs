@@ -208,6 +208,7 @@ fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) ->
         next_retry_in_ms: p.next_retry_in_ms,
         last_error: p.last_error.clone(),
         dropped: p.dropped,
+        live_url: p.live_url.clone().or_else(|| base.live_url.clone()),
         ..base.clone()
     }
 }
@@ -349,9 +350,9 @@ fn on_upload_event(app: &AppHandle, e: &spool_client::Event) {
             );
             history_changed(app);
         }
-        spool_client::Event::Reconnecting { .. } | spool_client::Event::Recreated { .. } => {
-            history_changed(app)
-        }
+        spool_client::Event::Reconnecting { .. }
+        | spool_client::Event::Recreated { .. }
+        | spool_client::Event::Created { .. } => history_changed(app),
         spool_client::Event::Progress { .. } => {}
     }
 }

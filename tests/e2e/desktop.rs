@@ -189,7 +189,15 @@ async fn server_asset(base: &str, auth: &str, asset: &str) -> (serde_json::Value
 
 /// The server says `asset` is ready and holds exactly the bytes of `local`.
 async fn assert_stored(base: &str, auth: &str, asset: &str, local: &Path) {
-    let (meta, uploaded) = server_asset(base, auth, asset).await;
+    // Ready follows the last byte within about a second (processing).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (meta, uploaded) = loop {
+        let (meta, uploaded) = server_asset(base, auth, asset).await;
+        if meta["status"] != "processing" || std::time::Instant::now() > deadline {
+            break (meta, uploaded);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(meta["status"], "ready", "{meta}");
     let local_bytes = std::fs::read(local).unwrap();
     assert_eq!(

@@ -101,7 +101,13 @@ async fn a_recording_longer_than_the_upload_ttl_completes() {
     .finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
     let c = complete(&json_lines(&lines));
-    let asset = server.asset(c["asset_id"].as_str().unwrap()).await;
+    let asset = spool_e2e::media::wait_asset(
+        &server,
+        c["asset_id"].as_str().unwrap(),
+        Duration::from_secs(10),
+        |a| a["status"] != "processing",
+    )
+    .await;
     assert_eq!(asset["status"], "ready", "{asset}");
     let local = std::fs::read(c["local_path"].as_str().unwrap()).unwrap();
     let uploaded = Tus::default()

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod chromium;
+pub mod media;
 pub mod proxy;
 pub mod webdriver;
 
@@ -402,6 +403,14 @@ pub fn spool_record(state: &Path, output: &Path, target: &[&str], extra: &[&str]
         .arg("--json")
         .args(extra);
     cmd
+}
+
+/// Whether the server has every byte of the asset: processing, ready, or
+/// errored only because the bytes are not a video (random test bytes).
+pub fn all_bytes_in(asset: &serde_json::Value) -> bool {
+    asset["status"] == "processing"
+        || asset["status"] == "ready"
+        || (asset["status"] == "errored" && asset["error"]["code"] == "ERR_UNSUPPORTED_MEDIA")
 }
 
 /// The last `complete` event among `events`.

@@ -133,6 +133,11 @@ export type RecordingView = {
 	last_error: string | null,
 	dropped: number,
 	share_url: string | null,
+	/**
+	 *  The share link from Start: the page plays the recording live while
+	 *  it uploads (`share_url` is set once the upload is complete).
+	 */
+	live_url: string | null,
 	local_path: string | null,
 	/**  Why the recording or its upload failed. */
 	error: IpcError | null,

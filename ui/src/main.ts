@@ -36,6 +36,9 @@ const ui = {
   linkBox: $("link-box"),
   link: $<HTMLAnchorElement>("share-link"),
   copy: $<HTMLButtonElement>("copy-link-button"),
+  liveBox: $("live-box"),
+  liveLink: $<HTMLAnchorElement>("live-link"),
+  liveCopy: $<HTMLButtonElement>("copy-live-button"),
   error: $("error-message"),
   historyList: $<HTMLUListElement>("history-list"),
   historyEmpty: $("history-empty"),
@@ -195,6 +198,18 @@ function render(v: RecordingView) {
     ui.link.removeAttribute("href");
     setText(ui.link, "");
   }
+  // The link exists from Start and plays live; once the upload is complete
+  // the share link above takes over.
+  const live = v.live_url && !v.share_url ? v.live_url : null;
+  if (live) {
+    if (ui.liveBox.hidden) ui.liveBox.hidden = false;
+    setAttr(ui.liveLink, "href", live);
+    setText(ui.liveLink, live);
+  } else if (!ui.liveBox.hidden) {
+    ui.liveBox.hidden = true;
+    ui.liveLink.removeAttribute("href");
+    setText(ui.liveLink, "");
+  }
   if (v.error || !ui.error.hidden) showError(ui.error, v.error ?? null);
 }
 
@@ -244,6 +259,20 @@ ui.copy.addEventListener("click", async () => {
 ui.link.addEventListener("click", (e) => {
   e.preventDefault();
   if (ui.link.href) void call(commands.openLink(ui.link.href));
+});
+
+ui.liveCopy.addEventListener("click", async () => {
+  const url = ui.liveLink.href;
+  if (!url) return;
+  if ((await call(commands.copyText(url))) !== undefined) {
+    ui.liveCopy.textContent = "Copied";
+    setTimeout(() => (ui.liveCopy.textContent = "Copy"), 1500);
+  }
+});
+
+ui.liveLink.addEventListener("click", (e) => {
+  e.preventDefault();
+  if (ui.liveLink.href) void call(commands.openLink(ui.liveLink.href));
 });
 
 // ---------- notices ----------
@@ -311,6 +340,18 @@ function historyItem(h: HistoryItem): HTMLLIElement {
   const size = document.createElement("span");
   size.className = "size";
   size.textContent = h.state === "complete" ? bytes(h.recorded) : `${bytes(h.confirmed)} of ${bytes(h.recorded)}`;
+  // The server's poster of the recording (Spool servers have one at the
+  // share link); hidden when there is none (yet).
+  if (h.share_url && h.asset_id && h.state !== "deleting") {
+    const img = document.createElement("img");
+    img.className = "poster";
+    img.alt = "";
+    img.loading = "lazy";
+    img.dataset.testid = "history-poster";
+    img.addEventListener("error", () => (img.hidden = true));
+    img.src = `${h.share_url}/poster.jpg`;
+    li.append(img);
+  }
   li.append(when, state, size);
 
   if (h.share_url && h.state !== "deleting") {

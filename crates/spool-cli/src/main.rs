@@ -135,6 +135,9 @@ struct ServeArgs {
     /// Seconds delivered and dead-lettered webhooks are kept in the outbox.
     #[arg(long, env = "SPOOL_WEBHOOK_RETENTION", default_value_t = defaults::WEBHOOK_RETENTION.as_secs())]
     webhook_retention: u64,
+    /// Processing jobs (remux, transcode, posters) run at once at most; default: half the CPUs.
+    #[arg(long, env = "SPOOL_PROCESS_JOBS", default_value_t = defaults::process_jobs())]
+    process_jobs: usize,
 }
 
 impl ServeArgs {
@@ -161,6 +164,9 @@ impl ServeArgs {
         if self.max_connections == 0 {
             bail!("--max-connections must be at least 1");
         }
+        if !(1..=64).contains(&self.process_jobs) {
+            bail!("--process-jobs must be between 1 and 64");
+        }
         let frame_ancestors =
             FrameAncestors::parse(&self.frame_ancestors).context("--frame-ancestors")?;
         let mut config = Config::new(self.data);
@@ -176,6 +182,7 @@ impl ServeArgs {
         config.frame_ancestors = frame_ancestors;
         config.webhook_max_age = Duration::from_secs(self.webhook_max_age);
         config.webhook_retention = Duration::from_secs(self.webhook_retention);
+        config.process_jobs = self.process_jobs;
         config.min_free_space = self.min_free_space;
         let (token_id, token_secret) = crate::secret::resolve(
             self.token_id,

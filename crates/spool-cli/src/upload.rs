@@ -247,6 +247,11 @@ async fn print_events(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, id
             Event::Recreated { reason } => {
                 let _ = writeln!(err, "\n{prefix}{reason}");
             }
+            Event::Created { share_url, .. } => {
+                if let Some(url) = share_url {
+                    let _ = writeln!(err, "{prefix}share link: {url}");
+                }
+            }
             Event::Complete { .. } => {
                 let _ = writeln!(err);
             }

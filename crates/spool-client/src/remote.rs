@@ -232,7 +232,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resp.status(), 204);
-        assert_eq!(asset_status(&base, asset).await.1["status"], "ready");
+        let status = asset_status(&base, asset).await.1["status"].clone();
+        assert!(status == "processing" || status == "errored", "{status}");
 
         // Wrong credentials: refused with the server's code, nothing deleted.
         let e = remote()
@@ -243,7 +244,8 @@ mod tests {
             (e.status(), e.code()),
             (Some(401), Some(ErrorCode::Unauthorized))
         );
-        assert_eq!(asset_status(&base, asset).await.1["status"], "ready");
+        let status = asset_status(&base, asset).await.1["status"].clone();
+        assert!(status == "processing" || status == "errored", "{status}");
 
         let r = remote()
             .delete_asset(&base, ID, SECRET, asset)

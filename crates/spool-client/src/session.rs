@@ -156,12 +156,20 @@ pub struct Status {
     pub attempt: u32,
     pub next_retry_in_ms: Option<u64>,
     pub last_error: Option<String>,
+    /// The share link, once the server created the upload (from Start).
+    pub share_url: Option<String>,
 }
 
 /// Events for a consumer (the CLI's `--json` lines, the app's UI).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
+    /// The upload exists on the server (at Start): its asset and share link
+    /// can be handed out now. Never carries the signed upload URL.
+    Created {
+        asset_id: Option<String>,
+        share_url: Option<String>,
+    },
     Progress {
         confirmed: u64,
         sent: u64,
@@ -398,6 +406,7 @@ impl Session {
             attempt: 0,
             next_retry_in_ms: None,
             last_error: None,
+            share_url: rec.share_url.clone(),
         };
         let (status_tx, status_rx) = watch::channel(status);
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -721,6 +730,12 @@ impl Worker {
                         )
                         .await?;
                     self.rec.upload_url = Some(c.url.clone());
+                    self.emit(Event::Created {
+                        asset_id: c.asset_id.clone(),
+                        share_url: c.share_url.clone(),
+                    });
+                    let link = c.share_url.clone();
+                    self.status.send_modify(|s| s.share_url = link);
                     self.rec.asset_id = c.asset_id;
                     self.rec.share_url = c.share_url;
                     return Ok(c.url);

@@ -8,7 +8,9 @@
 //!
 //! CONTRACT (filled in by the index helper; keep these signatures).
 
-use std::io::{Read, Seek};
+use std::io::{Read, Seek, SeekFrom};
+
+use mp4_atom::{Decode, FourCC, Moof, Moov, TrunSamples};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +45,8 @@ pub struct InitInfo {
     /// RFC 6381 codec string of the video track (e.g. `avc1.64001f`,
     /// `vp09.00.31.08`, `av01.0.08M.08`), and of the audio track if any
     /// (`mp4a.40.2`, `opus`), comma-separated as HLS `CODECS` wants them.
+    /// A video sample entry without a rule here gives its four-character
+    /// code (e.g. `mp4v`); audio without one is left out.
     pub codecs: String,
 }
 
@@ -58,17 +62,99 @@ pub enum Boundary {
     EveryMoof,
 }
 
+mod codec;
+
+/// The largest `moov`/`moof` the indexer reads into memory.
+const MAX_HEADER_BOX: u64 = 64 << 20;
+
+/// `sample_is_non_sync_sample` in the sample flags (ISO/IEC 14496-12 §8.8.3.1).
+const NON_SYNC: u32 = 0x0001_0000;
+
+/// A failure the indexer keeps returning.
+#[derive(Debug, Clone)]
+enum Failure {
+    Unsupported(String),
+    Malformed(String),
+}
+
+impl Failure {
+    fn to_error(&self) -> MediaError {
+        match self {
+            Failure::Unsupported(m) => MediaError::Unsupported(m.clone()),
+            Failure::Malformed(m) => MediaError::Malformed(m.clone()),
+        }
+    }
+}
+
+/// What `moov` says about the video track, beyond [`InitInfo`].
+#[derive(Debug, Clone)]
+struct Track {
+    info: InitInfo,
+    /// trex defaults of the video track.
+    default_duration: u32,
+    default_flags: u32,
+}
+
+/// The segment being built.
+#[derive(Debug, Clone)]
+struct Open {
+    offset: u64,
+    start: u64,
+    duration: u64,
+    /// End of its last `mdat` (or of its last `moof` before one is seen).
+    data_end: u64,
+    /// Its last moof has not been followed by an mdat yet.
+    awaiting_mdat: bool,
+    /// It has video samples (a moof with only audio in it, as
+    /// `frag_every_frame` writes them, waits for the video moof that follows).
+    has_video: bool,
+}
+
+/// What one `moof` says about the video track.
+struct Fragment {
+    has_video: bool,
+    sync: bool,
+    base: Option<u64>,
+    duration: u64,
+}
+
 /// The incremental indexer. Feed it with [`Indexer::advance`] as bytes
 /// become durable; it never reads past `available`.
+///
+/// Only the video track decides: a segment starts at a moof whose first
+/// video sample is a sync sample; a moof with no video samples (audio only)
+/// joins the segment before it, or the one after it when it comes first.
+/// With [`Boundary::EveryMoof`] a segment ends at the end of its mdat, so a
+/// box between that mdat and the next moof (`free`, `emsg`, `prft`) is in no
+/// segment; with [`Boundary::NextKeyframe`] it belongs to the segment before.
 #[derive(Debug, Clone)]
 pub struct Indexer {
-    _todo: (),
+    boundary: Boundary,
+    /// Offset of the next top-level box to read.
+    pos: u64,
+    failed: Option<Failure>,
+    track: Option<Track>,
+    init: Option<InitInfo>,
+    open: Option<Open>,
+    segments: Vec<Segment>,
+    /// Decode time after the last fragment, for moofs without `tfdt`.
+    next_dts: u64,
+    finished: bool,
 }
 
 impl Indexer {
     pub fn new(boundary: Boundary) -> Self {
-        let _ = boundary;
-        unimplemented!("index helper")
+        Indexer {
+            boundary,
+            pos: 0,
+            failed: None,
+            track: None,
+            init: None,
+            open: None,
+            segments: Vec::new(),
+            next_dts: 0,
+            finished: false,
+        }
     }
 
     /// Reads the structure of bytes `[where it stopped, available)` from
@@ -77,39 +163,461 @@ impl Indexer {
     /// object is not an MP4 or not fragmented (a regular MP4 with its samples
     /// in `moov`), [`MediaError::Malformed`] for a broken structure; after an
     /// error the indexer stays failed and returns it again.
+    ///
+    /// I/O errors are not sticky: the indexer stays where it was and the call
+    /// can be repeated.
     pub fn advance<R: Read + Seek>(
         &mut self,
         src: &mut R,
         available: u64,
     ) -> Result<usize, MediaError> {
-        let _ = (src, available);
-        unimplemented!("index helper")
+        if let Some(f) = &self.failed {
+            return Err(f.to_error());
+        }
+        if self.finished {
+            return Ok(0);
+        }
+        let before = self.segments.len();
+        let r = self.run(src, available, false);
+        self.settle(r)?;
+        Ok(self.segments.len() - before)
     }
 
     /// The object is complete at `total` bytes: closes the open segment.
     /// Malformed if the bytes up to `total` do not end on a box boundary.
     pub fn finish<R: Read + Seek>(&mut self, src: &mut R, total: u64) -> Result<(), MediaError> {
-        let _ = (src, total);
-        unimplemented!("index helper")
+        if let Some(f) = &self.failed {
+            return Err(f.to_error());
+        }
+        if self.finished {
+            return Ok(());
+        }
+        let r = self.run(src, total, true);
+        self.settle(r)?;
+        let r = self.close_at_end(total);
+        self.settle(r)?;
+        self.finished = true;
+        Ok(())
     }
 
     pub fn init(&self) -> Option<&InitInfo> {
-        unimplemented!("index helper")
+        self.init.as_ref()
     }
 
     /// The closed segments, in order.
     pub fn segments(&self) -> &[Segment] {
-        unimplemented!("index helper")
+        &self.segments
     }
 
     /// Whether [`Indexer::finish`] has run.
     pub fn is_finished(&self) -> bool {
-        unimplemented!("index helper")
+        self.finished
     }
 
     /// Sum of the closed segments' durations, in milliseconds.
     pub fn duration_ms(&self) -> u64 {
-        unimplemented!("index helper")
+        let Some(init) = &self.init else { return 0 };
+        if init.timescale == 0 {
+            return 0;
+        }
+        let ticks: u128 = self.segments.iter().map(|s| s.duration as u128).sum();
+        (ticks * 1000 / init.timescale as u128) as u64
+    }
+
+    /// Makes a structural failure sticky; passes I/O errors through.
+    fn settle(&mut self, r: Result<(), MediaError>) -> Result<(), MediaError> {
+        match r {
+            Ok(()) => Ok(()),
+            Err(MediaError::Unsupported(m)) => {
+                self.failed = Some(Failure::Unsupported(m.clone()));
+                Err(MediaError::Unsupported(m))
+            }
+            Err(MediaError::Malformed(m)) => {
+                self.failed = Some(Failure::Malformed(m.clone()));
+                Err(MediaError::Malformed(m))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn close_at_end(&mut self, total: u64) -> Result<(), MediaError> {
+        if self.pos != total {
+            return Err(MediaError::Malformed(format!(
+                "the object ends at {total} inside a box that starts at {}",
+                self.pos
+            )));
+        }
+        if self.pos == 0 {
+            return Err(MediaError::Unsupported("not an MP4 (empty)".into()));
+        }
+        if self.track.is_none() {
+            return Err(MediaError::Unsupported(
+                "not a fragmented MP4 (no moov)".into(),
+            ));
+        }
+        if let Some(open) = self.open.take() {
+            self.close(open, None);
+        }
+        if self.init.is_none()
+            && let Some(track) = &self.track
+        {
+            // No fragment at all: everything is the init segment.
+            let mut init = track.info.clone();
+            init.len = total;
+            self.init = Some(init);
+        }
+        Ok(())
+    }
+
+    /// Reads whole top-level boxes in `[pos, limit)`; stops at the first one
+    /// that is not complete. Only advances `pos` past a box once it is
+    /// handled, so an I/O error leaves the state as it was.
+    fn run<R: Read + Seek>(
+        &mut self,
+        src: &mut R,
+        limit: u64,
+        at_end: bool,
+    ) -> Result<(), MediaError> {
+        loop {
+            let pos = self.pos;
+            if pos >= limit {
+                return Ok(());
+            }
+            let avail = limit - pos;
+            if avail < 8 {
+                if pos == 0 && at_end {
+                    return Err(MediaError::Unsupported(
+                        "not an MP4 (too short for a box)".into(),
+                    ));
+                }
+                return Ok(());
+            }
+            src.seek(SeekFrom::Start(pos))?;
+            let mut h = [0u8; 16];
+            src.read_exact(&mut h[..8])?;
+            let size32 = be(&h[0..4]) as u32;
+            let kind = [h[4], h[5], h[6], h[7]];
+            if pos == 0 && !matches!(&kind, b"ftyp" | b"styp" | b"moov") {
+                return Err(MediaError::Unsupported(format!(
+                    "not an MP4 (starts with {})",
+                    fourcc(&kind)
+                )));
+            }
+            let (header_len, size) = match size32 {
+                0 => {
+                    if !at_end {
+                        // Extends to the end of the file: wait for finish.
+                        return Ok(());
+                    }
+                    (8u64, avail)
+                }
+                1 => {
+                    if avail < 16 {
+                        return Ok(());
+                    }
+                    src.read_exact(&mut h[8..16])?;
+                    let large = be(&h[8..16]);
+                    if large < 16 {
+                        return Err(MediaError::Malformed(format!(
+                            "box {} at {pos} has largesize {large}",
+                            fourcc(&kind)
+                        )));
+                    }
+                    (16, large)
+                }
+                n if n < 8 => {
+                    return Err(MediaError::Malformed(format!(
+                        "box {} at {pos} has size {n}",
+                        fourcc(&kind)
+                    )));
+                }
+                n => (8, n as u64),
+            };
+            if kind == *b"moof" && self.init.is_none() {
+                // Everything before the first moof is the init segment.
+                let Some(track) = &self.track else {
+                    return Err(MediaError::Malformed(format!("moof at {pos} before moov")));
+                };
+                let mut init = track.info.clone();
+                init.len = pos;
+                self.init = Some(init);
+            }
+            if kind == *b"mdat" && self.init.is_none() && size != header_len {
+                // A regular MP4 (moov last), or ffmpeg's frag_keyframe without
+                // empty_moov: the first samples are in moov's tables, outside
+                // any fragment.
+                return Err(MediaError::Unsupported(if self.track.is_none() {
+                    "not a fragmented MP4 (mdat before moov)".into()
+                } else {
+                    "not a fragmented MP4 (samples before the first moof; write it with empty_moov)"
+                        .into()
+                }));
+            }
+            if size > avail {
+                return Ok(());
+            }
+            let end = pos + size;
+            match &kind {
+                b"moov" | b"moof" => {
+                    if size > MAX_HEADER_BOX && kind == *b"moov" {
+                        // Only sample tables make a moov this big.
+                        return Err(MediaError::Unsupported(format!(
+                            "not a fragmented MP4 (moov of {size} bytes)"
+                        )));
+                    }
+                    if size > MAX_HEADER_BOX {
+                        return Err(MediaError::Malformed(format!(
+                            "{} at {pos} is {size} bytes",
+                            fourcc(&kind)
+                        )));
+                    }
+                    // mp4-atom decodes from a complete box (header included);
+                    // rebuild a plain header for a largesize or size-0 box.
+                    let body_len = size - header_len;
+                    let mut buf = Vec::with_capacity(size as usize);
+                    if header_len == 8 && size32 != 0 {
+                        buf.extend_from_slice(&h[..8]);
+                    } else if body_len + 8 <= u32::MAX as u64 {
+                        buf.extend_from_slice(&((body_len + 8) as u32).to_be_bytes());
+                        buf.extend_from_slice(&kind);
+                    } else {
+                        buf.extend_from_slice(&h[..16]);
+                    }
+                    let at = buf.len();
+                    buf.resize(at + body_len as usize, 0);
+                    src.read_exact(&mut buf[at..])?;
+                    if kind == *b"moov" {
+                        self.on_moov(&buf, pos)?;
+                    } else {
+                        self.on_moof(&buf, pos, end)?;
+                    }
+                }
+                b"mdat" => self.on_mdat(end),
+                _ => {}
+            }
+            self.pos = end;
+        }
+    }
+
+    fn on_moov(&mut self, buf: &[u8], pos: u64) -> Result<(), MediaError> {
+        if self.track.is_some() {
+            return Err(MediaError::Malformed(format!("a second moov at {pos}")));
+        }
+        let moov = Moov::decode(&mut &buf[..])
+            .map_err(|e| MediaError::Malformed(format!("moov at {pos}: {e}")))?;
+        let Some(mvex) = &moov.mvex else {
+            return Err(MediaError::Unsupported(
+                "not a fragmented MP4 (moov has no mvex)".into(),
+            ));
+        };
+        let video = moov
+            .trak
+            .iter()
+            .find(|t| t.mdia.hdlr.handler == FourCC::new(b"vide"))
+            .ok_or_else(|| MediaError::Unsupported("no video track".into()))?;
+        let track_id = video.tkhd.track_id;
+        let timescale = video.mdia.mdhd.timescale;
+        if timescale == 0 {
+            return Err(MediaError::Malformed("video mdhd timescale is 0".into()));
+        }
+        let entry = video.mdia.minf.stbl.stsd.codecs.first();
+        let mut width = video.tkhd.width.integer() as u32;
+        let mut height = video.tkhd.height.integer() as u32;
+        if let Some(v) = entry
+            .and_then(|c| c.visual())
+            .filter(|_| width == 0 || height == 0)
+        {
+            width = v.width as u32;
+            height = v.height as u32;
+        }
+        let mut codecs = Vec::new();
+        match entry.and_then(|c| codec::video(c).or_else(|| codec::fourcc(c))) {
+            Some(c) => codecs.push(c),
+            None => {
+                return Err(MediaError::Unsupported(
+                    "the video track has no sample entry".into(),
+                ));
+            }
+        }
+        for t in moov
+            .trak
+            .iter()
+            .filter(|t| t.mdia.hdlr.handler == FourCC::new(b"soun"))
+        {
+            if let Some(c) = t.mdia.minf.stbl.stsd.codecs.first().and_then(codec::audio) {
+                if !codecs.contains(&c) {
+                    codecs.push(c);
+                }
+                break;
+            }
+        }
+        let trex = mvex.trex.iter().find(|t| t.track_id == track_id);
+        self.track = Some(Track {
+            info: InitInfo {
+                len: 0,
+                timescale,
+                track_id,
+                width,
+                height,
+                codecs: codecs.join(","),
+            },
+            default_duration: trex.map_or(0, |t| t.default_sample_duration),
+            default_flags: trex.map_or(0, |t| t.default_sample_flags),
+        });
+        Ok(())
+    }
+
+    fn fragment(&self, moof: &Moof) -> Fragment {
+        let mut f = Fragment {
+            has_video: false,
+            sync: false,
+            base: None,
+            duration: 0,
+        };
+        let Some(track) = self.track.as_ref() else {
+            return f;
+        };
+        for traf in moof
+            .traf
+            .iter()
+            .filter(|t| t.tfhd.track_id == track.info.track_id)
+        {
+            let dur = traf
+                .tfhd
+                .default_sample_duration
+                .unwrap_or(track.default_duration);
+            let flags = traf
+                .tfhd
+                .default_sample_flags
+                .unwrap_or(track.default_flags);
+            if f.base.is_none() && !f.has_video {
+                f.base = traf.tfdt.as_ref().map(|t| t.base_media_decode_time);
+            }
+            for trun in &traf.trun {
+                if let Some(first) = trun.samples.get(0).filter(|_| !f.has_video) {
+                    f.has_video = true;
+                    f.sync = is_sync(first.flags.unwrap_or(flags));
+                }
+                match &trun.samples {
+                    // A count from the file: no loop over it.
+                    TrunSamples::Inherited { count, .. } => {
+                        f.duration = f
+                            .duration
+                            .saturating_add(u64::from(*count) * u64::from(dur));
+                    }
+                    TrunSamples::Explicit(entries) => {
+                        for s in entries {
+                            f.duration = f
+                                .duration
+                                .saturating_add(u64::from(s.duration.unwrap_or(dur)));
+                        }
+                    }
+                }
+            }
+        }
+        f
+    }
+
+    fn on_moof(&mut self, buf: &[u8], pos: u64, end: u64) -> Result<(), MediaError> {
+        let moof = Moof::decode(&mut &buf[..])
+            .map_err(|e| MediaError::Malformed(format!("moof at {pos}: {e}")))?;
+        let f = self.fragment(&moof);
+        let start = f.base.unwrap_or(self.next_dts);
+        self.next_dts = start.saturating_add(f.duration);
+        let join = match &self.open {
+            None => false,
+            Some(o) => {
+                !o.has_video || !f.has_video || (self.boundary == Boundary::NextKeyframe && !f.sync)
+            }
+        };
+        if let Some(open) = self.open.as_mut().filter(|_| join) {
+            if f.has_video && !open.has_video {
+                if !f.sync {
+                    tracing::warn!(
+                        offset = pos,
+                        "first video moof does not start with a keyframe"
+                    );
+                }
+                open.has_video = true;
+                open.start = start;
+            }
+            open.duration = open.duration.saturating_add(f.duration);
+            open.data_end = end;
+            open.awaiting_mdat = true;
+            return Ok(());
+        }
+        if f.has_video && !f.sync {
+            if self.boundary == Boundary::EveryMoof
+                && (self.open.is_some() || !self.segments.is_empty())
+            {
+                tracing::warn!(
+                    offset = pos,
+                    "moof does not start with a keyframe; it becomes its own segment"
+                );
+            } else {
+                tracing::warn!(offset = pos, "first moof does not start with a keyframe");
+            }
+        }
+        if let Some(open) = self.open.take() {
+            self.close(open, Some(pos));
+        }
+        self.open = Some(Open {
+            offset: pos,
+            start,
+            duration: f.duration,
+            data_end: end,
+            awaiting_mdat: true,
+            has_video: f.has_video,
+        });
+        Ok(())
+    }
+
+    fn on_mdat(&mut self, end: u64) {
+        let Some(open) = self.open.as_mut() else {
+            return;
+        };
+        open.data_end = end;
+        let first = std::mem::replace(&mut open.awaiting_mdat, false);
+        let close = first && open.has_video && self.boundary == Boundary::EveryMoof;
+        if close && let Some(open) = self.open.take() {
+            self.close(open, None);
+        }
+    }
+
+    /// Closes `open`, reaching to `next` (the next segment's offset) or to
+    /// the end of its last mdat.
+    fn close(&mut self, open: Open, next: Option<u64>) {
+        let end = next.unwrap_or(open.data_end);
+        self.segments.push(Segment {
+            offset: open.offset,
+            len: end - open.offset,
+            start: open.start,
+            duration: open.duration,
+        });
+    }
+}
+
+/// Whether sample flags mark a sync sample: `sample_depends_on == 2` (does
+/// not depend on others), or the non-sync bit clear and not marked as
+/// depending on others.
+fn is_sync(flags: u32) -> bool {
+    let depends_on = (flags >> 24) & 0b11;
+    depends_on == 2 || (flags & NON_SYNC == 0 && depends_on != 1)
+}
+
+/// A big-endian unsigned integer of up to 8 bytes.
+pub(crate) fn be(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0, |a, b| (a << 8) | u64::from(*b))
+}
+
+fn fourcc(kind: &[u8; 4]) -> String {
+    if kind.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("'{}'", String::from_utf8_lossy(kind))
+    } else {
+        format!(
+            "0x{}",
+            kind.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        )
     }
 }
 
@@ -124,4 +632,310 @@ pub fn index_all<R: Read + Seek>(
     ix.advance(src, total)?;
     ix.finish(src, total)?;
     Ok(ix)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::io::Cursor;
+
+    use mp4_atom::{
+        Avc1, Avcc, Codec, Encode, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Mvex, Mvhd, Stbl,
+        Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, Visual,
+    };
+
+    use super::*;
+
+    const SYNC: u32 = 0x0200_0000;
+    const NON: u32 = 0x0101_0000;
+
+    fn moov(default_duration: u32, default_flags: u32) -> Moov {
+        let avc1 = Avc1 {
+            visual: Visual {
+                width: 320,
+                height: 240,
+                ..Default::default()
+            },
+            avcc: Avcc {
+                configuration_version: 1,
+                avc_profile_indication: 0x64,
+                profile_compatibility: 0,
+                avc_level_indication: 0x1f,
+                length_size: 4,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Moov {
+            mvhd: Mvhd {
+                timescale: 1000,
+                ..Default::default()
+            },
+            mvex: Some(Mvex {
+                mehd: None,
+                trex: vec![Trex {
+                    track_id: 1,
+                    default_sample_description_index: 1,
+                    default_sample_duration: default_duration,
+                    default_sample_size: 0,
+                    default_sample_flags: default_flags,
+                }],
+            }),
+            trak: vec![Trak {
+                tkhd: Tkhd {
+                    track_id: 1,
+                    ..Default::default()
+                },
+                mdia: Mdia {
+                    mdhd: Mdhd {
+                        timescale: 90000,
+                        ..Default::default()
+                    },
+                    hdlr: Hdlr {
+                        handler: FourCC::new(b"vide"),
+                        name: String::new(),
+                    },
+                    minf: Minf {
+                        stbl: Stbl {
+                            stsd: Stsd {
+                                codecs: vec![Codec::Avc1(avc1)],
+                            },
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
+                },
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn moof(seq: u32, tfhd: Tfhd, tfdt: Option<u64>, trun: Vec<Trun>) -> Moof {
+        Moof {
+            mfhd: Mfhd {
+                sequence_number: seq,
+            },
+            traf: vec![Traf {
+                tfhd,
+                tfdt: tfdt.map(|t| Tfdt {
+                    base_media_decode_time: t,
+                }),
+                trun,
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn file(moov: &Moov, moofs: &[Moof]) -> Vec<u8> {
+        let mut out = Vec::new();
+        Ftyp {
+            major_brand: FourCC::new(b"isom"),
+            minor_version: 0,
+            compatible_brands: vec![FourCC::new(b"iso6")],
+        }
+        .encode(&mut out)
+        .unwrap();
+        moov.encode(&mut out).unwrap();
+        for m in moofs {
+            m.encode(&mut out).unwrap();
+            Mdat { data: vec![0; 10] }.encode(&mut out).unwrap();
+        }
+        out
+    }
+
+    fn tfhd() -> Tfhd {
+        Tfhd {
+            track_id: 1,
+            default_base_is_moof: true,
+            ..Default::default()
+        }
+    }
+
+    fn inherited(count: u32, first_flags: Option<u32>) -> Trun {
+        Trun {
+            data_offset: Some(0),
+            samples: TrunSamples::Inherited { count, first_flags },
+        }
+    }
+
+    #[test]
+    fn sync_flags() {
+        assert!(is_sync(0));
+        assert!(is_sync(SYNC));
+        assert!(!is_sync(NON));
+        assert!(!is_sync(0x0001_0000));
+        assert!(!is_sync(0x0100_0000));
+        assert!(is_sync(0x0200_0000 | 0x0001_0000));
+    }
+
+    #[test]
+    fn defaults_from_trex_and_tfhd() {
+        // trex: 3000-tick samples, non-sync; the first sample's flags in the
+        // trun make a keyframe.
+        let moofs = vec![
+            moof(1, tfhd(), Some(0), vec![inherited(30, Some(SYNC))]),
+            moof(2, tfhd(), Some(90_000), vec![inherited(30, None)]),
+            // tfhd overrides: 1500 ticks, sync by default.
+            moof(
+                3,
+                Tfhd {
+                    default_sample_duration: Some(1500),
+                    default_sample_flags: Some(SYNC),
+                    ..tfhd()
+                },
+                None,
+                vec![inherited(20, None)],
+            ),
+            // Explicit entries; the first is sync by its own flags, two truns.
+            moof(
+                4,
+                tfhd(),
+                Some(210_000),
+                vec![
+                    Trun {
+                        data_offset: Some(0),
+                        samples: TrunSamples::Explicit(vec![
+                            TrunEntry {
+                                duration: Some(1000),
+                                flags: Some(SYNC),
+                                ..Default::default()
+                            },
+                            TrunEntry {
+                                duration: Some(2000),
+                                flags: Some(NON),
+                                ..Default::default()
+                            },
+                        ]),
+                    },
+                    inherited(2, None),
+                ],
+            ),
+        ];
+        let data = file(&moov(3000, NON), &moofs);
+        let ix = index_all(
+            &mut Cursor::new(&data),
+            data.len() as u64,
+            Boundary::NextKeyframe,
+        )
+        .unwrap();
+        let init = ix.init().unwrap();
+        assert_eq!(init.timescale, 90000);
+        assert_eq!(init.codecs, "avc1.64001f");
+        assert_eq!((init.width, init.height), (320, 240));
+        let got: Vec<(u64, u64)> = ix
+            .segments()
+            .iter()
+            .map(|s| (s.start, s.duration))
+            .collect();
+        assert_eq!(got, vec![(0, 180_000), (180_000, 30_000), (210_000, 9000)]);
+        assert_eq!(ix.duration_ms(), 219_000 * 1000 / 90_000);
+
+        // EveryMoof: the second moof broke the promise and stands alone.
+        let ix = index_all(
+            &mut Cursor::new(&data),
+            data.len() as u64,
+            Boundary::EveryMoof,
+        )
+        .unwrap();
+        let got: Vec<(u64, u64)> = ix
+            .segments()
+            .iter()
+            .map(|s| (s.start, s.duration))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, 90_000),
+                (90_000, 90_000),
+                (180_000, 30_000),
+                (210_000, 9000)
+            ]
+        );
+    }
+
+    #[test]
+    fn moov_without_mvex_is_unsupported() {
+        let mut m = moov(0, 0);
+        m.mvex = None;
+        let data = file(&m, &[]);
+        let r = index_all(
+            &mut Cursor::new(&data),
+            data.len() as u64,
+            Boundary::EveryMoof,
+        );
+        assert!(matches!(r, Err(MediaError::Unsupported(m)) if m.contains("not a fragmented")));
+    }
+
+    #[test]
+    fn no_fragments_is_an_empty_index() {
+        let data = file(&moov(0, 0), &[]);
+        let ix = index_all(
+            &mut Cursor::new(&data),
+            data.len() as u64,
+            Boundary::EveryMoof,
+        )
+        .unwrap();
+        assert_eq!(ix.init().unwrap().len, data.len() as u64);
+        assert!(ix.segments().is_empty());
+        assert_eq!(ix.duration_ms(), 0);
+    }
+    #[test]
+    fn audio_only_moofs_join_a_segment() {
+        let audio = || {
+            moof(
+                0,
+                Tfhd {
+                    track_id: 2,
+                    default_sample_duration: Some(1024),
+                    ..tfhd()
+                },
+                Some(0),
+                vec![inherited(10, None)],
+            )
+        };
+        let moofs = vec![
+            audio(),
+            moof(1, tfhd(), Some(500), vec![inherited(10, Some(SYNC))]),
+            audio(),
+            moof(2, tfhd(), Some(30_500), vec![inherited(10, None)]),
+            moof(3, tfhd(), Some(60_500), vec![inherited(10, Some(SYNC))]),
+            audio(),
+        ];
+        let data = file(&moov(3000, NON), &moofs);
+        let init_len = index_all(
+            &mut Cursor::new(&data),
+            data.len() as u64,
+            Boundary::EveryMoof,
+        )
+        .unwrap()
+        .init()
+        .unwrap()
+        .len;
+        for (boundary, want) in [
+            (
+                Boundary::NextKeyframe,
+                vec![(500, 60_000), (60_500, 30_000)],
+            ),
+            (
+                Boundary::EveryMoof,
+                // The trailing audio moof is its own (empty) segment.
+                vec![
+                    (500, 30_000),
+                    (30_500, 30_000),
+                    (60_500, 30_000),
+                    (90_500, 0),
+                ],
+            ),
+        ] {
+            let ix = index_all(&mut Cursor::new(&data), data.len() as u64, boundary).unwrap();
+            let segs = ix.segments();
+            let got: Vec<(u64, u64)> = segs.iter().map(|s| (s.start, s.duration)).collect();
+            assert_eq!(got, want, "{boundary:?}");
+            assert_eq!(segs[0].offset, init_len);
+            let last = segs.last().unwrap();
+            assert_eq!(last.offset + last.len, data.len() as u64);
+        }
+    }
 }

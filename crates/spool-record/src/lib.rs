@@ -140,6 +140,8 @@ pub struct Progress {
     pub last_error: Option<String>,
     /// Capture ticks lost (encoder behind, or slow grabs).
     pub dropped: u64,
+    /// The share link from Start (the server's page plays it live).
+    pub live_url: Option<String>,
 }
 
 struct Shared {
@@ -227,6 +229,13 @@ impl Recorder {
                 .to_owned();
             if !options.metadata.iter().any(|(k, _)| k == "filename") {
                 options.metadata.push(("filename".into(), filename));
+            }
+            // The fragmenter starts every fragment with a keyframe; saying
+            // so lets the server publish each one live as soon as it is in.
+            if !options.metadata.iter().any(|(k, _)| k == "fragments") {
+                options
+                    .metadata
+                    .push(("fragments".into(), "keyframe".into()));
             }
             let mut s = client
                 .start(
@@ -413,6 +422,7 @@ fn progress_of(shared: &Shared, upload: Option<Status>) -> Progress {
         p.attempt = s.attempt;
         p.next_retry_in_ms = s.next_retry_in_ms;
         p.last_error = s.last_error.clone();
+        p.live_url = s.share_url.clone();
         // While capturing, a retrying or stalled upload is what the user must
         // see; otherwise "recording" says it all.
         p.state = match (capturing, s.state) {

@@ -58,6 +58,10 @@ pub struct AppInner {
     pub shutdown: CancellationToken,
     /// Wakes the webhook worker when an event is enqueued.
     pub webhook_wake: Notify,
+    /// Wakes the processor when a job may be due.
+    pub process_wake: Notify,
+    /// Live indexes of uploads in progress.
+    pub live: crate::live::LiveIndexes,
     /// This server's exclusive lock on its data folder, held for its life.
     _data_lock: std::fs::File,
 }
@@ -256,6 +260,8 @@ impl App {
             locks: Arc::new(Locks::default()),
             shutdown: CancellationToken::new(),
             webhook_wake: Notify::new(),
+            process_wake: Notify::new(),
+            live: Default::default(),
             _data_lock: data_lock,
         }));
         app.reconcile().await?;
@@ -293,5 +299,6 @@ impl App {
     /// Wakes the webhook worker after a state change.
     pub fn events_enqueued(&self) {
         self.webhook_wake.notify_one();
+        self.process_wake.notify_one();
     }
 }

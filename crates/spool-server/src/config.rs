@@ -84,6 +84,8 @@ pub struct Config {
     /// Delivered and dead-lettered webhooks are pruned from the outbox this
     /// long after they were delivered or given up.
     pub webhook_retention: Duration,
+    /// Processing jobs (remux, transcode, posters) run at once at most.
+    pub process_jobs: usize,
 }
 
 /// A configuration value that does not parse.
@@ -187,6 +189,14 @@ fn parse_origin(item: &str) -> Result<String, ConfigError> {
 /// Defaults, in one place.
 pub mod defaults {
     use std::time::Duration;
+    /// Half the CPUs (at least one): a transcode keeps its cores busy, and
+    /// uploads must keep flowing meanwhile.
+    pub fn process_jobs() -> usize {
+        std::thread::available_parallelism()
+            .map(|n| n.get() / 2)
+            .unwrap_or(1)
+            .max(1)
+    }
     pub const LISTEN: &str = "127.0.0.1:8080";
     pub const DATA_DIR: &str = ".spool/data";
     pub const MAX_SIZE: u64 = 64 * 1024 * 1024 * 1024;
@@ -231,6 +241,7 @@ impl Config {
             frame_ancestors: FrameAncestors::same_origin(),
             webhook_max_age: defaults::WEBHOOK_MAX_AGE,
             webhook_retention: defaults::WEBHOOK_RETENTION,
+            process_jobs: defaults::process_jobs(),
         }
     }
 }

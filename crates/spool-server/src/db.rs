@@ -12,6 +12,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 
 mod max_size;
+mod media;
+
+pub use media::Playable;
 
 /// A database failure; always an internal error to clients.
 #[derive(Debug, thiserror::Error)]
@@ -416,6 +419,7 @@ impl Db {
         add_missing_columns(&conn, "assets", ADDED_ASSET_COLUMNS)?;
         max_size::migrate(&conn)?;
         crate::outbox::migrate(&conn)?;
+        crate::jobs::migrate(&conn)?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
             public_url: public_url.trim_end_matches('/').into(),
@@ -597,7 +601,7 @@ impl Ops<'_> {
         row.map(|r| r.into_view(self.db)).transpose()
     }
 
-    fn set_asset_status(
+    pub(crate) fn set_asset_status(
         &self,
         asset_id: &str,
         status: AssetStatus,
@@ -652,8 +656,12 @@ impl Ops<'_> {
         }
         if let Some(asset_id) = &before.asset_id {
             if complete {
-                self.set_asset_status(asset_id, AssetStatus::Ready, now)?;
-                self.enqueue(asset_id, "video.asset.ready", now)?;
+                // Every byte is in: processing begins (the processor is a
+                // subscriber of this event; see crate::jobs).
+                self.set_asset_status(asset_id, AssetStatus::Processing, now)?;
+                self.tx
+                    .execute("UPDATE assets SET progress = 0 WHERE id = ?1", [asset_id])?;
+                self.enqueue(asset_id, "video.asset.uploaded", now)?;
             } else if received && before.offset == 0 {
                 self.set_asset_status(asset_id, AssetStatus::Uploading, now)?;
             } else if received {
@@ -726,6 +734,7 @@ impl Ops<'_> {
                     self.enqueue(&asset_id, "video.asset.errored", now)?;
                 }
                 UploadState::Terminated => {
+                    self.drop_job(&asset_id)?;
                     self.set_asset_status(&asset_id, AssetStatus::Deleted, now)?;
                     self.enqueue(&asset_id, "video.asset.deleted", now)?;
                 }

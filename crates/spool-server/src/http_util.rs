@@ -155,6 +155,29 @@ pub fn etag_matches(value: &str, etag: &str, weak: bool) -> bool {
     })
 }
 
+/// A part of a served object: bytes in memory, a range of an upload's
+/// stored bytes, or a range of a local file (processing outputs).
+pub enum Piece {
+    Bytes(bytes::Bytes),
+    Store {
+        upload_id: String,
+        range: std::ops::Range<u64>,
+    },
+    File {
+        path: std::path::PathBuf,
+        range: std::ops::Range<u64>,
+    },
+}
+
+impl Piece {
+    fn len(&self) -> u64 {
+        match self {
+            Piece::Bytes(b) => b.len() as u64,
+            Piece::Store { range, .. } | Piece::File { range, .. } => range.end - range.start,
+        }
+    }
+}
+
 /// Answers GET (or HEAD) for stored bytes of upload `upload_id` of `len`
 /// bytes, honouring Range, If-Range and If-None-Match.
 pub async fn serve_bytes(
@@ -165,13 +188,77 @@ pub async fn serve_bytes(
     content_type: &str,
     head_only: bool,
 ) -> ApiResult<Response> {
+    let pieces = vec![Piece::Store {
+        upload_id: upload_id.to_owned(),
+        range: 0..len,
+    }];
     let etag = bytes_etag(upload_id, len);
+    serve_pieces(app, pieces, &etag, headers, content_type, head_only).await
+}
+
+/// Opens the bytes of `span` (offsets into the concatenation of `pieces`)
+/// as one stream.
+async fn open_span(
+    app: &App,
+    pieces: Vec<Piece>,
+    span: std::ops::Range<u64>,
+) -> ApiResult<crate::store::ByteStream> {
+    use futures_util::StreamExt as _;
+    use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
+    let mut parts: Vec<crate::store::ByteStream> = Vec::new();
+    let mut at = 0u64;
+    for piece in pieces {
+        let (start, end) = (at, at + piece.len());
+        at = end;
+        let (lo, hi) = (span.start.max(start), span.end.min(end));
+        if lo >= hi {
+            continue;
+        }
+        let (lo, hi) = (lo - start, hi - start);
+        parts.push(match piece {
+            Piece::Bytes(b) => {
+                let chunk = b.slice(lo as usize..hi as usize);
+                Box::pin(futures_util::stream::once(async move { Ok(chunk) }))
+            }
+            Piece::Store { upload_id, range } => {
+                app.store
+                    .read(&upload_id, range.start + lo..range.start + hi)
+                    .await?
+            }
+            Piece::File { path, range } => {
+                let mut f = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(ApiError::internal)?;
+                f.seek(std::io::SeekFrom::Start(range.start + lo))
+                    .await
+                    .map_err(ApiError::internal)?;
+                Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    f.take(hi - lo),
+                    256 * 1024,
+                ))
+            }
+        });
+    }
+    Ok(Box::pin(futures_util::stream::iter(parts).flatten()))
+}
+
+/// Answers GET (or HEAD) for the object made of `pieces` in order, whose
+/// bytes `etag` names exactly, honouring Range, If-Range and If-None-Match.
+pub async fn serve_pieces(
+    app: &App,
+    pieces: Vec<Piece>,
+    etag: &str,
+    headers: &HeaderMap,
+    content_type: &str,
+    head_only: bool,
+) -> ApiResult<Response> {
+    let len: u64 = pieces.iter().map(Piece::len).sum();
     if header_str(headers, header::IF_NONE_MATCH.as_str())
-        .is_some_and(|v| etag_matches(v, &etag, true))
+        .is_some_and(|v| etag_matches(v, etag, true))
     {
         return Response::builder()
             .status(StatusCode::NOT_MODIFIED)
-            .header(header::ETAG, &etag)
+            .header(header::ETAG, etag)
             .header(header::CACHE_CONTROL, BYTES_CACHE_CONTROL)
             .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
             .body(Body::empty())
@@ -180,7 +267,7 @@ pub async fn serve_bytes(
     // A Range made against other bytes (or a date, which we cannot check
     // without Last-Modified) gets the whole resource.
     let range_header = match header_str(headers, header::IF_RANGE.as_str()) {
-        Some(v) if !etag_matches(v, &etag, false) => None,
+        Some(v) if !etag_matches(v, etag, false) => None,
         _ => header_str(headers, header::RANGE.as_str()),
     };
     let range = parse_range(range_header, len).map_err(|_| {
@@ -197,14 +284,14 @@ pub async fn serve_bytes(
     let body = if head_only || span.is_empty() {
         Body::empty()
     } else {
-        Body::from_stream(app.store.read(upload_id, span.clone()).await?)
+        Body::from_stream(open_span(app, pieces, span.clone()).await?)
     };
     let mut resp = Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CONTENT_LENGTH, span.end - span.start)
         .header(header::ACCEPT_RANGES, "bytes")
-        .header(header::ETAG, &etag)
+        .header(header::ETAG, etag)
         .header(header::CACHE_CONTROL, BYTES_CACHE_CONTROL)
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     if range.is_some() {

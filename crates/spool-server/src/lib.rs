@@ -17,10 +17,14 @@ pub mod error;
 pub mod fault;
 pub mod http_util;
 pub mod ids;
+pub mod jobs;
 pub mod listener;
+pub mod live;
 pub mod locks;
 pub mod media;
 pub mod outbox;
+pub mod outputs;
+pub mod process;
 pub mod repair;
 pub mod share;
 pub mod space;
@@ -157,6 +161,8 @@ impl Server {
         let tasks = TaskTracker::new();
         let worker_app = app.clone();
         tasks.spawn(async move { webhooks::run(worker_app).await });
+        let process_app = app.clone();
+        tasks.spawn(async move { process::run(process_app).await });
         let sweep_app = app.clone();
         tasks.spawn(async move {
             let period = Duration::from_secs(5)

@@ -118,13 +118,21 @@ pub struct Pruned {
 }
 
 impl Ops<'_> {
-    /// Adds a webhook for `asset_id` carrying the asset as it is now.
+    /// Emits an event of `asset_id` carrying the asset as it is now: to the
+    /// webhook outbox (when webhooks are configured) and to the event's
+    /// other subscribers — the processor's queue for
+    /// `video.asset.uploaded` ([`crate::jobs`]) — in the caller's
+    /// transaction.
     pub(crate) fn enqueue(
         &self,
         asset_id: &str,
         event_type: &str,
         now: i64,
     ) -> Result<(), DbError> {
+        let id = format!("msg_{}", crate::ids::random_hex(12));
+        if event_type == "video.asset.uploaded" {
+            self.enqueue_job(asset_id, &id, now)?;
+        }
         if !self.db.webhooks {
             return Ok(());
         }
@@ -136,7 +144,6 @@ impl Ops<'_> {
             "timestamp": ms_to_rfc3339(now),
             "data": asset,
         });
-        let id = format!("msg_{}", crate::ids::random_hex(12));
         self.tx.execute(
             "INSERT INTO outbox(id, asset_id, type, body, next_attempt_at, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
             params![id, asset_id, event_type, body.to_string(), now],

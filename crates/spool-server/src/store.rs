@@ -99,6 +99,13 @@ pub trait Store: Send + Sync + 'static {
     async fn space(&self) -> Result<Option<crate::space::Space>, StoreError> {
         Ok(None)
     }
+    /// The local file holding an upload's bytes, for stores that keep them
+    /// on this machine's filesystem: the live index and the processor read
+    /// it directly. `None` (the default) for stores without local files.
+    fn local_path(&self, id: &str) -> Option<PathBuf> {
+        let _ = id;
+        None
+    }
 }
 
 /// Uploads as files under one directory: `<id>` holds the bytes, `<id>.stage`
@@ -405,6 +412,10 @@ impl Store for FsStore {
             Ok(valid)
         })
         .await
+    }
+
+    fn local_path(&self, id: &str) -> Option<PathBuf> {
+        self.path(id).ok()
     }
 
     async fn read(&self, id: &str, range: Range<u64>) -> Result<ByteStream, StoreError> {

@@ -278,7 +278,21 @@ async fn head(
     {
         h.insert(tus::UPLOAD_EXPIRES, v);
     }
+    asset_headers(app, &row, h);
     Ok(resp)
+}
+
+/// `Spool-Asset-Id` and `Spool-Share-Url` of an upload with an asset.
+fn asset_headers(app: &App, row: &UploadRow, h: &mut HeaderMap) {
+    if let Some(asset) = &row.asset_id
+        && let (Ok(id), Ok(url)) = (
+            HeaderValue::from_str(asset),
+            HeaderValue::from_str(&app.db.share_url(asset)),
+        )
+    {
+        h.insert(tus::SPOOL_ASSET_ID, id);
+        h.insert(tus::SPOOL_SHARE_URL, url);
+    }
 }
 
 async fn patch(app: &App, id: &str, req: Request) -> ApiResult<Response> {
@@ -431,6 +445,7 @@ async fn declare_length(app: &App, row: &UploadRow, len: u64) -> ApiResult<Uploa
             ops.record_progress(&id, offset, now_ms(), expiry)
         })
         .await?;
+    crate::live::on_progress(app, &row).await;
     app.events_enqueued();
     Ok(row)
 }
@@ -640,10 +655,14 @@ async fn append(
 async fn record(app: &App, row: &UploadRow, added: u64) -> ApiResult<UploadRow> {
     let new_offset = row.offset + added;
     let (id, expiry) = (row.id.clone(), app.expiry_ms());
-    Ok(app
+    let row = app
         .db
         .call(move |ops| ops.record_progress(&id, new_offset, now_ms(), expiry))
-        .await?)
+        .await?;
+    // Before the client hears the new offset, so a fragment it was told is
+    // stored is already in the live playlist.
+    crate::live::on_progress(app, &row).await;
+    Ok(row)
 }
 
 async fn create(app: &App, req: Request) -> ApiResult<Response> {
@@ -768,6 +787,7 @@ fn created(app: &App, row: &UploadRow, with_offset: bool) -> Response {
     {
         h.insert(tus::UPLOAD_EXPIRES, v);
     }
+    asset_headers(app, row, h);
     resp
 }
 
@@ -929,11 +949,26 @@ pub async fn end_upload(app: &App, id: &str, state: UploadState) -> ApiResult<()
     // leaves an orphan file that startup removes, never an upload that
     // looks alive with its bytes gone.
     let rid = id.to_owned();
-    app.db
-        .call(move |ops| ops.end_upload(&rid, state, now_ms()))
+    let asset_id = app
+        .db
+        .call(move |ops| {
+            ops.end_upload(&rid, state, now_ms())?;
+            ops.asset_of_upload(&rid)
+        })
         .await?;
     crate::fault::point("end-recorded-before-delete");
     app.store.delete(id).await?;
+    app.live.forget(id);
+    if let Some(asset_id) = asset_id
+        && state == UploadState::Terminated
+    {
+        // Derived outputs go with the asset (startup removes any left by a crash here).
+        let outputs = crate::outputs::Outputs::new(&app.config.data_dir, &asset_id);
+        tokio::task::spawn_blocking(move || outputs.remove())
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)?;
+    }
     app.events_enqueued();
     Ok(())
 }

@@ -33,7 +33,7 @@ async fn a_used_upload_url_cannot_read_or_delete_a_completed_upload() {
         .patch(&url, 5, &[("upload-length", "11")], b" world")
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(t.asset(&asset).await["status"], "ready");
+    assert_eq!(t.asset(&asset).await["status"], "processing");
 
     // Complete: HEAD still tells the truth (a client must learn it is
     // done), everything else is refused with a code, and the asset is intact.
@@ -57,7 +57,7 @@ async fn a_used_upload_url_cannot_read_or_delete_a_completed_upload() {
         assert_eq!(r.code(), "ERR_FORBIDDEN", "{method}");
         assert_eq!(r.header("spool-error-code"), Some("ERR_FORBIDDEN"));
     }
-    assert_eq!(t.asset(&asset).await["status"], "ready");
+    assert_eq!(t.asset(&asset).await["status"], "processing");
     // The bytes are for the API credentials (or the share page).
     assert_eq!(&t.get_basic(&url).await.body[..], b"hello world");
 }

@@ -63,7 +63,14 @@ async fn deleting_a_recording_deletes_it_here_on_disk_and_on_the_embedded_server
     let link = record_a_clip(&s, 2).await;
     let asset = asset_of(&link);
     let (base, auth) = embedded_server(&app.data);
-    let (code, status, media) = on_server(&base, &auth, &asset).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (code, status, media) = loop {
+        let r = on_server(&base, &auth, &asset).await;
+        if r.1 != "processing" || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!((code, status.as_str(), media), (200, "ready", 200));
     let local = local_recording(&app.data);
 
