@@ -10,7 +10,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -87,21 +86,10 @@ async fn patch(url: &str, offset: u64, data: &[u8], last: bool) {
 }
 
 /// A fragmented MP4 like the recorder's: 1280×720 at 30 fps, H.264, a
-/// keyframe every 2 s, `secs` long.
+/// keyframe (and a fragment) every 2 s, `secs` long.
 fn recording(dir: &Path, secs: u32) -> PathBuf {
     let out = dir.join(format!("rec-{secs}s.mp4"));
-    let st = Command::new("ffmpeg")
-        .args(["-v", "error", "-y", "-f", "lavfi", "-i"])
-        .arg("testsrc2=size=1280x720:rate=30")
-        .args(["-t", &secs.to_string()])
-        .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-g", "60", "-pix_fmt", "yuv420p",
-        ])
-        .args(["-movflags", "frag_keyframe+empty_moov+default_base_moof"])
-        .arg(&out)
-        .status()
-        .expect("ffmpeg (scripts/setup.sh installs it)");
-    assert!(st.success(), "ffmpeg failed");
+    spool_e2e::media::fmp4(&out, "1280x720", secs, 60);
     out
 }
 
