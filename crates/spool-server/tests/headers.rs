@@ -369,7 +369,7 @@ async fn the_heading_is_the_title_never_the_file_name_and_previews_are_escaped()
     ] {
         assert!(html.contains(&tag), "{tag} missing: {html}");
     }
-    assert!(html.contains(&format!(r#"<meta property="og:url" content="http"#)));
+    assert!(html.contains(r#"<meta property="og:url" content="http"#));
     assert!(html.contains(&format!(r#"/v/{id}">"#)));
     // Not ready: no video to preview yet.
     assert!(!html.contains("og:video"), "{html}");
