@@ -562,3 +562,60 @@ async fn a_live_recording_plays_live_then_becomes_the_video_without_a_reload() {
     b.screenshot_as("live-ended-1280x800").await;
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_processing_recording_shows_its_progress_then_plays_without_a_reload() {
+    let _one = ONE_BROWSER_AT_A_TIME.lock().await;
+    let f = fixture().await;
+    // MPEG-4 Part 2 in AVI: the processor transcodes it, which takes a while.
+    let file = f.dir.path().join("in.avi");
+    spool_e2e::media::ffmpeg_make(
+        &file,
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=30",
+            "-t",
+            "30",
+            "-c:v",
+            "mpeg4",
+            "-q:v",
+            "5",
+        ],
+    );
+    let data = std::fs::read(&file).unwrap();
+    let (id, upload) = f.create(json!({"title": "Transcoded"})).await;
+    let b = f.driver.browser(LAPTOP).await;
+    b.goto(&f.page(&id)).await;
+    mark(&b).await;
+    patch(&upload, 0, &data, true).await;
+    let progress = b
+        .wait_js(
+            "the progress",
+            "document.querySelector('[data-testid=share-progress]')?.textContent",
+            Duration::from_secs(30),
+            "document.body.innerText",
+        )
+        .await;
+    assert!(progress.as_str().unwrap().ends_with('%'), "{progress}");
+    let shot = b.screenshot_as("processing-1280x800").await;
+    eprintln!("screenshot {}", shot.display());
+    f.wait_asset(
+        &id,
+        "the asset to be ready",
+        Duration::from_secs(180),
+        |a| a["status"] == "ready",
+    )
+    .await;
+    b.wait_js(
+        "the player",
+        "!!document.querySelector('[data-testid=share-video]') && !document.querySelector('[data-testid=share-progress]')",
+        Duration::from_secs(10),
+        "document.body.innerText",
+    )
+    .await;
+    wait_advancing(&b, 0.5, "playback after processing").await;
+    assert!(still_marked(&b).await, "the page reloaded");
+    b.close().await;
+}
