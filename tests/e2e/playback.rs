@@ -378,6 +378,26 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
     assert!(heading.starts_with("Screen recording · "), "{heading}");
     assert!(!heading.contains("spool-2026"), "{heading}");
 
+    // Link previews of a ready recording: the poster and the MP4, absolute.
+    let meta = b
+        .execute(
+            "const m = {}; for (const e of document.querySelectorAll('meta[property], meta[name]'))
+               m[e.getAttribute('property') || e.getAttribute('name')] = e.content;
+             return m;",
+        )
+        .await;
+    assert_eq!(meta["og:image"], asset["thumbnail_url"], "{meta}");
+    assert_eq!(meta["twitter:image"], asset["thumbnail_url"], "{meta}");
+    assert_eq!(meta["og:image:width"], "1280", "{meta}");
+    assert_eq!(meta["og:image:height"], "720", "{meta}");
+    assert_eq!(meta["og:video"], asset["mp4_url"], "{meta}");
+    assert_eq!(meta["og:video:secure_url"], asset["mp4_url"], "{meta}");
+    assert_eq!(meta["og:video:type"], "video/mp4", "{meta}");
+    assert_eq!(
+        meta["og:description"], "Screen recording · 0:12 · shared with Spool",
+        "{meta}"
+    );
+
     // The duration is right as soon as the metadata is in.
     let duration = b
         .wait_js(
