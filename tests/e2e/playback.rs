@@ -495,6 +495,47 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
         .as_f64()
         .unwrap();
     assert!((t - 5.0 - t2).abs() < 0.3, "{t} → {t2}");
+    // L steps on 10 s (clamped to the end), M mutes and unmutes.
+    b.execute("document.querySelector('video').currentTime = 1; return true")
+        .await;
+    b.press("l").await;
+    let t3 = b
+        .execute("return document.querySelector('video').currentTime")
+        .await
+        .as_f64()
+        .unwrap();
+    assert!((t3 - 11.0).abs() < 0.3, "1 → {t3}");
+    b.press("j").await;
+    let t4 = b
+        .execute("return document.querySelector('video').currentTime")
+        .await
+        .as_f64()
+        .unwrap();
+    assert!((t4 - 1.0).abs() < 0.3, "{t3} → {t4}");
+    let muted = b
+        .execute("return document.querySelector('video').muted")
+        .await;
+    b.press("m").await;
+    assert_eq!(
+        b.execute("return document.querySelector('video').muted")
+            .await,
+        json!(!muted.as_bool().unwrap())
+    );
+    b.press("m").await;
+    assert_eq!(
+        b.execute("return document.querySelector('video').muted")
+            .await,
+        muted
+    );
+    // In a form control the keys are the control's: space on the speed
+    // select does not toggle playback.
+    let before = paused(&b).await;
+    b.execute("document.querySelector('[data-testid=speed-select]').focus(); return true")
+        .await;
+    b.press("k").await;
+    assert_eq!(paused(&b).await, before);
+    b.execute("document.activeElement.blur(); return true")
+        .await;
 
     // Download.
     let link = b.testid("download-link").await;
