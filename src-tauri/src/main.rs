@@ -135,9 +135,7 @@ fn main() -> ExitCode {
     app.run(|handle, event| {
         if let tauri::RunEvent::Exit = event {
             // In-flight PATCHes to the embedded server save what arrived.
-            if let Some(e) = &handle.state::<state::AppState>().embedded {
-                e.stop.cancel();
-            }
+            handle.state::<state::AppState>().stop_embedded();
         }
         if let tauri::RunEvent::ExitRequested { api, code, .. } = event {
             // A recording in progress is stopped and its last fragment saved

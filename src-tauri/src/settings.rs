@@ -41,6 +41,9 @@ pub struct Settings {
     pub max_height: Option<u32>,
     /// The last source recorded.
     pub source: Option<String>,
+    /// The embedded server listens on the local network too and its share
+    /// links use this computer's LAN address (off by default).
+    pub share_on_lan: bool,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             crf: spool_encode::Config::DEFAULT_CRF,
             max_height: None,
             source: None,
+            share_on_lan: false,
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct SettingsView {
     pub env_override: Option<String>,
     /// The embedded server's address, when it runs.
     pub embedded_url: Option<String>,
+    /// Where share links point on the local network, when shared there.
+    pub lan_url: Option<String>,
     pub embedded_error: Option<String>,
     pub data_dir: String,
     pub recordings_dir: String,

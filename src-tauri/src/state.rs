@@ -116,8 +116,9 @@ pub struct AppState {
     pub settings: Mutex<Settings>,
     pub secrets: Secrets,
     pub env: Option<EnvServer>,
-    pub embedded: Option<Embedded>,
-    pub embedded_error: Option<String>,
+    /// The embedded server; replaced when the local-network setting changes.
+    pub embedded: Mutex<Option<Embedded>>,
+    pub embedded_error: Mutex<Option<String>>,
     pub recording: Mutex<Option<crate::recording::Active>>,
     pub deletions: crate::deleting::Deletions,
     uploads: Mutex<HashMap<String, LiveUpload>>,
@@ -152,6 +153,7 @@ impl AppState {
         let env = EnvServer::from_env();
         let (embedded, embedded_error) = match tauri::async_runtime::block_on(Embedded::start(
             &paths.server,
+            settings.share_on_lan,
         )) {
             Ok(e) => (Some(e), None),
             Err(e) => {
@@ -175,8 +177,8 @@ impl AppState {
             settings: Mutex::new(settings),
             secrets: Secrets::new(),
             env,
-            embedded,
-            embedded_error,
+            embedded: Mutex::new(embedded),
+            embedded_error: Mutex::new(embedded_error),
             recording: Mutex::new(None),
             deletions: crate::deleting::Deletions::new()?,
             uploads: Mutex::new(HashMap::new()),
@@ -215,12 +217,12 @@ impl AppState {
         }
         let s = self.settings();
         match s.destination {
-            Destination::Embedded => self.embedded.as_ref().map(Embedded::target).ok_or_else(|| {
+            Destination::Embedded => self.embedded_target().ok_or_else(|| {
                 IpcError::new(
                     codes::NO_DESTINATION,
                     format!(
                         "the embedded server is not running ({}); choose a remote server in Settings",
-                        self.embedded_error.as_deref().unwrap_or("unknown error")
+                        self.embedded_error().as_deref().unwrap_or("unknown error")
                     ),
                 )
             }),
@@ -260,8 +262,7 @@ impl AppState {
                         token_secret: env.token_secret.clone(),
                     });
                 }
-                if let Some(e) = &self.embedded {
-                    let t = e.target();
+                if let Some(t) = self.embedded_target() {
                     if matches!(&t, Target::OnDemand { server: s, token_id: id, .. } if s == server && id == token_id)
                     {
                         return Some(t);
@@ -302,13 +303,83 @@ impl AppState {
                 self.secrets.storage().into()
             },
             env_override: self.env.as_ref().map(|e| e.url.clone()),
-            embedded_url: self.embedded.as_ref().map(|e| e.url.clone()),
-            embedded_error: self.embedded_error.clone(),
+            embedded_url: self.with_embedded(|e| e.url.clone()),
+            lan_url: self.with_embedded(|e| e.lan_url.clone()).flatten(),
+            embedded_error: self.embedded_error(),
             data_dir: self.paths.data.display().to_string(),
             recordings_dir: self.paths.recordings.display().to_string(),
             log_dir: self.paths.logs.display().to_string(),
             settings,
         }
+    }
+
+    fn with_embedded<R>(&self, f: impl FnOnce(&Embedded) -> R) -> Option<R> {
+        self.embedded.lock().ok()?.as_ref().map(f)
+    }
+
+    fn embedded_target(&self) -> Option<Target> {
+        self.with_embedded(Embedded::target)
+    }
+
+    fn embedded_error(&self) -> Option<String> {
+        self.embedded_error.lock().ok()?.clone()
+    }
+
+    /// Stops the embedded server (app exit): in-flight PATCHes save what
+    /// arrived.
+    pub fn stop_embedded(&self) {
+        let _ = self.with_embedded(|e| e.stop.cancel());
+    }
+
+    /// Restarts the embedded server on or off the local network. Refused
+    /// while recording; uploads in flight reconnect (their URLs name
+    /// loopback, which the server keeps serving either way).
+    async fn set_lan_sharing(&self, lan: bool) -> Result<(), IpcError> {
+        if self.recording.lock().map(|r| r.is_some()).unwrap_or(false) {
+            return Err(IpcError::new(
+                codes::INVALID_SETTINGS,
+                "stop the recording before changing local-network sharing",
+            ));
+        }
+        // Checked first, so a machine without a network keeps its server.
+        if lan && crate::embedded::lan_address().is_none() {
+            return Err(IpcError::new(
+                codes::INVALID_SETTINGS,
+                "this computer is not on a local network: there is no address to share on",
+            ));
+        }
+        let old = self.embedded.lock().ok().and_then(|mut e| e.take());
+        if let Some(old) = old {
+            old.shut_down().await;
+        }
+        // The old server's last tasks may hold its data folder a moment longer.
+        let mut last = None;
+        for _ in 0..40 {
+            match Embedded::start(&self.paths.server, lan).await {
+                Ok(e) => {
+                    tracing::info!(lan, url = ?e.lan_url, "embedded server restarted");
+                    if let Ok(mut slot) = self.embedded.lock() {
+                        *slot = Some(e);
+                    }
+                    if let Ok(mut err) = self.embedded_error.lock() {
+                        *err = None;
+                    }
+                    return Ok(());
+                }
+                Err(e) => {
+                    last = Some(format!("{e:#}"));
+                    tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+                }
+            }
+        }
+        let e = last.unwrap_or_default();
+        if let Ok(mut err) = self.embedded_error.lock() {
+            *err = Some(e.clone());
+        }
+        Err(IpcError::new(
+            codes::INTERNAL,
+            format!("the embedded server did not restart: {e}"),
+        ))
     }
 
     pub async fn save_settings(&self, input: SettingsInput) -> Result<SettingsView, IpcError> {
@@ -333,6 +404,9 @@ impl AppState {
                 codes::INVALID_SETTINGS,
                 "enter the token secret for this server and token id",
             ));
+        }
+        if s.share_on_lan != self.settings().share_on_lan {
+            self.set_lan_sharing(s.share_on_lan).await?;
         }
         s.save(&self.paths.settings)?;
         if let Ok(mut cur) = self.settings.lock() {

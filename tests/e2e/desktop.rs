@@ -16,6 +16,8 @@ mod deleting;
 mod launching;
 #[path = "desktop/notifications.rs"]
 mod notifications;
+#[path = "desktop/sharing.rs"]
+mod sharing;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -38,6 +38,9 @@ pub struct Faults {
     pub burst_5xx: Option<(usize, usize)>,
     /// Read each whole request body before forwarding any of it.
     pub buffer_bodies: bool,
+    /// Hold each request this long before forwarding it (a round trip's
+    /// latency, per request, as a far-away server costs).
+    pub request_delay: Option<Duration>,
 }
 
 /// One request the proxy saw.
@@ -235,6 +238,9 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
                     w.shutdown().await?;
                     return Ok(());
                 }
+            }
+            if let Some(d) = state.faults.request_delay {
+                tokio::time::sleep(d).await;
             }
             up_w.write_all(&head).await?;
             let mut left = content_length.unwrap_or(0);

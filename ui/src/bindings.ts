@@ -157,6 +157,11 @@ export type Settings = {
 	max_height: number | null,
 	/**  The last source recorded. */
 	source: string | null,
+	/**
+	 *  The embedded server listens on the local network too and its share
+	 *  links use this computer's LAN address (off by default).
+	 */
+	share_on_lan: boolean,
 };
 
 /**
@@ -182,6 +187,8 @@ export type SettingsView = {
 	env_override: string | null,
 	/**  The embedded server's address, when it runs. */
 	embedded_url: string | null,
+	/**  Where share links point on the local network, when shared there. */
+	lan_url: string | null,
 	embedded_error: string | null,
 	data_dir: string,
 	recordings_dir: string,

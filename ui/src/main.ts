@@ -53,6 +53,8 @@ const ui = {
   secretNote: $("settings-secret-note"),
   endpointUrl: $<HTMLInputElement>("settings-endpoint-url"),
   embeddedNote: $("settings-embedded"),
+  shareLan: $<HTMLInputElement>("settings-share-lan"),
+  lanAddress: $("settings-lan-address"),
   envNote: $("settings-env"),
   fps: $<HTMLSelectElement>("settings-fps"),
   fragmentSecs: $<HTMLInputElement>("settings-fragment-secs"),
@@ -459,6 +461,9 @@ function showDestination() {
       .forEach((el) => el.classList.toggle("inactive", d !== kind));
   }
   ui.embeddedNote.hidden = d !== "embedded";
+  document
+    .querySelectorAll<HTMLElement>("#settings .embedded-only")
+    .forEach((el) => el.classList.toggle("inactive", d !== "embedded"));
 }
 
 function fillSettings(v: SettingsView) {
@@ -487,6 +492,11 @@ function fillSettings(v: SettingsView) {
     ui.crf.value = String(s.crf);
   }
   ui.maxHeight.value = s.max_height ? String(s.max_height) : "";
+  ui.shareLan.checked = s.share_on_lan;
+  ui.lanAddress.hidden = !v.lan_url;
+  ui.lanAddress.textContent = v.lan_url
+    ? `Share links use ${v.lan_url}: anyone on your local network can open them while Spool runs.`
+    : "";
   ui.embeddedNote.textContent = v.embedded_url
     ? `Uploads go to the server inside Spool at ${v.embedded_url}; links work while Spool runs.`
     : `The embedded server is not running: ${v.embedded_error ?? "unknown error"}`;
@@ -518,6 +528,7 @@ function readSettings(): Settings {
     crf: Number(ui.crf.value),
     max_height: maxHeight,
     source: ui.source.value || null,
+    share_on_lan: ui.shareLan.checked,
   };
 }
 

@@ -79,6 +79,9 @@ struct ServeArgs {
     /// Base URL clients reach this server at (default: from --listen).
     #[arg(long, env = "SPOOL_PUBLIC_URL")]
     public_url: Option<url::Url>,
+    /// Base URL of share links and playback URLs, when viewers reach this server at another address than uploaders (default: the public URL).
+    #[arg(long, env = "SPOOL_SHARE_URL")]
+    share_url: Option<url::Url>,
     /// API token id (default: generated on first start, kept in DATA/credentials).
     #[arg(long, env = "SPOOL_TOKEN_ID")]
     token_id: Option<String>,
@@ -172,6 +175,7 @@ impl ServeArgs {
         let mut config = Config::new(self.data);
         config.listen = self.listen;
         config.public_url = self.public_url;
+        config.share_url = self.share_url;
         config.max_size = self.max_size;
         config.upload_ttl = Duration::from_secs(self.upload_ttl);
         config.upload_expiry = Duration::from_secs(self.upload_expiry);

@@ -223,9 +223,14 @@ impl App {
             )
         })?;
         let (credentials, source) = resolve_credentials(&config)?;
+        let share_base = config
+            .share_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_else(|| public_url.to_owned());
         let db = Db::open(
             &config.data_dir.join(DB_FILE),
-            public_url,
+            &share_base,
             config.webhook.is_some(),
         )
         .context("opening the database")?;

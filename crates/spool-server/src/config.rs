@@ -41,6 +41,10 @@ pub struct Config {
     /// Base URL clients reach the server at (for upload and share URLs);
     /// `None` derives it from the bound address.
     pub public_url: Option<url::Url>,
+    /// Base URL of share links and playback URLs, where viewers reach the
+    /// server at another address than uploaders (the app sharing on the
+    /// local network); `None` uses the public URL.
+    pub share_url: Option<url::Url>,
     /// API credentials; `None` loads them from the data directory, or
     /// generates and stores them on first start.
     pub credentials: Option<Credentials>,
@@ -226,6 +230,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: data_dir.into(),
             public_url: None,
+            share_url: None,
             credentials: None,
             webhook: None,
             max_size: defaults::MAX_SIZE,

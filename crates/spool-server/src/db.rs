@@ -338,7 +338,8 @@ pub struct NewAsset {
 #[derive(Clone)]
 pub struct Db {
     conn: Arc<Mutex<Connection>>,
-    /// Base of share URLs, which asset views include.
+    /// Base of share and playback URLs, which asset views include (the
+    /// share URL if configured, else the public URL).
     public_url: Arc<str>,
     /// Whether state changes enqueue webhooks at all.
     pub(crate) webhooks: bool,

@@ -36,6 +36,39 @@ pub async fn run(app: &App) -> anyhow::Result<()> {
         .context("repairing unfinished uploads")?;
     complete(app).await.context("checking complete uploads")?;
     orphans(app).await.context("removing orphaned storage")?;
+    orphan_outputs(app)
+        .await
+        .context("removing outputs of deleted assets")?;
+    Ok(())
+}
+
+/// Processing outputs whose asset was deleted (or never existed) when the
+/// crash came are removed.
+async fn orphan_outputs(app: &App) -> anyhow::Result<()> {
+    let dir = app.config.data_dir.join("media");
+    let names: Vec<String> = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries
+            .flatten()
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| crate::ids::is_valid_id(n))
+            .collect(),
+        Err(_) => return Ok(()),
+    };
+    for name in names {
+        let id = name.clone();
+        let gone = app
+            .db
+            .call(move |ops| {
+                Ok(ops
+                    .asset(&id)?
+                    .is_none_or(|a| a.status == crate::db::AssetStatus::Deleted))
+            })
+            .await?;
+        if gone {
+            tracing::info!(asset = %name, "removing the outputs of a deleted asset");
+            crate::outputs::Outputs::new(&app.config.data_dir, &name).remove()?;
+        }
+    }
     Ok(())
 }
 
