@@ -327,6 +327,9 @@ fn player(asset: &AssetView) -> String {
     )
 }
 
+/// Without script the page cannot follow the upload or feed the player.
+const NOSCRIPT: &str = r#"<noscript><p class="sub">This page needs JavaScript to play the recording and to follow its upload.</p></noscript>"#;
+
 const SPEEDS: [&str; 5] = ["0.5", "1", "1.25", "1.5", "2"];
 
 fn toolbar(asset: &AssetView, shown: bool) -> String {
@@ -394,10 +397,11 @@ fn page_for(asset: Option<AssetView>) -> Response {
         meta.push(d);
     }
     let body = format!(
-        r#"<h1 data-testid="share-title" id="title">{}</h1><p class="meta" id="meta">{}</p><section class="stage" id="stage">{stage}</section>{}"#,
+        r#"<h1 data-testid="share-title" id="title">{}</h1><p class="meta" id="meta">{}</p><section class="stage" id="stage" aria-live="polite">{stage}</section>{}{}"#,
         escape(&title),
         escape(&meta.join(" · ")),
         toolbar(&asset, playable),
+        NOSCRIPT,
     );
     Html(page(
         &escape(&title),
