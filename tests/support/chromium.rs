@@ -6,6 +6,7 @@
 //! condition against a deadline, keys, and screenshots kept for people to
 //! look at.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -36,7 +37,12 @@ pub struct ChromeDriver {
 }
 
 impl Drop for ChromeDriver {
+    /// Kills chromedriver's process group: it and every browser it started,
+    /// including those of a test that panicked before closing its session.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -59,7 +65,10 @@ impl ChromeDriver {
         let bin = std::env::var_os("CHROMEDRIVER")
             .map(PathBuf::from)
             .unwrap_or_else(|| "/usr/bin/chromedriver".into());
+        // Its own process group, which the browsers it starts join, so
+        // that dropping the driver ends them all.
         let child = Command::new(&bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
