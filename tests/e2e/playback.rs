@@ -459,6 +459,9 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
         .as_f64()
         .unwrap_or_else(|| panic!("the seek did not play: {seek}"));
     assert!(ms < 1000.0, "the seek took {ms} ms: {seek}");
+    eprintln!(
+        "duration at load {duration} s (file {expected} s); seek to 80 % playing after {ms:.0} ms"
+    );
 
     // Speed.
     b.click(
