@@ -683,3 +683,46 @@ async fn a_processing_recording_shows_its_progress_then_plays_without_a_reload()
     assert!(still_marked(&b).await, "the page reloaded");
     b.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_page_plays_from_its_own_origin_whatever_the_share_url_says() {
+    let _one = ONE_BROWSER_AT_A_TIME.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Share links (and so the asset's absolute media URLs) name a host this
+    // browser never reaches; the page it loaded from here still plays.
+    let server = SpoolServer::start(
+        &dir.path().join("data"),
+        0,
+        &["--share-url", "http://spool.invalid:9"],
+    );
+    let driver = ChromeDriver::start().await;
+    let f = Fixture {
+        dir,
+        server,
+        driver,
+    };
+    let file = recording(f.dir.path(), 4);
+    let data = std::fs::read(&file).unwrap();
+    let (id, upload) = f.create(json!({"title": "Elsewhere"})).await;
+    patch(&upload, 0, &data, true).await;
+    let a = f
+        .wait_asset(&id, "the asset to be ready", Duration::from_secs(60), |a| {
+            a["status"] == "ready"
+        })
+        .await;
+    assert!(
+        a["playback_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://spool.invalid:9/"),
+        "{a}"
+    );
+    let b = f.driver.browser(LAPTOP).await;
+    b.goto(&f.page(&id)).await;
+    wait_advancing(&b, 0.5, "playback").await;
+    let poster = b
+        .execute("return document.querySelector('video').getAttribute('poster')")
+        .await;
+    assert_eq!(poster, format!("/v/{id}/poster.jpg"));
+    b.close().await;
+}
