@@ -8,7 +8,7 @@ SPOOL_DATA ?= .spool/data
 SPOOL_LISTEN ?= 127.0.0.1:8080
 TAURI := ui/node_modules/.bin/tauri
 
-.PHONY: run test setup ui lint build desktop bundle serve demo bench clean
+.PHONY: run test setup ui web lint build desktop bundle serve demo bench clean
 
 setup:
 	@scripts/setup.sh all
@@ -18,7 +18,11 @@ ui:
 	@scripts/setup.sh ui
 	npm --prefix ui run build --silent
 
-build: ui
+## The share page's hls.js, which the server's build embeds.
+web:
+	@scripts/setup.sh web
+
+build: ui web
 	$(CARGO) build --locked -p spool-cli -p spool-desktop
 
 ## The desktop app's release binary, UI embedded: target/release/spool-desktop
@@ -56,7 +60,7 @@ serve:
 	$(CARGO) build --locked --release -p spool-cli
 	./target/release/spool serve --listen $(SPOOL_LISTEN) --data $(SPOOL_DATA)
 
-lint: ui
+lint: ui web
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	npm --prefix ui run check --silent

@@ -3,8 +3,9 @@
 # idempotently: Debian packages (only those missing), then the third-party
 # test peers from npm and PyPI (only when their lock files changed).
 #   scripts/setup.sh          everything
-#   scripts/setup.sh system   Debian packages only (what `make run` needs)
+#   scripts/setup.sh system   Debian packages and the share page's hls.js (what `make run` needs)
 #   scripts/setup.sh ui       the desktop UI's npm packages (Vite, TypeScript, the Tauri CLI)
+#   scripts/setup.sh web      the share page's npm packages (hls.js), which the server's build embeds
 #   scripts/setup.sh driver   tauri-driver, for the desktop end-to-end suite
 set -euo pipefail
 
@@ -21,12 +22,14 @@ what="${1:-all}"
 # (icons), libssl/libdbus (Tauri's and the keyring's system parts);
 # webkit2gtk-driver is WebKitWebDriver for tauri-driver; xdotool presses the
 # global shortcut in tests; dbus + dunst give
-# tests a session bus and a notification daemon.
+# tests a session bus and a notification daemon. chromium + chromium-driver
+# (chromedriver): the share page's player suite (tests/e2e/playback.rs)
+# plays recordings in headless Chromium, which has H.264 and MSE.
 APT_PACKAGES=(build-essential pkg-config ca-certificates clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
   libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
-  libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst xdotool)
+  libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst xdotool chromium chromium-driver)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
@@ -82,6 +85,21 @@ install_ui() {
   fi
 }
 
+# The share page's player library, bundled into the server binary by
+# crates/spool-server/build.rs (no CDN: the page works offline). `npm ci`
+# from the committed lock file; no install scripts run.
+install_web() {
+  command -v node >/dev/null || { echo "setup: Node.js 20 is required for the share page's packages" >&2; exit 1; }
+  local web=crates/spool-server/web
+  local hash; hash=$(cat "$web/package.json" "$web/package-lock.json" | sha256sum | cut -d' ' -f1)
+  if ! stamp_ok "$web/node_modules/.spool-stamp" "$hash" \
+     || [ ! -f "$web/node_modules/hls.js/dist/hls.light.min.js" ]; then
+    echo "setup: installing the share page's npm packages (hls.js)"
+    (cd "$web" && npm ci --no-audit --no-fund --loglevel=error --ignore-scripts)
+    echo "$hash" > "$web/node_modules/.spool-stamp"
+  fi
+}
+
 # tauri-driver (the WebDriver bridge QA uses) goes into .spool/tools, pinned.
 TAURI_DRIVER_VERSION=2.1.0
 install_driver() {
@@ -93,10 +111,13 @@ install_driver() {
 }
 
 case "$what" in
-  system) install_system ;;
+  # Everything that builds the server needs hls.js, so `system` (what the
+  # Makefile's build targets run) installs it too.
+  system) install_system; install_web ;;
+  web) install_web ;;
   peers) install_peers ;;
   ui) install_ui ;;
   driver) install_driver ;;
-  all) install_system; install_peers; install_ui; install_driver ;;
-  *) echo "usage: $0 [all|system|peers|ui|driver]" >&2; exit 2 ;;
+  all) install_system; install_web; install_peers; install_ui; install_driver ;;
+  *) echo "usage: $0 [all|system|web|peers|ui|driver]" >&2; exit 2 ;;
 esac

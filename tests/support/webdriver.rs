@@ -206,7 +206,15 @@ pub struct Session {
 pub struct Element(String);
 
 impl Session {
-    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    /// A session another driver opened (chromedriver: see [`crate::chromium`]):
+    /// `url` is `http://127.0.0.1:PORT/session/ID`.
+    pub(crate) fn attach(http: reqwest::Client, url: String) -> Session {
+        Session { http, url }
+    }
+
+    /// Any WebDriver command on this session (`path` after `/session/ID`);
+    /// its `value`. Panics (with a screenshot) on a WebDriver error.
+    pub async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
         let mut req = self.http.request(method, format!("{}{path}", self.url));
         if let Some(b) = body {
             req = req.json(&b);
