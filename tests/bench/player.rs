@@ -72,9 +72,24 @@ async fn main() {
     ffmpeg_make(
         &file,
         &[
-            "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-t", &secs.to_string(),
-            "-c:v", "libx264", "-preset", "ultrafast", "-b:v", "7500k", "-g", "60",
-            "-pix_fmt", "yuv420p", "-movflags", "frag_keyframe+empty_moov+default_base_moof",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1920x1080:rate=30",
+            "-t",
+            &secs.to_string(),
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "7500k",
+            "-g",
+            "60",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "frag_keyframe+empty_moov+default_base_moof",
         ],
     );
     let d = duration_s(&file);
@@ -100,7 +115,9 @@ async fn main() {
     wait_status(&server, &id, "ready", Duration::from_secs(30)).await;
 
     let driver = ChromeDriver::start().await;
-    println!("Chromium, a {d:.1} s 1080p fragmented MP4 ({mb:.1} MB, 2 s fragments): ms from navigation");
+    println!(
+        "Chromium, a {d:.1} s 1080p fragmented MP4 ({mb:.1} MB, 2 s fragments): ms from navigation"
+    );
     for delay in [None, Some(Duration::from_millis(50))] {
         let proxy = FaultProxy::start(
             server.addr,
@@ -118,18 +135,33 @@ async fn main() {
             )
         };
         let cases = [
-            ("share page (HLS, hls.js)", format!("{base}/v/{id}"), "[data-testid=share-video]".to_owned(), String::new()),
-            ("indexed MP4 (mp4_url)", format!("{base}/healthz"), "#bench".to_owned(), video(&format!("{base}/v/{id}/video.mp4"))),
-            ("raw fMP4 (before)", format!("{base}/healthz"), "#bench".to_owned(), video(&format!("{base}/v/{id}/media"))),
+            (
+                "share page (HLS, hls.js)",
+                format!("{base}/v/{id}"),
+                "[data-testid=share-video]".to_owned(),
+                String::new(),
+            ),
+            (
+                "indexed MP4 (mp4_url)",
+                format!("{base}/healthz"),
+                "#bench".to_owned(),
+                video(&format!("{base}/v/{id}/video.mp4")),
+            ),
+            (
+                "raw fMP4 (before)",
+                format!("{base}/healthz"),
+                "#bench".to_owned(),
+                video(&format!("{base}/v/{id}/media")),
+            ),
         ];
         let label = match delay {
             None => "loopback".to_owned(),
             Some(d) => format!("+{} ms per request", d.as_millis()),
         };
         for (name, page, sel, start) in &cases {
-            let before = proxy.requests().len();
+            let before = proxy.stats.requests().len();
             let m = measure(&driver, page, sel, start, d).await;
-            let requests = proxy.requests().len() - before;
+            let requests = proxy.stats.requests().len() - before;
             if m["ok"] != true {
                 println!("  {label:>22} · {name:<26} failed: {m}");
                 continue;

@@ -320,34 +320,6 @@ async fn paused(b: &Browser) -> Value {
         .await
 }
 
-/// Plays the video and waits for its clock to pass `secs`.
-async fn wait_playing_past(b: &Browser, secs: f64, what: &str) {
-    b.wait_js(
-        what,
-        &format!("(() => {{ const v = document.querySelector('video'); if (v.paused) v.play().catch(() => {{}}); return v.currentTime > {secs}; }})()"),
-        Duration::from_secs(20),
-        PROBE,
-    )
-    .await;
-}
-
-/// Plays the video and waits for its clock to advance `by` seconds from
-/// where it settles (a live player starts near the live edge, not at 0).
-async fn wait_advancing(b: &Browser, by: f64, what: &str) {
-    b.execute("window.__t0 = undefined; return true").await;
-    b.wait_js(
-        what,
-        &format!("(() => {{ const v = document.querySelector('video'); if (v.paused) v.play().catch(() => {{}});
-            if (window.__t0 === undefined && v.readyState >= 3 && !v.seeking) window.__t0 = v.currentTime;
-            return window.__t0 !== undefined && v.currentTime > window.__t0 + {by}; }})()"),
-        Duration::from_secs(20),
-        PROBE,
-    )
-    .await;
-}
-
-const PROBE: &str = "(() => { const v = document.querySelector('video'); return v && {t: v.currentTime, d: v.duration, rs: v.readyState, paused: v.paused, err: v.error && v.error.message, t0: window.__t0}; })()";
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
     let _one = ONE_BROWSER_AT_A_TIME.lock().await;
@@ -436,7 +408,7 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
     within_viewport(&b, "[data-testid=download-link]").await;
     no_horizontal_scroll(&b).await;
 
-    wait_advancing(&b, 1.0, "playback to start").await;
+    spool_e2e::chromium::wait_advancing(&b, 1.0, "playback to start").await;
     let shot = b.screenshot_as("ready-1280x800").await;
     eprintln!("screenshot {}", shot.display());
 
@@ -558,7 +530,7 @@ async fn a_ready_recording_plays_seeks_and_obeys_the_controls() {
     phone.goto(&f.page(&id)).await;
     no_horizontal_scroll(&phone).await;
     within_viewport(&phone, "[data-testid=share-video]").await;
-    wait_advancing(&phone, 0.5, "playback on the phone").await;
+    spool_e2e::chromium::wait_advancing(&phone, 0.5, "playback on the phone").await;
     phone.screenshot_as("ready-phone").await;
     phone.close().await;
 }
@@ -593,7 +565,7 @@ async fn a_live_recording_plays_live_then_becomes_the_video_without_a_reload() {
     )
     .await;
     assert_eq!(b.text(&badge).await.to_lowercase(), "live");
-    wait_advancing(&b, 0.5, "live playback").await;
+    spool_e2e::chromium::wait_advancing(&b, 0.5, "live playback").await;
     let shot = b.screenshot_as("live-1280x800").await;
     eprintln!("screenshot {}", shot.display());
 
@@ -621,7 +593,7 @@ async fn a_live_recording_plays_live_then_becomes_the_video_without_a_reload() {
         expected - 3.0
     ))
     .await;
-    wait_playing_past(&b, expected - 2.5, "playback of the end").await;
+    spool_e2e::chromium::wait_playing_past(&b, expected - 2.5, "playback of the end").await;
     eprintln!("duration once ended: {duration}");
     b.screenshot_as("live-ended-1280x800").await;
     b.close().await;
@@ -679,7 +651,7 @@ async fn a_processing_recording_shows_its_progress_then_plays_without_a_reload()
         "document.body.innerText",
     )
     .await;
-    wait_advancing(&b, 0.5, "playback after processing").await;
+    spool_e2e::chromium::wait_advancing(&b, 0.5, "playback after processing").await;
     assert!(still_marked(&b).await, "the page reloaded");
     b.close().await;
 }
@@ -719,7 +691,7 @@ async fn the_page_plays_from_its_own_origin_whatever_the_share_url_says() {
     );
     let b = f.driver.browser(LAPTOP).await;
     b.goto(&f.page(&id)).await;
-    wait_advancing(&b, 0.5, "playback").await;
+    spool_e2e::chromium::wait_advancing(&b, 0.5, "playback").await;
     let poster = b
         .execute("return document.querySelector('video').getAttribute('poster')")
         .await;

@@ -343,6 +343,7 @@ async fn other_videos_are_remuxed_or_transcoded_and_a_non_video_errors_keeping_i
     std::fs::write(&text, "these are notes, not a video\n".repeat(1000)).unwrap();
     let (text_id, _) = tuspy_upload(&server, dir.path(), &text).await;
 
+    let chrome = spool_e2e::chromium::ChromeDriver::start().await;
     for (name, file, id, share, codec) in &assets {
         let a = wait_asset(&server, id, Duration::from_secs(90), |a| {
             a["status"] == "ready" || a["status"] == "errored"
@@ -400,6 +401,13 @@ async fn other_videos_are_remuxed_or_transcoded_and_a_non_video_errors_keeping_i
                 .status(),
             200
         );
+        // It plays in Chromium, through the share page's player.
+        let b = chrome
+            .browser(spool_e2e::chromium::Viewport::Desktop(1280, 800))
+            .await;
+        b.goto(share).await;
+        spool_e2e::chromium::wait_advancing(&b, 0.5, &format!("{name} playing")).await;
+        b.close().await;
         // The original stays as it was uploaded.
         let orig = reqwest::Client::new()
             .get(format!("{}/v1/assets/{id}/original", server.base))
@@ -489,4 +497,77 @@ async fn a_server_killed_mid_processing_finishes_the_job_after_restart() {
             "video.asset.ready"
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recording_plays_live_in_chromium_with_the_badge_then_ends_as_a_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let chrome = spool_e2e::chromium::ChromeDriver::start().await;
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let mut rec = Proc::spawn(spool_record(
+        &dir.path().join("state"),
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            "synthetic:640x360",
+            "--fps",
+            "15",
+            "--fragment-secs",
+            "1",
+            "--duration",
+            "16",
+        ],
+    ));
+    let created: serde_json::Value = serde_json::from_str(
+        &rec.wait_line(Duration::from_secs(30), |l| l.contains("\"created\"")),
+    )
+    .unwrap();
+    let share = created["share_url"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let b = chrome
+        .browser(spool_e2e::chromium::Viewport::Desktop(1280, 800))
+        .await;
+    b.goto(&share).await;
+    b.wait_js(
+        "the live badge",
+        "(() => { const e = document.querySelector('[data-testid=live-badge]'); return e && !e.hidden && e.offsetWidth > 0; })()",
+        Duration::from_secs(20),
+        "document.body.dataset.status",
+    )
+    .await;
+    spool_e2e::chromium::wait_advancing(&b, 1.0, "live playback during the recording").await;
+    // How far behind the recorder the viewer is: the recording's clock
+    // (from the created event, a little before the first frame) against
+    // the player's.
+    let t = b
+        .execute("return document.querySelector('video').currentTime")
+        .await
+        .as_f64()
+        .unwrap();
+    let edge = started.elapsed().as_secs_f64() - t;
+    eprintln!("live edge: {edge:.2} s behind the recorder (1 s fragments)");
+    assert!(edge < 6.0, "the viewer is {edge:.2} s behind");
+    b.screenshot_as("record-live-1280x800").await;
+    let (status, lines) = rec.finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    let c = complete(&json_lines(&lines));
+    let expected = c["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+    b.wait_js(
+        "the badge to go and the full duration",
+        &format!(
+            "(() => {{ const v = document.querySelector('video'); return document.querySelector('[data-testid=live-badge]').hidden && Math.abs(v.duration - {expected}) < 0.3; }})()"
+        ),
+        Duration::from_secs(30),
+        "[document.body.dataset.status, document.querySelector('video').duration]",
+    )
+    .await;
+    // A normal video now: it plays from the start.
+    b.execute("document.querySelector('video').currentTime = 1; return true")
+        .await;
+    spool_e2e::chromium::wait_playing_past(&b, 1.5, "playback after Stop").await;
+    b.screenshot_as("record-ended-1280x800").await;
+    b.close().await;
 }

@@ -283,6 +283,35 @@ impl Browser {
     }
 }
 
+/// Plays the video and waits for its clock to pass `secs`.
+pub async fn wait_playing_past(b: &Browser, secs: f64, what: &str) {
+    b.wait_js(
+        what,
+        &format!("(() => {{ const v = document.querySelector('video'); if (v.paused) v.play().catch(() => {{}}); return v.currentTime > {secs}; }})()"),
+        Duration::from_secs(20),
+        PROBE,
+    )
+    .await;
+}
+
+/// Plays the video and waits for its clock to advance `by` seconds from
+/// where it settles (a live player starts near the live edge, not at 0).
+pub async fn wait_advancing(b: &Browser, by: f64, what: &str) {
+    b.execute("window.__t0 = undefined; return true").await;
+    b.wait_js(
+        what,
+        &format!("(() => {{ const v = document.querySelector('video'); if (v.paused) v.play().catch(() => {{}});
+            if (window.__t0 === undefined && v.readyState >= 3 && !v.seeking) window.__t0 = v.currentTime;
+            return window.__t0 !== undefined && v.currentTime > window.__t0 + {by}; }})()"),
+        Duration::from_secs(20),
+        PROBE,
+    )
+    .await;
+}
+
+/// What a failed wait on the video shows about it.
+pub const PROBE: &str = "(() => { const v = document.querySelector('video'); return v && {t: v.currentTime, d: v.duration, rs: v.readyState, paused: v.paused, err: v.error && v.error.message, t0: window.__t0}; })()";
+
 fn slug(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
