@@ -153,6 +153,12 @@
         // is watched as it is made), and catch up if it falls far behind.
         liveSyncDurationCount: 1,
         liveMaxLatencyDurationCount: 5,
+        // hls.js sets the element's duration only once its buffer queue is
+        // idle: a short forward buffer lets that happen after a few
+        // segments instead of after the whole video (measured: 2 s before
+        // the duration was known through 50 ms of latency per request).
+        maxBufferLength: 6,
+        maxMaxBufferLength: 30,
         manifestLoadingMaxRetry: 6,
         levelLoadingMaxRetry: 6,
         fragLoadingMaxRetry: 6
