@@ -13,6 +13,9 @@ use serde::Serialize;
 
 mod max_size;
 mod media;
+mod view;
+
+use view::AssetRow;
 
 pub use media::Playable;
 
@@ -244,73 +247,6 @@ pub struct AssetView {
 pub struct AssetError {
     pub code: String,
     pub message: String,
-}
-
-/// An asset's row as [`Ops::asset`] reads it.
-struct AssetRow {
-    id: String,
-    upload_id: String,
-    status: String,
-    metadata: String,
-    created: i64,
-    updated: i64,
-    offset: u64,
-    length: Option<u64>,
-    error_code: Option<String>,
-    error_message: Option<String>,
-    live: bool,
-    duration_ms: Option<u64>,
-    width: Option<u32>,
-    height: Option<u32>,
-    progress: Option<f64>,
-    poster: bool,
-}
-
-impl AssetRow {
-    fn into_view(self, db: &Db) -> Result<AssetView, DbError> {
-        let status = AssetStatus::parse(&self.status)?;
-        let error = match (status, self.error_code) {
-            (AssetStatus::Errored, Some(code)) => Some(AssetError {
-                code,
-                message: self.error_message.unwrap_or_default(),
-            }),
-            _ => None,
-        };
-        let metadata: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(&self.metadata).map_err(|e| DbError::Corrupt(e.to_string()))?;
-        let title = ["title", "name"]
-            .iter()
-            .find_map(|k| metadata.get(*k).and_then(|v| v.as_str()))
-            .filter(|t| !t.trim().is_empty())
-            .map(str::to_owned);
-        let base = db.share_url(&self.id);
-        let gone = status == AssetStatus::Deleted;
-        // Live while uploading with a playable segment; the same playlist,
-        // ended, once ready. Nothing of a deleted asset is linked.
-        let playable = !gone && (status == AssetStatus::Ready || self.live);
-        let live = self.live && matches!(status, AssetStatus::Uploading | AssetStatus::Waiting);
-        Ok(AssetView {
-            share_url: base.clone(),
-            status,
-            offset: self.offset,
-            length: self.length,
-            metadata,
-            created_at: ms_to_rfc3339(self.created),
-            updated_at: ms_to_rfc3339(self.updated),
-            error,
-            duration_ms: self.duration_ms,
-            width: self.width,
-            height: self.height,
-            playback_url: playable.then(|| format!("{base}/playlist.m3u8")),
-            mp4_url: (!gone && status == AssetStatus::Ready).then(|| format!("{base}/video.mp4")),
-            thumbnail_url: (!gone && self.poster).then(|| format!("{base}/poster.jpg")),
-            live,
-            progress: (status == AssetStatus::Processing).then_some(self.progress.unwrap_or(0.0)),
-            title,
-            id: self.id,
-            upload_id: self.upload_id,
-        })
-    }
 }
 
 /// A new upload to insert.
