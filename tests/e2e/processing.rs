@@ -81,23 +81,7 @@ async fn a_recording_plays_live_while_it_uploads_and_is_ready_within_a_second() 
     let hooks = Hooks::start(dir.path());
     let args: Vec<&str> = hooks.args.iter().map(String::as_str).collect();
     let server = SpoolServer::start(&dir.path().join("data"), 0, &args);
-    let target = server_args(&server.base);
-    let target: Vec<&str> = target.iter().map(String::as_str).collect();
-    let mut rec = Proc::spawn(spool_record(
-        &dir.path().join("state"),
-        &dir.path().join("out"),
-        &target,
-        &[
-            "--source",
-            "synthetic:640x360",
-            "--fps",
-            "15",
-            "--fragment-secs",
-            "1",
-            "--duration",
-            "8",
-        ],
-    ));
+    let mut rec = record_synthetic(dir.path(), &server, 8);
     // The link exists from Start: `created` comes before any fragment.
     let mut lines = Vec::new();
     let created = rec.wait_line(Duration::from_secs(30), |l| {
@@ -227,6 +211,28 @@ async fn a_recording_plays_live_while_it_uploads_and_is_ready_within_a_second() 
         !server.data.join("media").join(&asset_id).exists(),
         "processing outputs go with the asset"
     );
+}
+
+/// `spool record --json` of the synthetic 640×360 source at 15 fps, 1 s
+/// fragments, for `secs` seconds, to `server`.
+fn record_synthetic(dir: &Path, server: &SpoolServer, secs: u32) -> Proc {
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    Proc::spawn(spool_record(
+        &dir.join("state"),
+        &dir.join("out"),
+        &target,
+        &[
+            "--source",
+            "synthetic:640x360",
+            "--fps",
+            "15",
+            "--fragment-secs",
+            "1",
+            "--duration",
+            &secs.to_string(),
+        ],
+    ))
 }
 
 /// Creates an upload through TUS creation with `tuspy`, returning
@@ -504,23 +510,7 @@ async fn a_recording_plays_live_in_chromium_with_the_badge_then_ends_as_a_video(
     let dir = tempfile::tempdir().unwrap();
     let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
     let chrome = spool_e2e::chromium::ChromeDriver::start().await;
-    let target = server_args(&server.base);
-    let target: Vec<&str> = target.iter().map(String::as_str).collect();
-    let mut rec = Proc::spawn(spool_record(
-        &dir.path().join("state"),
-        &dir.path().join("out"),
-        &target,
-        &[
-            "--source",
-            "synthetic:640x360",
-            "--fps",
-            "15",
-            "--fragment-secs",
-            "1",
-            "--duration",
-            "16",
-        ],
-    ));
+    let mut rec = record_synthetic(dir.path(), &server, 16);
     let created: serde_json::Value = serde_json::from_str(
         &rec.wait_line(Duration::from_secs(30), |l| l.contains("\"created\"")),
     )

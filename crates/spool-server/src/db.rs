@@ -182,7 +182,8 @@ pub enum AssetStatus {
 }
 
 impl AssetStatus {
-    fn as_str(self) -> &'static str {
+    /// The word the API and the share page use.
+    pub fn as_str(self) -> &'static str {
         match self {
             AssetStatus::Waiting => "waiting",
             AssetStatus::Uploading => "uploading",

@@ -208,7 +208,7 @@ fn page(title: &str, head_extra: &str, body: &str, asset: Option<(&str, AssetSta
             format!(
                 r#" data-asset="{}" data-status="{}""#,
                 escape(id),
-                status_str(status)
+                AssetStatus::as_str(status)
             ),
         ),
         None => (String::new(), String::new()),
@@ -222,17 +222,6 @@ fn page(title: &str, head_extra: &str, body: &str, asset: Option<(&str, AssetSta
 <body{body_attrs}><header class="bar"><span class="brand">Spool</span></header>
 <main>{body}</main></body></html>"#
     )
-}
-
-fn status_str(s: AssetStatus) -> &'static str {
-    match s {
-        AssetStatus::Waiting => "waiting",
-        AssetStatus::Uploading => "uploading",
-        AssetStatus::Processing => "processing",
-        AssetStatus::Ready => "ready",
-        AssetStatus::Errored => "errored",
-        AssetStatus::Deleted => "deleted",
-    }
 }
 
 /// Open Graph and Twitter card tags, so a pasted link previews with the
