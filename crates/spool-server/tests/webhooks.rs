@@ -234,6 +234,8 @@ async fn retry_after_zero_backs_off_then_the_event_is_dead_lettered_and_the_next
 
     wait_for("video.asset.uploaded", Duration::from_secs(20), || {
         hook.delivered(&asset, "video.asset.uploaded")
+            && row(&outbox(&data), &asset, "video.asset.uploaded")
+                .is_some_and(|r| r.delivered_at.is_some())
     })
     .await;
     let created = hook.attempts(&asset, "video.asset.created");
@@ -316,8 +318,12 @@ async fn dead_and_pending_events_survive_a_restart() {
         c.webhook_max_age = Duration::from_secs(3600)
     })
     .await;
+    // Delivered as the receiver saw it and as the outbox recorded it (the
+    // server records the 2xx just after the receiver answered it).
     wait_for("the pending event", Duration::from_secs(20), || {
         hook.delivered(&pending, "video.asset.created")
+            && row(&outbox(&data), &pending, "video.asset.created")
+                .is_some_and(|r| r.delivered_at.is_some())
     })
     .await;
     // Both were due at startup, so the dead one would have gone out in the
