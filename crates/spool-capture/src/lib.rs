@@ -7,6 +7,7 @@
 //! (cursor drawn in through XFixes), Wayland through the xdg-desktop-portal
 //! ScreenCast portal and PipeWire, and a synthetic test pattern.
 
+mod clock;
 mod pace;
 #[cfg(target_os = "linux")]
 mod portal;
@@ -17,7 +18,8 @@ mod x11;
 
 use std::time::Duration;
 
-pub use pace::{Capture, CaptureStats, start};
+pub use clock::Clock;
+pub use pace::{Capture, CaptureStats, Captured, start};
 pub use spec::{Rect, SourceSpec, Target, X11Target};
 pub use synthetic::Synthetic;
 
@@ -27,7 +29,8 @@ pub struct Frame {
     pub data: Vec<u8>,
     pub width: u32,
     pub height: u32,
-    /// Time since capture started, from a monotonic clock.
+    /// Position on the recording's timeline: time since capture started,
+    /// from a monotonic clock, minus the pauses.
     pub pts: Duration,
     /// The tick this frame was taken at (gaps are dropped or missed frames).
     pub index: u64,

@@ -1,5 +1,7 @@
-//! Frame pacing: a capture thread ticks at the target rate from a monotonic
-//! clock and offers each frame to a bounded channel without waiting. A full
+//! Frame pacing: a capture thread ticks at the target rate on the
+//! recording's [`Clock`] and offers each frame to a bounded channel without
+//! waiting; while the clock is paused it hands over one pause marker and
+//! sleeps until resume. A full
 //! channel means the consumer (the encoder) fell behind: the frame is dropped
 //! and counted. A grab slower than the tick skips the ticks it overran
 //! (counted as missed) instead of drifting.
@@ -10,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::{CaptureError, Frame, Source};
+use crate::{CaptureError, Clock, Frame, Source};
 
 /// Counters of a running capture.
 #[derive(Debug, Default)]
@@ -27,6 +29,7 @@ pub struct CaptureStats {
 pub struct Capture {
     pub stats: Arc<CaptureStats>,
     stop: Arc<AtomicBool>,
+    clock: Arc<Clock>,
     thread: Option<JoinHandle<Result<(), CaptureError>>>,
     pub width: u32,
     pub height: u32,
@@ -37,6 +40,8 @@ impl Capture {
     /// and the channel closes after them.
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        // A paused capture thread waits on the clock: wake it to stop.
+        self.clock.close();
     }
 
     /// Waits for the capture thread; its error if it failed.
@@ -50,13 +55,25 @@ impl Capture {
     }
 }
 
-/// Starts capturing `source` at `fps` into a channel of `capacity` frames;
-/// returns the handle and the receiving end.
+/// What the capture thread hands its consumer, in order.
+#[derive(Debug)]
+pub enum Captured {
+    Frame(Frame),
+    /// Pause was pressed: no frame follows until resume, and the next one
+    /// continues the timeline from `at` (where the clock stood still).
+    Paused {
+        at: Duration,
+    },
+}
+
+/// Starts capturing `source` at `fps`, stamped by `clock`, into a channel of
+/// `capacity` items; returns the handle and the receiving end.
 pub fn start(
     mut source: Box<dyn Source>,
     fps: u32,
     capacity: usize,
-) -> Result<(Capture, Receiver<Frame>), CaptureError> {
+    clock: Arc<Clock>,
+) -> Result<(Capture, Receiver<Captured>), CaptureError> {
     if !(1..=240).contains(&fps) {
         return Err(CaptureError::Invalid(format!(
             "frame rate {fps} is outside 1..=240"
@@ -66,15 +83,16 @@ pub fn start(
     let (tx, rx) = sync_channel(capacity.max(1));
     let stats = Arc::new(CaptureStats::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let (s, st) = (stats.clone(), stop.clone());
+    let (s, st, c) = (stats.clone(), stop.clone(), clock.clone());
     let thread = std::thread::Builder::new()
         .name("spool-capture".into())
-        .spawn(move || run(source.as_mut(), fps, tx, &s, &st))
+        .spawn(move || run(source.as_mut(), fps, tx, &s, &st, &c))
         .map_err(|e| CaptureError::Invalid(format!("cannot start the capture thread: {e}")))?;
     Ok((
         Capture {
             stats,
             stop,
+            clock,
             thread: Some(thread),
             width,
             height,
@@ -86,44 +104,70 @@ pub fn start(
 fn run(
     source: &mut dyn Source,
     fps: u32,
-    tx: SyncSender<Frame>,
+    tx: SyncSender<Captured>,
     stats: &CaptureStats,
     stop: &AtomicBool,
+    clock: &Clock,
 ) -> Result<(), CaptureError> {
     let period = Duration::from_secs_f64(1.0 / fps as f64);
     let (width, height) = source.size();
-    let start = Instant::now();
+    // Ticks are due at anchor + period × (tick − anchor_tick) on the
+    // timeline; a resume re-anchors so its first frame is taken at once.
+    let mut anchor = clock.now();
+    let mut anchor_tick: u64 = 0;
     let mut tick: u64 = 0;
     let mut spare: Option<Vec<u8>> = None;
     while !stop.load(Ordering::Relaxed) {
-        let due = start + period.mul_f64(tick as f64);
-        let now = Instant::now();
+        if clock.is_paused() {
+            let at = clock.now();
+            // The marker must not be dropped like a frame: the encoder closes
+            // the fragment at it.
+            if tx.send(Captured::Paused { at }).is_err() {
+                break;
+            }
+            clock.wait_while_paused();
+            anchor = clock.now();
+            anchor_tick = tick;
+            continue;
+        }
+        let due = anchor + period.mul_f64((tick - anchor_tick) as f64);
+        let now = clock.now();
         if due > now {
             std::thread::sleep(due - now);
+            // A pause (or stop) during the wait is seen before grabbing.
+            if clock.is_paused() || stop.load(Ordering::Relaxed) {
+                continue;
+            }
         }
         let mut buf = spare.take().unwrap_or_default();
         let grabbed_at = Instant::now();
         source.grab(tick, &mut buf)?;
+        if clock.paused_by(grabbed_at) {
+            // Taken after Pause was pressed: not part of the recording.
+            spare = Some(buf);
+            continue;
+        }
         let frame = Frame {
             data: buf,
             width,
             height,
-            pts: grabbed_at - start,
+            pts: clock.at(grabbed_at),
             index: tick,
         };
-        match tx.try_send(frame) {
+        match tx.try_send(Captured::Frame(frame)) {
             Ok(()) => {
                 stats.captured.fetch_add(1, Ordering::Relaxed);
             }
-            Err(TrySendError::Full(f)) => {
+            Err(TrySendError::Full(Captured::Frame(f))) => {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
                 spare = Some(f.data);
             }
+            Err(TrySendError::Full(_)) => {}
             Err(TrySendError::Disconnected(_)) => break,
         }
         // Skip the ticks a slow grab overran rather than bursting to catch up.
-        let elapsed = start.elapsed();
-        let next = (elapsed.as_secs_f64() / period.as_secs_f64()).floor() as u64 + 1;
+        let elapsed = clock.now().saturating_sub(anchor);
+        let next = anchor_tick + (elapsed.as_secs_f64() / period.as_secs_f64()).floor() as u64 + 1;
         let next = next.max(tick + 1);
         stats.missed.fetch_add(next - tick - 1, Ordering::Relaxed);
         tick = next;
@@ -136,14 +180,27 @@ mod tests {
     use super::*;
     use crate::Synthetic;
 
+    fn frame(c: Captured) -> Option<Frame> {
+        match c {
+            Captured::Frame(f) => Some(f),
+            Captured::Paused { .. } => None,
+        }
+    }
+
     #[test]
     fn paces_and_drops_instead_of_growing() {
-        let (mut cap, rx) = start(Box::new(Synthetic::new(64, 32).unwrap()), 50, 2).unwrap();
+        let (mut cap, rx) = start(
+            Box::new(Synthetic::new(64, 32).unwrap()),
+            50,
+            2,
+            Arc::new(Clock::new()),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(500));
         // Nobody reads: the channel holds 2, the rest are dropped.
         cap.stop();
         cap.join().unwrap();
-        let frames: Vec<Frame> = rx.try_iter().collect();
+        let frames: Vec<Frame> = rx.try_iter().filter_map(frame).collect();
         assert_eq!(frames.len(), 2);
         let dropped = cap.stats.dropped.load(Ordering::Relaxed);
         assert!(dropped >= 15, "dropped {dropped}");
@@ -153,11 +210,17 @@ mod tests {
 
     #[test]
     fn timestamps_follow_the_clock() {
-        let (mut cap, rx) = start(Box::new(Synthetic::new(32, 32).unwrap()), 20, 64).unwrap();
+        let (mut cap, rx) = start(
+            Box::new(Synthetic::new(32, 32).unwrap()),
+            20,
+            64,
+            Arc::new(Clock::new()),
+        )
+        .unwrap();
         std::thread::sleep(Duration::from_millis(520));
         cap.stop();
         cap.join().unwrap();
-        let frames: Vec<Frame> = rx.try_iter().collect();
+        let frames: Vec<Frame> = rx.try_iter().filter_map(frame).collect();
         assert!((9..=12).contains(&frames.len()), "{} frames", frames.len());
         for (i, f) in frames.iter().enumerate() {
             let expected = Duration::from_millis(50 * f.index);
@@ -167,6 +230,75 @@ mod tests {
                 f.pts,
                 expected
             );
+        }
+    }
+
+    #[test]
+    fn a_pause_leaves_no_gap_in_the_timeline() {
+        let clock = Arc::new(Clock::new());
+        let (mut cap, rx) = start(
+            Box::new(Synthetic::new(32, 32).unwrap()),
+            20,
+            256,
+            clock.clone(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        clock.pause();
+        std::thread::sleep(Duration::from_millis(400));
+        clock.resume();
+        std::thread::sleep(Duration::from_millis(300));
+        cap.stop();
+        cap.join().unwrap();
+        let items: Vec<Captured> = rx.try_iter().collect();
+        let at = items
+            .iter()
+            .position(|c| matches!(c, Captured::Paused { .. }))
+            .expect("a pause marker");
+        assert_eq!(
+            items
+                .iter()
+                .filter(|c| matches!(c, Captured::Paused { .. }))
+                .count(),
+            1
+        );
+        let Captured::Paused { at: paused_at } = items[at] else {
+            unreachable!()
+        };
+        let before: Vec<&Frame> = items[..at]
+            .iter()
+            .filter_map(|c| match c {
+                Captured::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let after: Vec<&Frame> = items[at + 1..]
+            .iter()
+            .filter_map(|c| match c {
+                Captured::Frame(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        let last = before.last().unwrap().pts;
+        let first = after.first().unwrap().pts;
+        assert!(
+            last < paused_at,
+            "{last:?} before the pause at {paused_at:?}"
+        );
+        // The first frame after resume is taken at once and continues the
+        // timeline where it stood: no 400 ms hole.
+        assert!(
+            first >= paused_at && first < paused_at + Duration::from_millis(15),
+            "{first:?} after a pause at {paused_at:?}"
+        );
+        let total = after.last().unwrap().pts;
+        assert!(
+            total > Duration::from_millis(500) && total < Duration::from_millis(700),
+            "{total:?}: 600 ms recorded, 400 ms paused"
+        );
+        for w in after.windows(2) {
+            let step = w[1].pts - w[0].pts;
+            assert!(step < Duration::from_millis(80), "step {step:?}");
         }
     }
 }

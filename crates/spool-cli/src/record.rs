@@ -2,7 +2,9 @@
 //! created at Start; the init segment and each finished fragment are
 //! appended as soon as the encoder has them on disk; Stop (Ctrl-C, SIGTERM,
 //! Enter on a terminal, or --duration) encodes the remaining frames into the
-//! last fragment and declares the length. The local .mp4 always stays.
+//! last fragment and declares the length. SIGUSR1 pauses and resumes: the
+//! fragment being written is closed at the pause and everything before it
+//! keeps uploading. The local .mp4 always stays.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -44,6 +46,12 @@ pub struct RecordArgs {
     /// libx264 quality (CRF, 0–51, lower is better).
     #[arg(long, default_value_t = spool_encode::Config::DEFAULT_CRF)]
     pub crf: u8,
+    /// Count this many seconds down on the terminal before capture starts.
+    #[arg(long, env = "SPOOL_COUNTDOWN", default_value_t = 0)]
+    pub countdown: u32,
+    /// The recording's title (the share page and the history show it; sent as the upload's `title` metadata).
+    #[arg(long)]
+    pub title: Option<String>,
     /// After Stop, give up waiting for the upload when it makes no progress for this many seconds (it stays in the journal for `spool resume`).
     #[arg(long, default_value_t = 30)]
     pub upload_patience: u64,
@@ -108,6 +116,14 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     if args.duration.is_some_and(|d| d <= 0.0 || !d.is_finite()) {
         bail!("--duration must be a positive number of seconds");
     }
+    if args.countdown > 600 {
+        bail!("--countdown must be at most 600 seconds");
+    }
+    let title = match args.title.as_deref().map(str::trim) {
+        Some("") => bail!("--title must not be empty"),
+        Some(t) if t.len() > 1024 => bail!("--title must be at most 1024 bytes"),
+        t => t.map(str::to_owned),
+    };
     let settings = Settings {
         source,
         fps: args.fps,
@@ -128,7 +144,13 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
                 checksum: "none".into(),
                 stall_timeout: 15,
             }
-            .options()?,
+            .options()
+            .map(|mut o| {
+                if let Some(t) = &title {
+                    o.metadata.push(("title".into(), t.clone()));
+                }
+                o
+            })?,
         }),
         None => {
             if !json {
@@ -137,6 +159,16 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
             None
         }
     };
+    // Listening from here on: SIGUSR1's default action would end the
+    // process, also during the countdown.
+    #[cfg(unix)]
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGUSR1: pause is unavailable"))
+        .ok();
+    if args.countdown > 0 && !countdown(args.countdown, json).await {
+        // Interrupted during the countdown: nothing was recorded.
+        bail!("cancelled before recording started");
+    }
     let mut recorder = Recorder::start(settings, upload).await?;
     let path = recorder.path.clone();
     let upload_id = recorder.upload_id.clone();
@@ -145,12 +177,15 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
         .map(|events| tokio::spawn(print_events(events, json)));
     if !json {
         eprintln!(
-            "recording {} at {} fps to {} — press Enter or Ctrl-C to stop",
+            "recording {} at {} fps to {} — press Enter or Ctrl-C to stop, `kill -USR1 {}` to pause or resume",
             recorder.description,
             args.fps,
-            path.display()
+            path.display(),
+            std::process::id()
         );
     }
+    #[cfg(unix)]
+    let pauser = tokio::spawn(toggle_pause_on_sigusr1(usr1, recorder.controls()));
     let stopper = recorder.stop_handle();
     let stop_task = tokio::spawn(async move {
         let why = stop_requested(args.duration.map(Duration::from_secs_f64)).await;
@@ -159,6 +194,8 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     });
     let recorded = recorder.finish().await;
     stop_task.abort();
+    #[cfg(unix)]
+    pauser.abort();
     let mut recorded = recorded?;
     let completed = match recorded
         .finish_upload(Some(Duration::from_secs(args.upload_patience)))
@@ -201,6 +238,7 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
             "fragments": recorded.fragments,
             "dropped": recorded.dropped,
             "duration_ms": recorded.duration.as_millis() as u64,
+            "paused_ms": recorded.paused.as_millis() as u64,
             "stop_to_complete_ms": stop_ms,
         }));
     } else {
@@ -224,6 +262,45 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     Ok(())
 }
 
+/// Prints `secs` seconds down (a `countdown` event per second with
+/// `--json`); false when interrupted.
+async fn countdown(secs: u32, json: bool) -> bool {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let c = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        c.cancel();
+    });
+    let done = spool_record::countdown(secs, &cancel, |left| {
+        if json {
+            json_line(serde_json::json!({"event": "countdown", "seconds": left}));
+        } else {
+            eprint!("\rrecording in {left}… ");
+        }
+    })
+    .await;
+    watcher.abort();
+    if !json {
+        eprintln!();
+    }
+    done
+}
+
+/// SIGUSR1 toggles pause for as long as the recording runs.
+#[cfg(unix)]
+async fn toggle_pause_on_sigusr1(
+    mut usr1: Option<tokio::signal::unix::Signal>,
+    controls: spool_record::Controls,
+) {
+    let Some(usr1) = usr1.as_mut() else {
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        let paused = controls.toggle();
+        tracing::info!(paused, "SIGUSR1");
+    }
+}
+
 async fn print_events(mut rx: tokio::sync::mpsc::Receiver<RecEvent>, json: bool) {
     while let Some(e) = rx.recv().await {
         match e {
@@ -238,11 +315,28 @@ async fn print_events(mut rx: tokio::sync::mpsc::Receiver<RecEvent>, json: bool)
                 index,
                 bytes,
                 duration,
+                reason,
             } => {
                 if json {
                     json_line(
-                        serde_json::json!({"event": "fragment", "index": index, "bytes": bytes, "duration_ms": duration.as_millis() as u64}),
+                        serde_json::json!({"event": "fragment", "index": index, "bytes": bytes, "duration_ms": duration.as_millis() as u64, "reason": reason.as_str()}),
                     );
+                }
+            }
+            RecEvent::Paused => {
+                if json {
+                    json_line(serde_json::json!({"event": "paused"}));
+                } else {
+                    eprintln!(
+                        "paused (SIGUSR1 again to resume); what was recorded keeps uploading"
+                    );
+                }
+            }
+            RecEvent::Resumed => {
+                if json {
+                    json_line(serde_json::json!({"event": "resumed"}));
+                } else {
+                    eprintln!("resumed");
                 }
             }
             // record prints its own, richer, complete event

@@ -17,9 +17,9 @@ use std::time::Duration;
 use ff::format::Pixel;
 use ff::{Dictionary, Rational, codec, encoder, picture, software::scaling};
 use ffmpeg_next as ff;
-use spool_capture::Frame;
+use spool_capture::{Captured, Frame};
 
-use crate::{Config, EncodeError, Event, Fragment, Summary};
+use crate::{Config, Cut, EncodeError, Event, Fragment, Summary};
 
 /// Milliseconds: the encoder's time base (capture timestamps are monotonic
 /// milliseconds since the start, so drops keep the timing right).
@@ -43,6 +43,8 @@ pub struct Encoder {
     fragment_first_ms: Option<i64>,
     fragment_frames: u64,
     last_pts_ms: i64,
+    /// Where the last pause closed a fragment, until the next frame.
+    paused_at_ms: Option<i64>,
     frames: u64,
     /// The newest packet, held back until the next one tells its duration
     /// (the muxer takes a fragment's last sample duration from the packet).
@@ -142,6 +144,7 @@ impl Encoder {
             fragment_first_ms: None,
             fragment_frames: 0,
             last_pts_ms: -1,
+            paused_at_ms: None,
             frames: 0,
             held: None,
             config,
@@ -174,12 +177,22 @@ impl Encoder {
         if pts <= self.last_pts_ms {
             pts = self.last_pts_ms + 1;
         }
+        // The first frame after a pause is taken at once on resume, a grab's
+        // latency after the pause point: place it exactly there, so the
+        // timeline has neither a gap nor an overlap.
+        if let Some(p) = self.paused_at_ms.take() {
+            pts = p;
+        }
         let starts_fragment = self.fragment_first_ms.is_none() || pts >= self.next_boundary_ms;
         if starts_fragment {
-            if self.fragment_frames > 0 {
-                self.close_fragment(Some(pts))?;
-            }
             let frag_ms = self.config.fragment.as_millis() as i64;
+            if self.fragment_frames > 0 {
+                self.close_fragment(Some(pts), Cut::Duration)?;
+            }
+            if self.fragment_first_ms.is_none() {
+                // The first fragment, or the first after a pause: a full one.
+                self.next_boundary_ms = pts + frag_ms;
+            }
             while self.next_boundary_ms <= pts {
                 self.next_boundary_ms += frag_ms;
             }
@@ -254,9 +267,30 @@ impl Encoder {
         Ok(())
     }
 
-    /// `next_first_ms` is the first timestamp of the next fragment, which
-    /// ends this one; the last fragment ends one frame after its last frame.
-    fn close_fragment(&mut self, next_first_ms: Option<i64>) -> Result<(), EncodeError> {
+    /// The recording was paused at `at` on its timeline: the fragment being
+    /// written ends there (its last frame lasts until the pause), and the
+    /// first frame after resume starts a new one with a keyframe.
+    pub fn pause(&mut self, at: Duration) -> Result<(), EncodeError> {
+        if self.fragment_frames == 0 {
+            return Ok(());
+        }
+        // x264 (zerolatency, no B-frames) has handed back every packet but
+        // the held one; the pause point is after the last frame.
+        let at_ms = (at.as_millis() as i64).max(self.last_pts_ms + 1);
+        self.close_fragment(Some(at_ms), Cut::Pause)?;
+        self.fragment_first_ms = None;
+        self.paused_at_ms = Some(at_ms);
+        Ok(())
+    }
+
+    /// `next_first_ms` is where this fragment ends (the next one's first
+    /// timestamp, or the pause point); the last fragment ends one frame
+    /// after its last frame.
+    fn close_fragment(
+        &mut self,
+        next_first_ms: Option<i64>,
+        reason: Cut,
+    ) -> Result<(), EncodeError> {
         self.write_held(next_first_ms)?;
         // SAFETY: a NULL packet asks the mp4 muxer (frag_custom) to write
         // out the fragment it has buffered.
@@ -274,6 +308,7 @@ impl Encoder {
             first_pts: Duration::from_millis(first.max(0) as u64),
             duration: Duration::from_millis((end - first).max(0) as u64),
             frames: self.fragment_frames,
+            reason,
         };
         self.written = size;
         self.index += 1;
@@ -287,11 +322,15 @@ impl Encoder {
         self.send_eof()?;
         self.receive_packets()?;
         if self.fragment_frames > 0 {
-            self.close_fragment(None)?;
+            self.close_fragment(None, Cut::End)?;
         }
         self.octx.write_trailer()?;
         let bytes = self.flush_to_disk()?;
-        let duration = Duration::from_millis((self.last_pts_ms + self.frame_ms).max(0) as u64);
+        // Stopped while paused: the recording ends at the pause.
+        let end_ms = self
+            .paused_at_ms
+            .unwrap_or(self.last_pts_ms + self.frame_ms);
+        let duration = Duration::from_millis(end_ms.max(0) as u64);
         Ok(Summary {
             frames: self.frames,
             fragments: self.index,
@@ -301,19 +340,23 @@ impl Encoder {
     }
 }
 
-/// Runs an encoder on its own thread over `frames` until the channel closes
-/// (the capture stopped), announcing init and fragments on `events`.
+/// Runs an encoder on its own thread over what capture hands it until the
+/// channel closes (the capture stopped), announcing init and fragments on
+/// `events`.
 pub fn spawn(
     config: Config,
-    frames: Receiver<Frame>,
+    frames: Receiver<Captured>,
     events: Sender<Event>,
 ) -> std::io::Result<JoinHandle<Result<Summary, EncodeError>>> {
     std::thread::Builder::new()
         .name("spool-encode".into())
         .spawn(move || {
             let mut enc = Encoder::open(config, events)?;
-            for frame in frames {
-                enc.push(&frame)?;
+            for item in frames {
+                match item {
+                    Captured::Frame(frame) => enc.push(&frame)?,
+                    Captured::Paused { at } => enc.pause(at)?,
+                }
             }
             enc.finish()
         })

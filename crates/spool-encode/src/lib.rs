@@ -4,7 +4,10 @@
 //! starting with a keyframe. The encoder runs on its own thread; each
 //! finished fragment is written and fsynced to disk and only then announced
 //! as an [`Event::Fragment`] with its byte range, so a consumer (the
-//! uploader) can append exactly those bytes. It never touches the network.
+//! uploader) can append exactly those bytes. A pause closes the fragment
+//! being written at once (the next one starts with a keyframe), so what was
+//! recorded before a pause can all be uploaded during it. It never touches
+//! the network.
 
 mod encoder;
 
@@ -12,6 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use encoder::{Encoder, spawn};
+pub use spool_capture::Captured;
 
 /// Encoder settings.
 #[derive(Debug, Clone)]
@@ -73,6 +77,30 @@ pub struct Fragment {
     pub first_pts: Duration,
     pub duration: Duration,
     pub frames: u64,
+    /// Why it ended where it did.
+    pub reason: Cut,
+}
+
+/// Why a fragment was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// It reached the fragment duration.
+    Duration,
+    /// The recording was paused: everything before the pause is sendable.
+    Pause,
+    /// The recording ended.
+    End,
+}
+
+impl Cut {
+    /// The word events carry (`"reason":"pause"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cut::Duration => "duration",
+            Cut::Pause => "pause",
+            Cut::End => "end",
+        }
+    }
 }
 
 /// How an encoding ended.

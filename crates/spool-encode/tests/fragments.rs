@@ -167,3 +167,116 @@ fn downscale_and_bad_settings() {
     bad.preset = "warp-speed".into();
     assert!(Encoder::open(bad, tx).is_err());
 }
+
+/// A pause closes the fragment being written at the pause point; the first
+/// frame after it starts a new keyframe-led fragment, and the timeline runs
+/// straight through (no gap, no overlap).
+#[test]
+fn a_pause_closes_the_fragment_and_the_timeline_runs_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.mp4");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut enc = Encoder::open(config(&path, 10, 1000), tx).unwrap();
+    let mut src = Synthetic::new(640, 360).unwrap();
+    let mut push = |enc: &mut Encoder, i: u64, ms: u64| {
+        let mut data = Vec::new();
+        src.grab(i, &mut data).unwrap();
+        enc.push(&Frame {
+            data,
+            width: 640,
+            height: 360,
+            pts: Duration::from_millis(ms),
+            index: i,
+        })
+        .unwrap();
+    };
+    // 1.5 s of frames, a pause at 1.55 s, then 1.5 s more from there.
+    for i in 0..15 {
+        push(&mut enc, i, i * 100);
+    }
+    enc.pause(Duration::from_millis(1550)).unwrap();
+    let before: Vec<Event> = rx.try_iter().collect();
+    let Some(Event::Fragment(last)) = before.last() else {
+        panic!("{before:?}")
+    };
+    assert_eq!(last.reason, spool_encode::Cut::Pause);
+    assert_eq!(last.duration, Duration::from_millis(550));
+    assert_eq!(last.frames, 5);
+    for i in 0..15 {
+        push(&mut enc, 15 + i, 1552 + i * 100);
+    }
+    let summary = enc.finish().unwrap();
+    let after: Vec<Event> = rx.try_iter().collect();
+    let durations: Vec<(u64, &str)> = before
+        .iter()
+        .chain(&after)
+        .filter_map(|e| match e {
+            Event::Fragment(f) => Some((f.duration.as_millis() as u64, f.reason.as_str())),
+            Event::Init { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        durations,
+        [
+            (1000, "duration"),
+            (550, "pause"),
+            (1002, "duration"),
+            (500, "end")
+        ]
+    );
+    assert_eq!(summary.duration, Duration::from_millis(3052));
+    let keys: Vec<String> = ffprobe(
+        &path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ],
+    )
+    .lines()
+    .filter(|l| l.contains('K'))
+    .map(|l| l.split(',').next().unwrap().to_owned())
+    .collect();
+    assert_eq!(keys, ["0.000000", "1.000000", "1.550000", "2.552000"]);
+}
+
+/// Stop while paused: the pause already closed the last fragment, so there
+/// is nothing left to encode or send, and the recording ends at the pause.
+#[test]
+fn stopping_while_paused_leaves_nothing_to_send() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rec.mp4");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut enc = Encoder::open(config(&path, 10, 2000), tx).unwrap();
+    let mut src = Synthetic::new(640, 360).unwrap();
+    for i in 0..12u64 {
+        let mut data = Vec::new();
+        src.grab(i, &mut data).unwrap();
+        enc.push(&Frame {
+            data,
+            width: 640,
+            height: 360,
+            pts: Duration::from_millis(i * 100),
+            index: i,
+        })
+        .unwrap();
+    }
+    enc.pause(Duration::from_millis(1230)).unwrap();
+    let len_at_pause = std::fs::metadata(&path).unwrap().len();
+    let summary = enc.finish().unwrap();
+    assert_eq!(summary.bytes, len_at_pause, "nothing after the pause");
+    assert_eq!(summary.duration, Duration::from_millis(1230));
+    let reasons: Vec<_> = rx
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Fragment(f) => Some(f.reason),
+            Event::Init { .. } => None,
+        })
+        .collect();
+    assert_eq!(reasons, [spool_encode::Cut::Pause]);
+    let d = spool_e2e::duration_s(&path);
+    assert!((d - 1.23).abs() < 0.02, "{d}");
+}

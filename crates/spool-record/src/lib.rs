@@ -14,11 +14,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use spool_client::{
-    Client, ClientError, Completed, Options, Session, SourceRecord, State, Status, Target,
-};
-use tokio::sync::{mpsc, watch};
+use spool_client::{Client, ClientError, Completed, Options, Session, SourceRecord, State, Target};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -111,47 +108,29 @@ pub enum Event {
         index: u64,
         bytes: u64,
         duration: Duration,
+        /// Why it ended there (its duration, a pause, the end).
+        reason: spool_encode::Cut,
     },
+    /// Capture is paused: the fragment being written is closed, everything
+    /// recorded so far keeps uploading.
+    Paused,
+    /// Capture goes on, continuing the timeline where it paused.
+    Resumed,
     /// Stop was asked for; the last fragment is being encoded.
     Stopped,
     /// The upload's own events (progress, reconnecting, stalled, …).
     Upload(spool_client::Event),
 }
 
-/// How far the upload keeps pace with the recording.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    /// "recording" while capturing; then the upload's state word
-    /// ("uploading", "reconnecting", "stalled", "complete"); "saved" when
-    /// recording locally only.
-    pub state: String,
-    pub elapsed_ms: u64,
-    pub fragments_recorded: u64,
-    pub fragments_confirmed: u64,
-    /// Bytes of the recording on disk and queued for upload.
-    pub recorded: u64,
-    /// Bytes the server acknowledged.
-    pub confirmed: u64,
-    /// recorded − confirmed.
-    pub backlog: u64,
-    /// Retry attempt while reconnecting.
-    pub attempt: u32,
-    pub next_retry_in_ms: Option<u64>,
-    pub last_error: Option<String>,
-    /// Capture ticks lost (encoder behind, or slow grabs).
-    pub dropped: u64,
-    /// The share link from Start (the server's page plays it live).
-    pub live_url: Option<String>,
-}
-
-struct Shared {
-    started: Instant,
+pub(crate) struct Shared {
+    /// The recording's timeline (stands still while paused).
+    pub(crate) clock: Arc<spool_capture::Clock>,
     /// Upload offsets where each fragment ends (the init segment is not one).
-    fragment_ends: Mutex<Vec<u64>>,
-    recorded: std::sync::atomic::AtomicU64,
-    capturing: std::sync::atomic::AtomicBool,
-    stats: Arc<spool_capture::CaptureStats>,
-    stopped_at: Mutex<Option<Instant>>,
+    pub(crate) fragment_ends: Mutex<Vec<u64>>,
+    pub(crate) recorded: std::sync::atomic::AtomicU64,
+    pub(crate) capturing: std::sync::atomic::AtomicBool,
+    pub(crate) stats: Arc<spool_capture::CaptureStats>,
+    pub(crate) stopped_at: Mutex<Option<Instant>>,
 }
 
 /// A recording in progress.
@@ -165,6 +144,7 @@ pub struct Recorder {
     /// The journal id of its upload, when uploading.
     pub upload_id: Option<String>,
     stop: CancellationToken,
+    controls: Controls,
     progress: ProgressHandle,
     events: Option<mpsc::Receiver<Event>>,
     task: JoinHandle<Result<Recorded, RecordError>>,
@@ -178,11 +158,19 @@ pub struct Recorded {
     pub bytes: u64,
     pub duration: Duration,
     pub dropped: u64,
+    /// Time spent paused (not part of `duration`).
+    pub paused: Duration,
     /// When Stop was asked for (or the capture ended).
     pub stopped_at: Instant,
     /// The upload, still running: call [`Recorded::finish_upload`].
     pub upload: Option<Session>,
 }
+
+mod controls;
+mod progress;
+
+pub use controls::{Controls, countdown};
+pub use progress::{Progress, ProgressHandle, state_word};
 
 /// The queue between the recorder and its consumer; an event a consumer is
 /// too slow for is dropped (the [`Progress`] counters stay exact).
@@ -259,8 +247,13 @@ impl Recorder {
         let upload_id = session.as_ref().map(|s| s.id.clone());
         let upload_status = session.as_ref().map(Session::status);
 
-        let (capture, frames) =
-            spool_capture::start(source, settings.fps, (settings.fps as usize / 2).max(4))?;
+        let clock = Arc::new(spool_capture::Clock::new());
+        let (capture, frames) = spool_capture::start(
+            source,
+            settings.fps,
+            (settings.fps as usize / 2).max(4),
+            clock.clone(),
+        )?;
         let config = spool_encode::Config {
             path: path.clone(),
             width,
@@ -293,7 +286,7 @@ impl Recorder {
             .map_err(io("starting the encoder bridge"))?;
 
         let shared = Arc::new(Shared {
-            started: Instant::now(),
+            clock,
             fragment_ends: Mutex::new(Vec::new()),
             recorded: Default::default(),
             capturing: std::sync::atomic::AtomicBool::new(true),
@@ -301,6 +294,10 @@ impl Recorder {
             stopped_at: Mutex::new(None),
         });
         let stop = CancellationToken::new();
+        let controls = Controls {
+            shared: shared.clone(),
+            events: events_tx.clone(),
+        };
         let run = Run {
             path: path.clone(),
             capture,
@@ -320,6 +317,7 @@ impl Recorder {
             height,
             upload_id,
             stop,
+            controls,
             progress: ProgressHandle {
                 shared,
                 upload_status,
@@ -338,6 +336,11 @@ impl Recorder {
     /// A handle that stops the recording from elsewhere.
     pub fn stop_handle(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    /// Pause and resume, from anywhere.
+    pub fn controls(&self) -> Controls {
+        self.controls.clone()
     }
 
     /// Takes the event stream (once).
@@ -363,85 +366,6 @@ impl Recorder {
         self.task
             .await
             .map_err(|e| RecordError::Internal(format!("the recorder task failed: {e}")))?
-    }
-}
-
-/// Computes [`Progress`] for a recording, during and after it.
-#[derive(Clone)]
-pub struct ProgressHandle {
-    shared: Arc<Shared>,
-    upload_status: Option<watch::Receiver<Status>>,
-}
-
-impl ProgressHandle {
-    pub fn progress(&self) -> Progress {
-        progress_of(
-            &self.shared,
-            self.upload_status.as_ref().map(|s| s.borrow().clone()),
-        )
-    }
-}
-
-fn progress_of(shared: &Shared, upload: Option<Status>) -> Progress {
-    let recorded = shared.recorded.load(Ordering::Acquire);
-    let capturing = shared.capturing.load(Ordering::Acquire);
-    let confirmed = upload.as_ref().map_or(0, |s| s.confirmed);
-    // Fragment ends only grow: count them without copying.
-    let (fragments_recorded, fragments_confirmed) = shared
-        .fragment_ends
-        .lock()
-        .map(|e| {
-            (
-                e.len() as u64,
-                e.partition_point(|&end| end <= confirmed) as u64,
-            )
-        })
-        .unwrap_or_default();
-    let elapsed = match shared.stopped_at.lock().ok().and_then(|s| *s) {
-        Some(at) => at.duration_since(shared.started),
-        None => shared.started.elapsed(),
-    };
-    let dropped =
-        shared.stats.dropped.load(Ordering::Relaxed) + shared.stats.missed.load(Ordering::Relaxed);
-    let mut p = Progress {
-        state: if capturing {
-            "recording".into()
-        } else {
-            "saved".into()
-        },
-        elapsed_ms: elapsed.as_millis() as u64,
-        fragments_recorded,
-        recorded,
-        dropped,
-        ..Progress::default()
-    };
-    if let Some(s) = upload {
-        p.confirmed = s.confirmed;
-        p.fragments_confirmed = fragments_confirmed;
-        p.backlog = recorded.saturating_sub(s.confirmed);
-        p.attempt = s.attempt;
-        p.next_retry_in_ms = s.next_retry_in_ms;
-        p.last_error = s.last_error.clone();
-        p.live_url = s.share_url.clone();
-        // While capturing, a retrying or stalled upload is what the user must
-        // see; otherwise "recording" says it all.
-        p.state = match (capturing, s.state) {
-            (true, State::Reconnecting | State::Stalled) => state_word(s.state).into(),
-            (true, _) => "recording".into(),
-            (false, st) => state_word(st).into(),
-        };
-    }
-    p
-}
-
-/// The word a UI shows for an upload state.
-pub fn state_word(state: State) -> &'static str {
-    match state {
-        State::Uploading => "uploading",
-        State::Reconnecting => "reconnecting",
-        State::Stalled => "stalled",
-        State::Complete => "complete",
-        State::Failed => "failed",
     }
 }
 
@@ -492,6 +416,7 @@ impl Run {
                             index: f.index,
                             bytes: f.len,
                             duration: f.duration,
+                            reason: f.reason,
                         });
                     }
                 }
@@ -526,6 +451,7 @@ impl Run {
             bytes: summary.bytes,
             duration: summary.duration,
             dropped,
+            paused: self.shared.clock.paused(),
             stopped_at,
             upload: self.session,
         })
@@ -594,66 +520,4 @@ pub fn sha256_file(path: &Path) -> Result<String, RecordError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(dir: &Path) -> Settings {
-        Settings {
-            source: spool_capture::SourceSpec::parse("synthetic:320x240", None).unwrap(),
-            fps: 15,
-            fragment: Duration::from_millis(500),
-            max_height: None,
-            preset: spool_encode::Config::DEFAULT_PRESET.into(),
-            crf: 30,
-            output_dir: dir.to_path_buf(),
-        }
-    }
-
-    #[tokio::test]
-    async fn records_locally_and_counts_fragments() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut rec = Recorder::start(settings(dir.path()), None).await.unwrap();
-        let mut events = rec.take_events().unwrap();
-        let progress = rec.progress_handle();
-        assert_eq!(rec.progress().state, "recording");
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        rec.stop();
-        let mut recorded = rec.finish().await.unwrap();
-        assert!(recorded.fragments >= 3, "{} fragments", recorded.fragments);
-        assert_eq!(
-            std::fs::metadata(&recorded.path).unwrap().len(),
-            recorded.bytes
-        );
-        let p = progress.progress();
-        assert_eq!(p.state, "saved");
-        assert_eq!(p.fragments_recorded, recorded.fragments);
-        assert_eq!(p.recorded, recorded.bytes);
-        assert_eq!(p.confirmed, 0);
-        assert!(recorded.finish_upload(None).await.unwrap().is_none());
-        let mut fragments = 0;
-        let mut stopped = false;
-        while let Ok(e) = events.try_recv() {
-            match e {
-                Event::Fragment { .. } => fragments += 1,
-                Event::Stopped => stopped = true,
-                Event::Upload(_) => panic!("no upload"),
-            }
-        }
-        assert_eq!(fragments, recorded.fragments);
-        assert!(stopped);
-    }
-
-    #[test]
-    fn rejects_bad_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = settings(dir.path());
-        s.fragment = Duration::from_secs(20);
-        assert!(matches!(s.validate(), Err(RecordError::Invalid(_))));
-        let mut s = settings(dir.path());
-        s.fps = 0;
-        assert!(s.validate().is_err());
-        let mut s = settings(dir.path());
-        s.crf = 60;
-        assert!(s.validate().is_err());
-    }
-}
+mod tests;
