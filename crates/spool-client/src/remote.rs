@@ -1,4 +1,8 @@
-//! Deleting what was uploaded, on the server: a TUS termination (`DELETE`
+//! Changing and deleting what was uploaded, on the server. Spool's asset
+//! API changes an asset's metadata (`PATCH /v1/assets/{id}` with the API
+//! credentials: a rename is `{"title": Some(…)}`); an unknown or deleted
+//! asset is then an error (404 `ERR_ASSET_NOT_FOUND`), since nothing was
+//! renamed. Deleting is a TUS termination (`DELETE`
 //! of the upload URL, which its signature authorises while the upload is
 //! unfinished, and which any TUS server with the termination extension
 //! honours) and Spool's asset API (`DELETE /v1/assets/{id}` with the API
@@ -9,6 +13,7 @@
 //! caller can keep the deletion and retry it later. Error bodies are read up
 //! to a small limit, and no message names a signed URL.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use spool_proto::tus as h;
@@ -26,10 +31,23 @@ pub enum Removed {
     AlreadyGone,
 }
 
+/// An asset's metadata as the server holds it after a change.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct AssetMetadata {
+    /// The title the server shows (the `title` key, else `name`), if any.
+    #[serde(default)]
+    pub title: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The most of a successful answer's body that is read (an asset view with
+/// the server's largest metadata fits with room to spare).
+const VIEW_BODY_LIMIT: usize = 256 * 1024;
+
 /// The most of an error body that is read.
 const ERROR_BODY_LIMIT: usize = 4096;
 
-/// Deletes uploads and assets on servers.
+/// Changes and deletes uploads and assets on servers.
 #[derive(Clone)]
 pub struct Remote {
     http: reqwest::Client,
@@ -65,36 +83,80 @@ impl Remote {
         secret: &str,
         asset_id: &str,
     ) -> Result<Removed> {
-        let mut url = url::Url::parse(server.trim_end_matches('/'))
-            .map_err(|_| ClientError::Invalid("the server address is not a URL".into()))?;
-        url.path_segments_mut()
-            .map_err(|_| ClientError::Invalid("the server address cannot have a path".into()))?
-            .pop_if_empty()
-            .extend(["v1", "assets", asset_id]);
+        let url = asset_url(server, asset_id)?;
         let req = self.http.delete(url).basic_auth(token_id, Some(secret));
         self.delete(req).await
     }
 
-    async fn delete(&self, req: reqwest::RequestBuilder) -> Result<Removed> {
-        let resp = match tokio::time::timeout(self.timeouts.response, req.send()).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) if e.is_connect() => {
-                return Err(ClientError::Unreachable(
-                    ClientError::network(e).to_string(),
-                ));
+    /// Changes the metadata of asset `asset_id` on the Spool server at
+    /// `server` (`PATCH /v1/assets/{id}`, HTTP Basic): each `Some` sets its
+    /// key, each `None` removes it, other keys stay. Returns the metadata
+    /// and title the server holds afterwards.
+    pub async fn update_asset_metadata(
+        &self,
+        server: &str,
+        token_id: &str,
+        secret: &str,
+        asset_id: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<AssetMetadata> {
+        let url = asset_url(server, asset_id)?;
+        let req = self
+            .http
+            .patch(url)
+            .basic_auth(token_id, Some(secret))
+            .json(&serde_json::json!({ "metadata": changes }));
+        let mut resp = self.send(req).await?;
+        if !resp.status().is_success() {
+            return Err(self.error_of(resp).await);
+        }
+        let mut body = Vec::new();
+        let read = async {
+            while let Some(chunk) = resp.chunk().await.map_err(ClientError::network)? {
+                body.extend_from_slice(&chunk);
+                if body.len() > VIEW_BODY_LIMIT {
+                    return Err(ClientError::Protocol(format!(
+                        "the asset's answer is larger than {VIEW_BODY_LIMIT} bytes"
+                    )));
+                }
             }
-            Ok(Err(e)) => return Err(ClientError::network(e)),
-            Err(_) => {
-                return Err(ClientError::Network(format!(
-                    "no answer within {:?}",
-                    self.timeouts.response
-                )));
-            }
+            Ok(())
         };
+        tokio::time::timeout(self.timeouts.response, read)
+            .await
+            .map_err(|_| {
+                ClientError::Network(format!(
+                    "the answer did not arrive within {:?}",
+                    self.timeouts.response
+                ))
+            })??;
+        serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("the asset's answer is not an asset: {e}")))
+    }
+
+    async fn delete(&self, req: reqwest::RequestBuilder) -> Result<Removed> {
+        let resp = self.send(req).await?;
         match resp.status().as_u16() {
             200..=299 => Ok(Removed::Deleted),
             404 | 410 => Ok(Removed::AlreadyGone),
             _ => Err(self.error_of(resp).await),
+        }
+    }
+
+    /// Sends `req`, waiting at most the response timeout for the answer's
+    /// head; a connection that could not be made is
+    /// [`ClientError::Unreachable`] (the request was never sent).
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        match tokio::time::timeout(self.timeouts.response, req.send()).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) if e.is_connect() => Err(ClientError::Unreachable(
+                ClientError::network(e).to_string(),
+            )),
+            Ok(Err(e)) => Err(ClientError::network(e)),
+            Err(_) => Err(ClientError::Network(format!(
+                "no answer within {:?}",
+                self.timeouts.response
+            ))),
         }
     }
 
@@ -138,6 +200,17 @@ impl Remote {
             retry_after,
         }
     }
+}
+
+/// `{server}/v1/assets/{asset_id}`, the id escaped as one path segment.
+fn asset_url(server: &str, asset_id: &str) -> Result<url::Url> {
+    let mut url = url::Url::parse(server.trim_end_matches('/'))
+        .map_err(|_| ClientError::Invalid("the server address is not a URL".into()))?;
+    url.path_segments_mut()
+        .map_err(|_| ClientError::Invalid("the server address cannot have a path".into()))?
+        .pop_if_empty()
+        .extend(["v1", "assets", asset_id]);
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -264,6 +337,82 @@ mod tests {
         assert_eq!(r, Removed::AlreadyGone);
     }
 
+    fn changes(pairs: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_owned)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn renaming_an_asset_through_the_api() {
+        let (base, _dir, _stop) = server().await;
+        let asset = on_demand(&base).await["asset_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let got = remote()
+            .update_asset_metadata(
+                &base,
+                ID,
+                SECRET,
+                &asset,
+                &changes(&[("title", Some("Standup")), ("project", Some("spool"))]),
+            )
+            .await
+            .unwrap();
+        assert_eq!(got.title.as_deref(), Some("Standup"));
+        // A `None` removes its key; the others stay.
+        let got = remote()
+            .update_asset_metadata(&base, ID, SECRET, &asset, &changes(&[("title", None)]))
+            .await
+            .unwrap();
+        assert_eq!(
+            got,
+            AssetMetadata {
+                title: None,
+                metadata: [("project".to_owned(), "spool".to_owned())].into(),
+            }
+        );
+        assert_eq!(
+            asset_status(&base, &asset).await.1["metadata"]["project"],
+            "spool"
+        );
+
+        let rename = changes(&[("title", Some("x"))]);
+        let e = remote()
+            .update_asset_metadata(&base, ID, "wrong", &asset, &rename)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(401), Some(ErrorCode::Unauthorized))
+        );
+        let e = remote()
+            .update_asset_metadata(&base, ID, SECRET, &asset, &changes(&[("", Some("x"))]))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(400), Some(ErrorCode::InvalidRequest))
+        );
+        // Unlike a deletion, renaming what is gone did not happen.
+        let e = remote()
+            .update_asset_metadata(
+                &base,
+                ID,
+                SECRET,
+                "00000000000000000000000000000000",
+                &rename,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (e.status(), e.code()),
+            (Some(404), Some(ErrorCode::AssetNotFound))
+        );
+    }
+
     #[tokio::test]
     async fn a_server_that_is_down_is_unreachable() {
         let (base, _dir, stop) = server().await;
@@ -284,6 +433,11 @@ mod tests {
         assert!(!e.to_string().contains("sig="), "{e}");
         let e = remote()
             .delete_asset(&base, ID, SECRET, "a")
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable(_)), "{e:?}");
+        let e = remote()
+            .update_asset_metadata(&base, ID, SECRET, "a", &changes(&[("title", None)]))
             .await
             .unwrap_err();
         assert!(matches!(e, ClientError::Unreachable(_)), "{e:?}");

@@ -1,8 +1,10 @@
 //! The upload API a backend calls with its credentials: `POST /v1/on-demand`
 //! issues a short-lived signed upload URL for a new asset (optionally with a
 //! size limit of its own, `max_size`), `GET
-//! /v1/assets/{id}` reports the asset, `GET /v1/assets/{id}/original` returns
-//! its exact bytes, `DELETE /v1/assets/{id}` deletes it.
+//! /v1/assets/{id}` reports the asset, `PATCH /v1/assets/{id}` changes its
+//! metadata (a rename: `{"metadata":{"title":…}}`), `GET
+//! /v1/assets/{id}/original` returns its exact bytes, `DELETE
+//! /v1/assets/{id}` deletes it.
 
 use axum::Json;
 use axum::body::Body;
@@ -14,7 +16,7 @@ use spool_proto::ErrorCode;
 
 use crate::app::App;
 use crate::auth::require_basic;
-use crate::db::{AssetStatus, AssetView, NewAsset, UploadState};
+use crate::db::{AssetStatus, AssetView, MetadataUpdate, NewAsset, UploadState, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::http_util::{serve_bytes, sniff_content_type};
 use crate::tus::{create_upload, end_upload};
@@ -43,6 +45,50 @@ struct Input {
 
 fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::InvalidRequest, message)
+}
+
+/// A body that does not parse, or parses into the wrong shape (a missing
+/// field, an array where an object belongs).
+fn invalid_json(e: serde_json::Error) -> ApiError {
+    ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}"))
+}
+
+/// A JSON request body of at most [`MAX_JSON`] bytes.
+async fn read_json_body(body: Body) -> ApiResult<bytes::Bytes> {
+    axum::body::to_bytes(body, MAX_JSON).await.map_err(|_| {
+        ApiError::new(
+            ErrorCode::BodyTooLarge,
+            format!("the request body must be at most {MAX_JSON} bytes"),
+        )
+    })
+}
+
+/// The rules asset metadata follows on creation and on update alike: keys
+/// of 1 to 128 bytes, string values. With `nulls` (an update) a value may
+/// also be `null`, which removes its key.
+fn check_metadata(
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    nulls: bool,
+) -> ApiResult<()> {
+    if let Some((k, _)) = metadata
+        .iter()
+        .find(|(_, v)| !(v.is_string() || (nulls && v.is_null())))
+    {
+        let allowed = if nulls {
+            "a string or null"
+        } else {
+            "a string"
+        };
+        return Err(invalid(format!(
+            "metadata value of {k:?} must be {allowed}"
+        )));
+    }
+    if let Some(k) = metadata.keys().find(|k| k.is_empty() || k.len() > 128) {
+        return Err(invalid(format!(
+            "metadata key {k:?} must be 1 to 128 characters"
+        )));
+    }
+    Ok(())
 }
 
 /// Accepts `scheme://host[:port]` (what browsers send as Origin) only.
@@ -84,17 +130,11 @@ pub async fn on_demand(
     body: Body,
 ) -> ApiResult<Response> {
     require_basic(&app, &headers)?;
-    let bytes = axum::body::to_bytes(body, MAX_JSON).await.map_err(|_| {
-        ApiError::new(
-            ErrorCode::BodyTooLarge,
-            format!("the request body must be at most {MAX_JSON} bytes"),
-        )
-    })?;
+    let bytes = read_json_body(body).await?;
     let req: OnDemandRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         OnDemandRequest::default()
     } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&bytes).map_err(invalid_json)?
     };
     if let Some(input) = req.inputs.iter().find(|i| i.kind != "video") {
         return Err(invalid(format!(
@@ -102,14 +142,7 @@ pub async fn on_demand(
             input.kind
         )));
     }
-    if let Some((k, _)) = req.metadata.iter().find(|(_, v)| !v.is_string()) {
-        return Err(invalid(format!("metadata value of {k:?} must be a string")));
-    }
-    if let Some(k) = req.metadata.keys().find(|k| k.is_empty() || k.len() > 128) {
-        return Err(invalid(format!(
-            "metadata key {k:?} must be 1 to 128 characters"
-        )));
-    }
+    check_metadata(&req.metadata, false)?;
     let cors_origin = req
         .cors_origin
         .as_deref()
@@ -186,6 +219,76 @@ pub async fn get_asset(
 ) -> ApiResult<Json<AssetView>> {
     require_basic(&app, &headers)?;
     Ok(Json(load_asset(&app, &id).await?))
+}
+
+/// The longest metadata value `PATCH /v1/assets/{id}` sets, in bytes: room
+/// for a title or a description, not for a document.
+const MAX_METADATA_VALUE: usize = 4 * 1024;
+
+/// The largest an asset's metadata may grow through `PATCH` (bytes of
+/// JSON): what one on-demand body could have carried.
+const MAX_METADATA_JSON: usize = MAX_JSON;
+
+#[derive(Debug, Deserialize)]
+struct UpdateRequest {
+    metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `PATCH /v1/assets/{id}`: merges `{"metadata":{…}}` into the asset's
+/// metadata key by key (`null` removes a key) and answers the asset as `GET`
+/// does, emitting `video.asset.updated` when anything changed. A body that
+/// is not JSON of that shape is `ERR_INVALID_JSON`, a key or value outside
+/// the metadata rules `ERR_INVALID_REQUEST` (both 400). A deleted asset
+/// answers 404 `ERR_ASSET_NOT_FOUND`, as its original does: what remains of
+/// it is a tombstone, and no event may follow its `video.asset.deleted`.
+pub async fn update_asset(
+    State(app): State<App>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Json<AssetView>> {
+    require_basic(&app, &headers)?;
+    let not_found = || ApiError::new(ErrorCode::AssetNotFound, "no asset has this id");
+    if !crate::ids::is_valid_id(&id) {
+        return Err(not_found());
+    }
+    let bytes = read_json_body(body).await?;
+    let req: UpdateRequest = serde_json::from_slice(&bytes).map_err(invalid_json)?;
+    check_metadata(&req.metadata, true)?;
+    if let Some((k, _)) = req
+        .metadata
+        .iter()
+        .find(|(_, v)| v.as_str().is_some_and(|s| s.len() > MAX_METADATA_VALUE))
+    {
+        return Err(invalid(format!(
+            "metadata value of {k:?} must be at most {MAX_METADATA_VALUE} bytes"
+        )));
+    }
+    let changes: Vec<(String, Option<String>)> = req
+        .metadata
+        .into_iter()
+        .map(|(k, v)| (k, v.as_str().map(str::to_owned)))
+        .collect();
+    let outcome = app
+        .db
+        .call(move |ops| ops.update_metadata(&id, &changes, MAX_METADATA_JSON, now_ms()))
+        .await?;
+    match outcome {
+        MetadataUpdate::NotFound => Err(not_found()),
+        MetadataUpdate::Deleted => Err(ApiError::new(
+            ErrorCode::AssetNotFound,
+            "the asset was deleted",
+        )),
+        MetadataUpdate::TooLarge => Err(invalid(format!(
+            "the asset's metadata would be larger than {MAX_METADATA_JSON} bytes of JSON"
+        ))),
+        MetadataUpdate::Done { view, changed } => {
+            if changed {
+                app.events_enqueued();
+            }
+            Ok(Json(*view))
+        }
+    }
 }
 
 /// `GET /v1/assets/{id}/original`.

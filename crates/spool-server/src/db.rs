@@ -13,11 +13,13 @@ use serde::Serialize;
 
 mod max_size;
 mod media;
+mod metadata;
 mod view;
 
 use view::AssetRow;
 
 pub use media::Playable;
+pub use metadata::MetadataUpdate;
 
 /// A database failure; always an internal error to clients.
 #[derive(Debug, thiserror::Error)]

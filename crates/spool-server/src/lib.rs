@@ -78,7 +78,9 @@ pub fn router(app: App) -> Router {
         .route("/v1/on-demand", axum::routing::post(api::on_demand))
         .route(
             "/v1/assets/{id}",
-            get(api::get_asset).delete(api::delete_asset),
+            get(api::get_asset)
+                .patch(api::update_asset)
+                .delete(api::delete_asset),
         )
         .route("/v1/assets/{id}/original", get(api::get_original))
         .route("/v1/uploads", any(tus::creation_endpoint))

@@ -7,7 +7,10 @@
 //! asset's events go out in order, and a dead one no longer holds back the
 //! next. Delivered and dead rows are pruned after `--webhook-retention`.
 //! Every query the worker repeats runs on a partial index (a test checks the
-//! query plans), so a large history of delivered rows costs nothing.
+//! query plans), so a large history of delivered rows costs nothing. The
+//! event types: `video.asset.created`, `.live`, `.uploaded`, `.ready`,
+//! `.errored`, `.updated` (its metadata changed, e.g. a rename; never after
+//! deletion) and `.deleted`, each carrying the asset view.
 
 use std::sync::LazyLock;
 
