@@ -10,6 +10,8 @@ fn main() {
             "watch_recording",
             "start_recording",
             "stop_recording",
+            "toggle_pause",
+            "rename_recording",
             "get_settings",
             "save_settings",
             "list_history",

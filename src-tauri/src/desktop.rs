@@ -1,5 +1,7 @@
-//! The desktop around the window: a tray icon (Record/Stop, Show, Quit), a
-//! global shortcut (Alt+Shift+R) that starts or stops recording, bringing
+//! The desktop around the window: a tray icon (Record/Stop, Pause/Resume,
+//! Show, Quit), global shortcuts (Alt+Shift+R starts or stops recording,
+//! Alt+Shift+P pauses and resumes — they keep working while the window is
+//! minimised out of the captured picture), bringing
 //! the window forward, and desktop notifications (notify-rust) when an upload completes or stalls. Each is a
 //! convenience: where the desktop lacks it (no tray host, no notification
 //! daemon, a shortcut taken) the app logs why and goes on.
@@ -11,6 +13,7 @@ use tauri::{AppHandle, Manager as _};
 use crate::recording;
 
 pub const SHORTCUT: &str = "Alt+Shift+R";
+pub const PAUSE_SHORTCUT: &str = "Alt+Shift+P";
 
 pub fn install(app: &AppHandle) {
     if let Err(e) = tray(app) {
@@ -27,6 +30,23 @@ pub fn install(app: &AppHandle) {
     if let Err(e) = r {
         tracing::warn!(error = %e, shortcut = SHORTCUT, "global shortcut not available");
     }
+    let r = app
+        .global_shortcut()
+        .on_shortcut(PAUSE_SHORTCUT, |app, _shortcut, event| {
+            if event.state == ShortcutState::Pressed {
+                toggle_pause(app);
+            }
+        });
+    if let Err(e) = r {
+        tracing::warn!(error = %e, shortcut = PAUSE_SHORTCUT, "global shortcut not available");
+    }
+}
+
+fn toggle_pause(app: &AppHandle) {
+    match crate::controls::toggle_pause(app) {
+        Ok(paused) => tracing::info!(paused, "pause toggled from the desktop"),
+        Err(e) => tracing::info!(code = %e.code, "pause: {}", e.message),
+    }
 }
 
 fn toggle(app: &AppHandle) {
@@ -41,14 +61,16 @@ fn toggle(app: &AppHandle) {
 
 fn tray(app: &AppHandle) -> tauri::Result<()> {
     let record = MenuItem::with_id(app, "record", "Record / Stop", true, None::<&str>)?;
+    let pause = MenuItem::with_id(app, "pause", "Pause / Resume", true, None::<&str>)?;
     let show = MenuItem::with_id(app, "show", "Show Spool", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&record, &show, &quit])?;
+    let menu = Menu::with_items(app, &[&record, &pause, &show, &quit])?;
     let mut builder = TrayIconBuilder::with_id("spool")
         .tooltip("Spool")
         .menu(&menu)
         .on_menu_event(|app, event| match event.id().as_ref() {
             "record" => toggle(app),
+            "pause" => toggle_pause(app),
             "show" => show_window(app),
             "quit" => app.exit(0),
             _ => {}

@@ -97,11 +97,21 @@ pub struct SourceInfo {
 /// Byte counts are numbers (exact up to 2^53 bytes).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, specta::Type)]
 pub struct RecordingView {
-    /// "idle", "recording", "uploading", "reconnecting", "stalled",
-    /// "complete", "failed" or "saved" (recorded locally only).
+    /// "idle", "countdown", "recording", "paused", "uploading",
+    /// "reconnecting", "stalled", "complete", "failed" or "saved" (recorded
+    /// locally only).
     pub state: String,
-    /// Capture is running (Stop is possible).
+    /// Capture is running (Stop is possible; also while paused).
     pub capturing: bool,
+    /// Capture is paused: the elapsed time stands still.
+    pub paused: bool,
+    pub paused_ms: u64,
+    /// Seconds left before capture starts, while counting down.
+    pub countdown: Option<u32>,
+    /// The upload's own state word while capturing (`state` says "paused"
+    /// or "recording"; this says "uploading", "reconnecting", …).
+    pub upload_state: Option<String>,
+    pub title: Option<String>,
     pub upload_id: Option<String>,
     /// Elapsed recording time, in whole seconds (as milliseconds).
     pub elapsed_ms: u64,
@@ -130,6 +140,7 @@ pub struct RecordingView {
 pub struct HistoryItem {
     pub upload_id: String,
     pub asset_id: Option<String>,
+    pub title: Option<String>,
     /// "recording", "uploading", "reconnecting", "stalled", "complete",
     /// "failed", or "deleting" (deleted here; being deleted on the server,
     /// retried until it is — `last_error` says why it has not been yet).
@@ -152,6 +163,18 @@ pub struct Deleted {
     /// until it is deleted there), or "nothing" (nothing was uploaded).
     pub on_server: String,
     /// Why it is not deleted on the server yet, when "deleting".
+    pub error: Option<String>,
+}
+
+/// What Rename did.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct Renamed {
+    pub title: String,
+    /// "renamed" (here and on the server), "local" (the destination is a
+    /// plain TUS endpoint, which has no titles: renamed in Spool only), or
+    /// "failed" (renamed here; the server could not be updated — `error`
+    /// says why).
+    pub on_server: String,
     pub error: Option<String>,
 }
 
@@ -212,16 +235,37 @@ fn watch_recording(state: State<'_, AppState>, on_progress: Channel<RecordingVie
     state.set_progress_channel(on_progress);
 }
 
+/// Starts recording `source` (after the countdown, which Stop cancels)
+/// under `title` (empty: "Recording <date time>").
 #[tauri::command]
 #[specta::specta]
-async fn start_recording(app: AppHandle, source: String) -> IpcResult<RecordingView> {
-    recording::start(&app, Some(source)).await
+async fn start_recording(
+    app: AppHandle,
+    source: String,
+    title: Option<String>,
+) -> IpcResult<RecordingView> {
+    recording::start(&app, Some(source), title).await
 }
 
+/// Stops the recording (or cancels the countdown before it).
 #[tauri::command]
 #[specta::specta]
 async fn stop_recording(app: AppHandle) -> IpcResult<()> {
     recording::stop(&app)
+}
+
+/// Pauses or resumes the recording; whether it is paused now.
+#[tauri::command]
+#[specta::specta]
+async fn toggle_pause(app: AppHandle) -> IpcResult<bool> {
+    crate::controls::toggle_pause(&app)
+}
+
+/// Renames a recording here and, on a Spool server, there too.
+#[tauri::command]
+#[specta::specta]
+async fn rename_recording(app: AppHandle, upload_id: String, title: String) -> IpcResult<Renamed> {
+    crate::controls::rename(&app, &upload_id, &title).await
 }
 
 #[tauri::command]
@@ -310,6 +354,8 @@ pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
             watch_recording,
             start_recording,
             stop_recording,
+            toggle_pause,
+            rename_recording,
             get_settings,
             save_settings,
             list_history,

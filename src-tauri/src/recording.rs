@@ -23,6 +23,7 @@ use crate::state::AppState;
 /// The recording being captured.
 pub struct Active {
     stop: CancellationToken,
+    pub(crate) controls: spool_record::Controls,
     upload_id: Option<String>,
     /// Turns true once the last fragment is on disk and the upload's length
     /// is journaled.
@@ -47,7 +48,16 @@ pub(crate) fn history_changed(app: &AppHandle) {
     let _ = HistoryChanged.emit(app);
 }
 
-pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingView, IpcError> {
+/// A fresh view generation: the caller's views now take the window over.
+pub(crate) fn new_view_generation() -> u64 {
+    VIEW_GENERATION.fetch_add(1, Ordering::AcqRel) + 1
+}
+
+pub async fn start(
+    app: &AppHandle,
+    source: Option<String>,
+    title: Option<String>,
+) -> Result<RecordingView, IpcError> {
     let _starting = STARTING.lock().await;
     if is_capturing(app) {
         return Err(IpcError::new(
@@ -72,8 +82,21 @@ pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingV
     };
     let rec_settings = settings.recorder(state.paths.recordings.clone(), &source)?;
     let target = state.target().await?;
+    let title = crate::controls::title_or_default(title)?;
+    let generation = new_view_generation();
+    let seconds = settings.countdown();
+    if seconds > 0 && !crate::controls::count_down(app, generation, seconds, &title).await {
+        let idle = RecordingView {
+            state: "idle".into(),
+            ..RecordingView::default()
+        };
+        publish(app, generation, idle.clone());
+        return Ok(idle);
+    }
+    let restore = crate::controls::get_out_of_the_way(app, &rec_settings.source);
     let mut options = spool_client::Options::default();
     options.timeouts.no_progress = Duration::from_secs(15);
+    options.metadata.push(("title".into(), title.clone()));
     let mut recorder = Recorder::start(
         rec_settings,
         Some(Upload {
@@ -95,10 +118,10 @@ pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingV
         }
     }
 
-    let generation = VIEW_GENERATION.fetch_add(1, Ordering::AcqRel) + 1;
     let (saved_tx, saved_rx) = watch::channel(false);
     let active = Active {
         stop: recorder.stop_handle(),
+        controls: recorder.controls(),
         upload_id: recorder.upload_id.clone(),
         saved: saved_rx,
     };
@@ -109,6 +132,7 @@ pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingV
     let base = RecordingView {
         upload_id: recorder.upload_id.clone(),
         local_path: Some(recorder.path.display().to_string()),
+        title: Some(title),
         ..RecordingView::default()
     };
     if let Some(events) = recorder.take_events() {
@@ -137,6 +161,7 @@ pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingV
             done,
             pump,
             saved: saved_tx,
+            restore,
         },
     ));
     history_changed(app);
@@ -145,6 +170,9 @@ pub async fn start(app: &AppHandle, source: Option<String>) -> Result<RecordingV
 }
 
 pub fn stop(app: &AppHandle) -> Result<(), IpcError> {
+    if crate::controls::cancel_countdown() {
+        return Ok(());
+    }
     let state = app.state::<AppState>();
     let r = state.recording.lock();
     match r.as_ref().ok().and_then(|r| r.as_ref()) {
@@ -160,12 +188,15 @@ pub fn stop(app: &AppHandle) -> Result<(), IpcError> {
 }
 
 pub async fn toggle(app: &AppHandle) -> Result<bool, IpcError> {
+    if crate::controls::cancel_countdown() {
+        return Ok(false);
+    }
     if is_capturing(app) {
         stop(app)?;
         let _ = RecordingToggled { capturing: false }.emit(app);
         Ok(false)
     } else {
-        start(app, None).await?;
+        start(app, None, None).await?;
         Ok(true)
     }
 }
@@ -196,6 +227,9 @@ fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) ->
     RecordingView {
         state: p.state.clone(),
         capturing,
+        paused: p.paused,
+        paused_ms: p.paused_ms,
+        upload_state: p.upload_state.clone(),
         // Whole seconds: the window shows mm:ss, and a view that differs only
         // in milliseconds is not worth a repaint.
         elapsed_ms: p.elapsed_ms / 1000 * 1000,
@@ -213,7 +247,7 @@ fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) ->
     }
 }
 
-fn publish(app: &AppHandle, generation: u64, view: RecordingView) {
+pub(crate) fn publish(app: &AppHandle, generation: u64, view: RecordingView) {
     if VIEW_GENERATION.load(Ordering::Acquire) == generation {
         app.state::<AppState>().publish(view);
     }
@@ -250,6 +284,8 @@ struct Driver {
     done: CancellationToken,
     pump: tauri::async_runtime::JoinHandle<()>,
     saved: watch::Sender<bool>,
+    /// Brings the window back at Stop if it was moved out of the way.
+    restore: crate::controls::Restore,
 }
 
 /// Follows a recording to its end: capture and encoding, then its upload,
@@ -258,6 +294,7 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
     let state = app.state::<AppState>();
     let result = recorder.finish().await;
     d.capturing.store(false, Ordering::Release);
+    d.restore.restore(&app);
     let mut recorded = match result {
         Ok(r) => r,
         Err(e) => {
@@ -497,6 +534,7 @@ pub async fn history(app: &AppHandle) -> Result<Vec<HistoryItem>, IpcError> {
             HistoryItem {
                 upload_id: r.id.clone(),
                 asset_id: r.asset_id.clone(),
+                title: r.title.clone(),
                 state: state_word.into(),
                 share_url: r.share_url.clone(),
                 local_exists: path.is_file(),

@@ -44,6 +44,8 @@ pub struct Settings {
     /// The embedded server listens on the local network too and its share
     /// links use this computer's LAN address (off by default).
     pub share_on_lan: bool,
+    /// Seconds counted down before capture starts: 0 (off), 3, 5 or 10.
+    pub countdown_secs: u32,
 }
 
 impl Default for Settings {
@@ -59,6 +61,7 @@ impl Default for Settings {
             max_height: None,
             source: None,
             share_on_lan: false,
+            countdown_secs: Settings::DEFAULT_COUNTDOWN_SECS,
         }
     }
 }
@@ -93,6 +96,18 @@ pub struct SettingsView {
 }
 
 impl Settings {
+    pub const DEFAULT_COUNTDOWN_SECS: u32 = 3;
+    pub const COUNTDOWN_CHOICES: [u32; 4] = [0, 3, 5, 10];
+
+    /// The countdown for this run: `SPOOL_COUNTDOWN` (seconds, 0 = none)
+    /// overrides the setting without being saved.
+    pub fn countdown(&self) -> u32 {
+        std::env::var("SPOOL_COUNTDOWN")
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .map_or(self.countdown_secs, |s| s.min(600))
+    }
+
     /// Reads settings.json; fields it lacks (an older version's file) take
     /// their defaults, and an unreadable file means defaults.
     pub fn load(path: &Path) -> Settings {
@@ -144,6 +159,9 @@ impl Settings {
                     return bad("the TUS endpoint must be an http:// or https:// address");
                 }
             }
+        }
+        if !Settings::COUNTDOWN_CHOICES.contains(&self.countdown_secs) {
+            return bad("the countdown must be off, 3, 5 or 10 seconds");
         }
         let rec = self.recorder(PathBuf::new(), "synthetic")?;
         rec.validate().map_err(IpcError::from)

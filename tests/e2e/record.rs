@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "record/pause.rs"]
+mod pause;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;

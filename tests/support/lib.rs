@@ -8,6 +8,7 @@
 pub mod chromium;
 pub mod media;
 pub mod proxy;
+pub mod timeline;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read};
@@ -151,6 +152,15 @@ impl Proc {
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGUSR1 (`spool record`: pause or resume).
+    pub fn sigusr1(&self) {
+        let ok = Command::new("kill")
+            .args(["-USR1", &self.child.id().to_string()])
+            .status()
+            .map(|s| s.success());
+        assert!(matches!(ok, Ok(true)), "kill -USR1 failed");
     }
 
     /// Sends SIGTERM.

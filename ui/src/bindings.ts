@@ -11,8 +11,17 @@ export const commands = {
 	 *  then changes, at most ten a second).
 	 */
 	watchRecording: (onProgress: Channel<RecordingView>) => __TAURI_INVOKE<void>("watch_recording", { onProgress }),
-	startRecording: (source: string) => typedError<RecordingView, IpcError>(__TAURI_INVOKE("start_recording", { source })),
+	/**
+	 *  Starts recording `source` (after the countdown, which Stop cancels)
+	 *  under `title` (empty: "Recording <date time>").
+	 */
+	startRecording: (source: string, title: string | null) => typedError<RecordingView, IpcError>(__TAURI_INVOKE("start_recording", { source, title })),
+	/**  Stops the recording (or cancels the countdown before it). */
 	stopRecording: () => typedError<null, IpcError>(__TAURI_INVOKE("stop_recording")),
+	/**  Pauses or resumes the recording; whether it is paused now. */
+	togglePause: () => typedError<boolean, IpcError>(__TAURI_INVOKE("toggle_pause")),
+	/**  Renames a recording here and, on a Spool server, there too. */
+	renameRecording: (uploadId: string, title: string) => typedError<Renamed, IpcError>(__TAURI_INVOKE("rename_recording", { uploadId, title })),
 	getSettings: () => typedError<SettingsView, IpcError>(__TAURI_INVOKE("get_settings")),
 	saveSettings: (settings: SettingsInput) => typedError<SettingsView, IpcError>(__TAURI_INVOKE("save_settings", { settings })),
 	listHistory: () => typedError<HistoryItem[], IpcError>(__TAURI_INVOKE("list_history")),
@@ -66,6 +75,7 @@ export type HistoryChanged = null;
 export type HistoryItem = {
 	upload_id: string,
 	asset_id: string | null,
+	title: string | null,
 	/**
 	 *  "recording", "uploading", "reconnecting", "stalled", "complete",
 	 *  "failed", or "deleting" (deleted here; being deleted on the server,
@@ -112,12 +122,24 @@ export type RecordingToggled = {
  */
 export type RecordingView = {
 	/**
-	 *  "idle", "recording", "uploading", "reconnecting", "stalled",
-	 *  "complete", "failed" or "saved" (recorded locally only).
+	 *  "idle", "countdown", "recording", "paused", "uploading",
+	 *  "reconnecting", "stalled", "complete", "failed" or "saved" (recorded
+	 *  locally only).
 	 */
 	state: string,
-	/**  Capture is running (Stop is possible). */
+	/**  Capture is running (Stop is possible; also while paused). */
 	capturing: boolean,
+	/**  Capture is paused: the elapsed time stands still. */
+	paused: boolean,
+	paused_ms: number,
+	/**  Seconds left before capture starts, while counting down. */
+	countdown: number | null,
+	/**
+	 *  The upload's own state word while capturing (`state` says "paused"
+	 *  or "recording"; this says "uploading", "reconnecting", …).
+	 */
+	upload_state: string | null,
+	title: string | null,
 	upload_id: string | null,
 	/**  Elapsed recording time, in whole seconds (as milliseconds). */
 	elapsed_ms: number,
@@ -143,6 +165,19 @@ export type RecordingView = {
 	error: IpcError | null,
 };
 
+/**  What Rename did. */
+export type Renamed = {
+	title: string,
+	/**
+	 *  "renamed" (here and on the server), "local" (the destination is a
+	 *  plain TUS endpoint, which has no titles: renamed in Spool only), or
+	 *  "failed" (renamed here; the server could not be updated — `error`
+	 *  says why).
+	 */
+	on_server: string,
+	error: string | null,
+};
+
 /**  What is saved in settings.json. */
 export type Settings = {
 	destination: Destination,
@@ -162,6 +197,8 @@ export type Settings = {
 	 *  links use this computer's LAN address (off by default).
 	 */
 	share_on_lan: boolean,
+	/**  Seconds counted down before capture starts: 0 (off), 3, 5 or 10. */
+	countdown_secs: number,
 };
 
 /**

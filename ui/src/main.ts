@@ -4,29 +4,19 @@
 // {code, message} and are shown, never swallowed.
 
 import { Channel } from "@tauri-apps/api/core";
-import {
-  commands,
-  events,
-  type Deleted,
-  type HistoryItem,
-  type Notice,
-  type IpcError,
-  type RecordingView,
-  type Settings,
-  type SettingsView,
-} from "./bindings";
-
-const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
-  const el = document.getElementById(id);
-  if (!el) throw new Error(`missing #${id}`);
-  return el as T;
-};
+import { commands, events, type Notice, type RecordingView, type Settings, type SettingsView } from "./bindings";
+import { refreshHistory } from "./history";
+import { $, bytes, call, clock, setAttr, setStyleWidth, setText, showError } from "./util";
 
 const ui = {
   source: $<HTMLSelectElement>("source-select"),
   refreshSources: $<HTMLButtonElement>("refresh-sources"),
   record: $<HTMLButtonElement>("record-button"),
   stop: $<HTMLButtonElement>("stop-button"),
+  pause: $<HTMLButtonElement>("pause-button"),
+  title: $<HTMLInputElement>("title-input"),
+  countdown: $("countdown"),
+  countdownCancel: $<HTMLButtonElement>("countdown-cancel"),
   elapsed: $("elapsed-time"),
   status: $("upload-status"),
   progress: $("upload-progress"),
@@ -40,9 +30,6 @@ const ui = {
   liveLink: $<HTMLAnchorElement>("live-link"),
   liveCopy: $<HTMLButtonElement>("copy-live-button"),
   error: $("error-message"),
-  historyList: $<HTMLUListElement>("history-list"),
-  historyEmpty: $("history-empty"),
-  historyMessage: $("history-message"),
   notices: $("notices"),
   settingsButton: $<HTMLButtonElement>("settings-button"),
   settings: $<HTMLDialogElement>("settings"),
@@ -60,92 +47,75 @@ const ui = {
   fragmentSecs: $<HTMLInputElement>("settings-fragment-secs"),
   crf: $<HTMLSelectElement>("settings-crf"),
   maxHeight: $<HTMLSelectElement>("settings-max-height"),
+  countdownSecs: $<HTMLSelectElement>("settings-countdown"),
   paths: $("settings-paths"),
   settingsMessage: $("settings-message"),
   settingsSave: $<HTMLButtonElement>("settings-save"),
   settingsCancel: $<HTMLButtonElement>("settings-cancel"),
 };
 
-// ---------- formatting ----------
-
-function bytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ["KB", "MB", "GB", "TB"];
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
-
-function clock(ms: number): string {
-  const s = Math.floor(ms / 1000);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const sec = s % 60;
-  const mm = String(m).padStart(2, "0");
-  const ss = String(sec).padStart(2, "0");
-  return h > 0 ? `${h}:${mm}:${ss}` : `${mm}:${ss}`;
-}
-
-function showError(el: HTMLElement, e: IpcError | string | null) {
-  if (!e) {
-    el.hidden = true;
-    el.textContent = "";
-    delete el.dataset.code;
-    return;
-  }
-  const err = typeof e === "string" ? { code: "ERR_INTERNAL", message: e } : e;
-  el.hidden = false;
-  el.textContent = err.message;
-  el.dataset.code = err.code;
-}
-
-/**
- * Unwraps a typed result; an error is shown in `where` and becomes
- * `undefined` (a command that returns nothing succeeds with `null`).
- */
-async function call<T>(
-  p: Promise<{ status: "ok"; data: T } | { status: "error"; error: IpcError }>,
-  where: HTMLElement = ui.error,
-): Promise<T | undefined> {
-  try {
-    const r = await p;
-    if (r.status === "error") {
-      showError(where, r.error);
-      return undefined;
-    }
-    return r.data;
-  } catch (e) {
-    showError(where, String(e));
-    return undefined;
-  }
-}
-
 // ---------- recorder ----------
 
-/** Writes only what changed: every write costs WebKit a layout and a paint. */
-function setText(el: HTMLElement, text: string) {
-  if (el.textContent !== text) el.textContent = text;
+/** A default title for the next recording, until the user types one. */
+let titleTyped = false;
+function defaultTitle(): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `Recording ${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
 }
-function setAttr(el: HTMLElement, name: string, value: string) {
-  if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+function refreshDefaultTitle() {
+  if (!titleTyped) ui.title.value = defaultTitle();
+  ui.title.placeholder = defaultTitle();
 }
-function setStyleWidth(el: HTMLElement, width: string) {
-  if (el.style.width !== width) el.style.width = width;
+ui.title.addEventListener("input", () => (titleTyped = ui.title.value.trim() !== ""));
+
+/** What the upload does while the recording is paused. */
+function uploadDetail(v: RecordingView): string {
+  switch (v.upload_state) {
+    case "reconnecting": {
+      const retry = v.next_retry_in_ms != null ? `, next try in ${Math.ceil(v.next_retry_in_ms / 1000)} s` : "";
+      return `upload reconnecting… (attempt ${v.attempt}${retry})`;
+    }
+    case "stalled":
+      return "upload stalled — still retrying, nothing is lost";
+    case null:
+    case undefined:
+      return "nothing is captured";
+    default:
+      return v.backlog > 0 ? "uploading what was recorded" : "everything recorded is uploaded";
+  }
 }
 
+let wasBusy = false;
 function render(v: RecordingView) {
-  if (ui.record.disabled !== v.capturing) ui.record.disabled = v.capturing;
-  if (ui.stop.disabled !== !v.capturing) ui.stop.disabled = !v.capturing;
-  if (ui.source.disabled !== v.capturing) ui.source.disabled = v.capturing;
+  const counting = v.state === "countdown";
+  const busy = v.capturing || counting;
+  if (ui.record.disabled !== busy) ui.record.disabled = busy;
+  // Stop also cancels the countdown.
+  if (ui.stop.disabled !== !busy) ui.stop.disabled = !busy;
+  if (ui.source.disabled !== busy) ui.source.disabled = busy;
+  if (ui.title.disabled !== busy) ui.title.disabled = busy;
+  if (ui.pause.disabled !== !v.capturing) ui.pause.disabled = !v.capturing;
+  setAttr(ui.pause, "aria-pressed", String(v.paused));
+  setText(ui.pause, v.paused ? "▶ Resume" : "❚❚ Pause");
+  if (ui.countdown.parentElement!.hidden !== !counting) ui.countdown.parentElement!.hidden = !counting;
+  setText(ui.countdown, counting && v.countdown != null ? String(v.countdown) : "");
+  if (wasBusy && !busy) {
+    // The recording has its title: the next one gets a fresh default.
+    titleTyped = false;
+    refreshDefaultTitle();
+  }
+  wasBusy = busy;
   setText(ui.elapsed, clock(v.elapsed_ms));
+  if (ui.elapsed.classList.contains("paused") !== v.paused) ui.elapsed.classList.toggle("paused", v.paused);
 
   const word = v.state === "idle" ? "ready" : v.state;
   let text = word;
-  if (v.state === "reconnecting") {
+  if (v.state === "paused") {
+    text = `paused — ${uploadDetail(v)}`;
+  } else if (counting) {
+    text = `starting in ${v.countdown ?? 0}…`;
+  } else if (v.state === "reconnecting") {
     const retry = v.next_retry_in_ms != null ? `, next try in ${Math.ceil(v.next_retry_in_ms / 1000)} s` : "";
     text = `reconnecting… (attempt ${v.attempt}${retry})`;
   } else if (v.state === "stalled") {
@@ -237,7 +207,8 @@ async function loadSources() {
 ui.record.addEventListener("click", async () => {
   showError(ui.error, null);
   ui.record.disabled = true;
-  const started = await call(commands.startRecording(ui.source.value));
+  const title = ui.title.value.trim();
+  const started = await call(commands.startRecording(ui.source.value, title === "" ? null : title));
   if (!started) ui.record.disabled = false;
   void refreshHistory();
 });
@@ -245,6 +216,15 @@ ui.record.addEventListener("click", async () => {
 ui.stop.addEventListener("click", async () => {
   ui.stop.disabled = true;
   await call(commands.stopRecording());
+});
+
+ui.countdownCancel.addEventListener("click", () => void call(commands.stopRecording()));
+
+ui.pause.addEventListener("click", async () => {
+  ui.pause.disabled = true;
+  const paused = await call(commands.togglePause());
+  if (paused !== undefined) setAttr(ui.pause, "aria-pressed", String(paused));
+  ui.pause.disabled = false;
 });
 
 ui.refreshSources.addEventListener("click", () => void loadSources());
@@ -302,153 +282,6 @@ function showNotices(notices: Notice[]) {
   ui.notices.hidden = ui.notices.childElementCount === 0;
 }
 
-// ---------- history ----------
-
-const TERMINAL = new Set(["complete", "failed"]);
-
-/** Says what Delete did, on the server too. */
-function showDeleted(d: Deleted) {
-  const text =
-    d.on_server === "deleted"
-      ? "Deleted here and on the server: its link no longer plays."
-      : d.on_server === "nothing"
-        ? "Deleted (it was never uploaded)."
-        : "Deleted here. The server could not delete it yet: Spool keeps trying until it does.";
-  ui.historyMessage.textContent = text;
-  ui.historyMessage.dataset.onServer = d.on_server;
-  ui.historyMessage.classList.toggle("pending", d.on_server === "deleting");
-  if (d.error) ui.historyMessage.title = d.error;
-  else ui.historyMessage.removeAttribute("title");
-  ui.historyMessage.hidden = false;
-}
-let historyTimer: number | undefined;
-let historyShown = "";
-
-function historyItem(h: HistoryItem): HTMLLIElement {
-  const li = document.createElement("li");
-  li.className = `history-item ${h.state}`;
-  li.dataset.testid = "history-item";
-  li.dataset.assetId = h.asset_id ?? "";
-  li.dataset.uploadId = h.upload_id;
-  li.dataset.state = h.state;
-
-  const when = document.createElement("span");
-  when.className = "when";
-  when.textContent = new Date(h.created_at).toLocaleString();
-  const state = document.createElement("span");
-  state.className = `badge ${h.state}`;
-  state.dataset.testid = "history-state";
-  state.textContent = h.state === "deleting" ? "deleting on the server…" : h.state;
-  const size = document.createElement("span");
-  size.className = "size";
-  size.textContent = h.state === "complete" ? bytes(h.recorded) : `${bytes(h.confirmed)} of ${bytes(h.recorded)}`;
-  // The server's poster of the recording (Spool servers have one at the
-  // share link); hidden when there is none (yet).
-  if (h.share_url && h.asset_id && h.state !== "deleting") {
-    const img = document.createElement("img");
-    img.className = "poster";
-    img.alt = "";
-    img.loading = "lazy";
-    img.dataset.testid = "history-poster";
-    img.addEventListener("error", () => (img.hidden = true));
-    img.src = `${h.share_url}/poster.jpg`;
-    li.append(img);
-  }
-  li.append(when, state, size);
-
-  if (h.share_url && h.state !== "deleting") {
-    const a = document.createElement("a");
-    a.href = h.share_url;
-    a.textContent = h.state === "complete" ? "link" : "link (when uploaded)";
-    a.dataset.testid = "history-link";
-    a.addEventListener("click", (e) => {
-      e.preventDefault();
-      void call(commands.openLink(h.share_url!));
-    });
-    li.append(a);
-  }
-  const actions = document.createElement("span");
-  actions.className = "actions";
-  const button = (label: string, testid: string, action: () => Promise<unknown>) => {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.textContent = label;
-    b.dataset.testid = testid;
-    b.addEventListener("click", async () => {
-      b.disabled = true;
-      await action();
-      b.disabled = false;
-      void refreshHistory();
-    });
-    actions.append(b);
-  };
-  if (h.state === "stalled" || h.state === "failed" || h.state === "reconnecting") {
-    button(h.state === "failed" ? "Retry" : "Resume", "history-resume", () =>
-      call(commands.resumeUpload(h.upload_id)),
-    );
-  }
-  if (h.share_url && h.state === "complete") {
-    button("Copy link", "history-copy", () => call(commands.copyText(h.share_url!)));
-  }
-  if (h.local_exists) {
-    button("Show file", "history-reveal", () => call(commands.revealFile(h.upload_id)));
-  }
-  if (h.state === "deleting") {
-    // Already deleted here: this only tries the server again now.
-    button("Retry delete", "history-delete", async () => {
-      const d = await call(commands.deleteRecording(h.upload_id, false));
-      if (d) showDeleted(d);
-      return d;
-    });
-  } else if (h.state !== "recording") {
-    button("Delete", "history-delete", async () => {
-      const question =
-        h.state === "complete"
-          ? "Delete this recording here and on the server? Its link will stop working."
-          : "This recording is not fully uploaded. Stop its upload and delete it here and on the server?";
-      if (!window.confirm(question)) return null;
-      const alsoFile =
-        h.local_exists && window.confirm("Delete the local file too? (Cancel keeps the file.)");
-      const d = await call(commands.deleteRecording(h.upload_id, alsoFile));
-      if (d) showDeleted(d);
-      return d;
-    });
-  }
-  li.append(actions);
-  if (h.last_error && !TERMINAL.has(h.state)) {
-    li.title = h.last_error;
-    if (h.state === "deleting") {
-      const err = document.createElement("div");
-      err.className = "muted small note";
-      err.dataset.testid = "history-error";
-      err.textContent = `Not deleted on the server yet (${h.last_error}); Spool keeps trying.`;
-      li.append(err);
-    }
-  } else if (h.last_error && h.state === "failed") {
-    const err = document.createElement("div");
-    err.className = "error small";
-    err.textContent = h.last_error;
-    li.append(err);
-  }
-  return li;
-}
-
-async function refreshHistory() {
-  const items = await call(commands.listHistory());
-  if (!items) return;
-  const key = JSON.stringify(items);
-  if (key !== historyShown) {
-    historyShown = key;
-    ui.historyList.replaceChildren(...items.map(historyItem));
-    ui.historyEmpty.hidden = items.length > 0;
-  }
-  // Follow running uploads closely; stay quiet once everything is settled.
-  window.clearTimeout(historyTimer);
-  if (items.some((i) => !TERMINAL.has(i.state))) {
-    historyTimer = window.setTimeout(() => void refreshHistory(), 1000);
-  }
-}
-
 // ---------- settings ----------
 
 // Every field stays reachable (typing an address selects its destination);
@@ -492,6 +325,7 @@ function fillSettings(v: SettingsView) {
     ui.crf.value = String(s.crf);
   }
   ui.maxHeight.value = s.max_height ? String(s.max_height) : "";
+  ui.countdownSecs.value = String(s.countdown_secs);
   ui.shareLan.checked = s.share_on_lan;
   ui.lanAddress.hidden = !v.lan_url;
   ui.lanAddress.textContent = v.lan_url
@@ -529,6 +363,7 @@ function readSettings(): Settings {
     max_height: maxHeight,
     source: ui.source.value || null,
     share_on_lan: ui.shareLan.checked,
+    countdown_secs: Number(ui.countdownSecs.value),
   };
 }
 
@@ -578,6 +413,8 @@ async function main() {
   await commands.watchRecording(channel);
   await events.historyChanged.listen(() => void refreshHistory());
   await events.recordingToggled.listen(() => void refreshHistory());
+  refreshDefaultTitle();
+  window.setInterval(refreshDefaultTitle, 30_000);
   showNotices(await commands.takeNotices());
   await Promise.all([loadSources(), refreshHistory()]);
   document.body.dataset.ready = "true";

@@ -15,6 +15,8 @@ struct State {
     paused_total: Duration,
     /// Set once capture ends: wakes a paused capture thread for good.
     closed: bool,
+    /// When it was closed: where the recording ends.
+    closed_at: Option<Instant>,
 }
 
 /// A recording's clock; share it with `Arc`.
@@ -78,11 +80,23 @@ impl Clock {
     /// wakes up (to see that it must stop), and later pauses are refused.
     pub fn close(&self) {
         let mut s = self.lock();
+        if s.closed {
+            return;
+        }
+        let now = Instant::now();
         if let Some(since) = s.paused_since.take() {
-            s.paused_total += since.elapsed();
+            // The pause lasts until the end: the timeline stops where it stood.
+            s.paused_total += now.saturating_duration_since(since);
         }
         s.closed = true;
+        s.closed_at = Some(now);
         self.changed.notify_all();
+    }
+
+    /// Where the recording ended on the timeline, once closed.
+    pub fn end(&self) -> Option<Duration> {
+        let at = self.lock().closed_at?;
+        Some(self.at(at))
     }
 
     pub fn is_paused(&self) -> bool {

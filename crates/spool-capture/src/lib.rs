@@ -87,6 +87,19 @@ fn screen_unavailable(n: u32) -> CaptureError {
     ))
 }
 
+/// Whether a window manager that can minimise windows runs (on X11: the
+/// display `display`, default $DISPLAY).
+#[cfg(target_os = "linux")]
+pub fn window_manager_running(display: Option<&str>) -> bool {
+    x11::window_manager_running(display)
+}
+
+/// Whether a window manager that can minimise windows runs.
+#[cfg(not(target_os = "linux"))]
+pub fn window_manager_running(_display: Option<&str>) -> bool {
+    true
+}
+
 /// Lists what can be captured on the X display `display` (default $DISPLAY).
 #[cfg(target_os = "linux")]
 pub fn list(display: Option<&str>) -> Result<Vec<Target>, CaptureError> {

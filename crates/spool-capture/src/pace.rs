@@ -64,6 +64,11 @@ pub enum Captured {
     Paused {
         at: Duration,
     },
+    /// Stop was pressed at `at`: the last frame lasts until then. Nothing
+    /// follows.
+    End {
+        at: Duration,
+    },
 }
 
 /// Starts capturing `source` at `fps`, stamped by `clock`, into a channel of
@@ -172,6 +177,8 @@ fn run(
         stats.missed.fetch_add(next - tick - 1, Ordering::Relaxed);
         tick = next;
     }
+    let at = clock.end().unwrap_or_else(|| clock.now());
+    let _ = tx.send(Captured::End { at });
     Ok(())
 }
 
@@ -183,7 +190,7 @@ mod tests {
     fn frame(c: Captured) -> Option<Frame> {
         match c {
             Captured::Frame(f) => Some(f),
-            Captured::Paused { .. } => None,
+            Captured::Paused { .. } | Captured::End { .. } => None,
         }
     }
 
@@ -199,8 +206,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(500));
         // Nobody reads: the channel holds 2, the rest are dropped.
         cap.stop();
+        // Read to the end: the thread hands over its End marker, then closes.
+        let items: Vec<Captured> = rx.iter().collect();
         cap.join().unwrap();
-        let frames: Vec<Frame> = rx.try_iter().filter_map(frame).collect();
+        assert!(matches!(items.last(), Some(Captured::End { .. })));
+        let frames: Vec<Frame> = items.into_iter().filter_map(frame).collect();
         assert_eq!(frames.len(), 2);
         let dropped = cap.stats.dropped.load(Ordering::Relaxed);
         assert!(dropped >= 15, "dropped {dropped}");
@@ -219,8 +229,11 @@ mod tests {
         .unwrap();
         std::thread::sleep(Duration::from_millis(520));
         cap.stop();
+        // Read to the end: the thread hands over its End marker, then closes.
+        let items: Vec<Captured> = rx.iter().collect();
         cap.join().unwrap();
-        let frames: Vec<Frame> = rx.try_iter().filter_map(frame).collect();
+        assert!(matches!(items.last(), Some(Captured::End { .. })));
+        let frames: Vec<Frame> = items.into_iter().filter_map(frame).collect();
         assert!((9..=12).contains(&frames.len()), "{} frames", frames.len());
         for (i, f) in frames.iter().enumerate() {
             let expected = Duration::from_millis(50 * f.index);
@@ -249,8 +262,8 @@ mod tests {
         clock.resume();
         std::thread::sleep(Duration::from_millis(300));
         cap.stop();
+        let items: Vec<Captured> = rx.iter().collect();
         cap.join().unwrap();
-        let items: Vec<Captured> = rx.try_iter().collect();
         let at = items
             .iter()
             .position(|c| matches!(c, Captured::Paused { .. }))

@@ -374,3 +374,26 @@ pub fn list(display: Option<&str>) -> Result<Vec<Target>, CaptureError> {
     }
     Ok(out)
 }
+
+/// Whether an EWMH window manager runs on the display (it sets
+/// `_NET_SUPPORTING_WM_CHECK` on the root window): only then can a window
+/// be minimised out of the captured picture.
+pub fn window_manager_running(display: Option<&str>) -> bool {
+    let Ok((conn, screen_num, _)) = connect(display) else {
+        return false;
+    };
+    let root = conn.setup().roots[screen_num].root;
+    let Ok(Ok(atom)) = conn
+        .intern_atom(true, b"_NET_SUPPORTING_WM_CHECK")
+        .map(|c| c.reply())
+    else {
+        return false;
+    };
+    if atom.atom == x11rb::NONE {
+        return false;
+    }
+    conn.get_property(false, root, atom.atom, AtomEnum::WINDOW, 0, 1)
+        .ok()
+        .and_then(|c| c.reply().ok())
+        .is_some_and(|p| p.value_len > 0)
+}

@@ -147,6 +147,8 @@ pub struct UploadRecord {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The recording's title (sent as `title` metadata; renamed locally).
+    pub title: Option<String>,
 }
 
 /// A range of local bytes queued for upload.
@@ -206,7 +208,20 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
         last_error: r.get("last_error")?,
         created_at: r.get("created_at")?,
         updated_at: r.get("updated_at")?,
+        title: r.get("title")?,
     })
+}
+
+/// Columns added after the first release: a journal written by an older
+/// version gains them, empty.
+fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let has_title = conn
+        .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = 'title'")?
+        .exists([])?;
+    if !has_title {
+        conn.execute_batch("ALTER TABLE uploads ADD COLUMN title TEXT")?;
+    }
+    Ok(())
 }
 
 impl Journal {
@@ -224,6 +239,7 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        add_columns(&conn)?;
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
             dir: dir.to_path_buf(),
@@ -257,18 +273,39 @@ impl Journal {
         target: &TargetRecord,
         source: &SourceRecord,
         options: &OptionsRecord,
+        title: Option<&str>,
     ) -> Result<()> {
         let (id, target, source, options) =
             (id.to_owned(), json(target), json(source), json(options));
+        let title = title.map(str::to_owned);
         self.call(move |c| {
             let now = now_ms();
             c.execute(
-                "INSERT INTO uploads(id, state, target, source, options, created_at, updated_at) VALUES (?1, 'creating', ?2, ?3, ?4, ?5, ?5)",
-                params![id, target, source, options, now],
+                "INSERT INTO uploads(id, state, target, source, options, created_at, updated_at, title) VALUES (?1, 'creating', ?2, ?3, ?4, ?5, ?5, ?6)",
+                params![id, target, source, options, now, title],
             )
             .map(|_| ())
         })
         .await
+    }
+
+    /// Renames a recording locally (`None` clears the title).
+    pub async fn set_title(&self, id: &str, title: Option<&str>) -> Result<()> {
+        let (key, title) = (id.to_owned(), title.map(str::to_owned));
+        let changed = self
+            .call(move |c| {
+                c.execute(
+                    "UPDATE uploads SET title = ?2 WHERE id = ?1",
+                    params![key, title],
+                )
+            })
+            .await?;
+        if changed == 0 {
+            return Err(ClientError::Invalid(format!(
+                "upload {id} is not in the journal"
+            )));
+        }
+        Ok(())
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<UploadRecord>> {
@@ -416,7 +453,7 @@ mod tests {
         let source = SourceRecord::Stream {
             label: "rec".into(),
         };
-        j.insert("u1", &target, &source, &OptionsRecord::default())
+        j.insert("u1", &target, &source, &OptionsRecord::default(), None)
             .await
             .unwrap();
         j.set_created("u1", "http://s/v1/uploads/x?sig=1", Some("a"), None)
@@ -452,7 +489,7 @@ mod tests {
         let target = TargetRecord::Endpoint {
             url: "http://t".into(),
         };
-        j.insert("u1", &target, &source, &OptionsRecord::default())
+        j.insert("u1", &target, &source, &OptionsRecord::default(), None)
             .await
             .unwrap();
         j.set_state("u1", UploadState::Deleting, None)
@@ -486,5 +523,45 @@ mod tests {
             j.get("u1").await.unwrap().unwrap().state,
             UploadState::Deleting
         );
+    }
+
+    #[tokio::test]
+    async fn titles_are_kept_renamed_and_added_to_older_journals() {
+        let dir = tempfile::tempdir().unwrap();
+        // A journal from before titles: the table without the column.
+        {
+            let c = Connection::open(dir.path().join("journal.db")).unwrap();
+            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch("INSERT INTO uploads(id, state, target, source, options, created_at, updated_at) VALUES ('old', 'complete', '{\"kind\":\"endpoint\",\"url\":\"http://t\"}', '{\"kind\":\"stream\",\"label\":\"x\"}', '{\"chunk_size\":null,\"min_chunk\":0,\"checksum\":null}', 1, 1)")
+                .unwrap();
+        }
+        let j = Journal::open(dir.path()).unwrap();
+        let old = j.get("old").await.unwrap().unwrap();
+        assert_eq!(old.title, None);
+        let target = TargetRecord::Endpoint {
+            url: "http://t".into(),
+        };
+        let source = SourceRecord::Stream { label: "r".into() };
+        j.insert(
+            "new",
+            &target,
+            &source,
+            &OptionsRecord::default(),
+            Some("Demo"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            j.get("new").await.unwrap().unwrap().title.as_deref(),
+            Some("Demo")
+        );
+        j.set_title("old", Some("Renamed")).await.unwrap();
+        drop(j);
+        let j = Journal::open(dir.path()).unwrap();
+        assert_eq!(
+            j.get("old").await.unwrap().unwrap().title.as_deref(),
+            Some("Renamed")
+        );
+        assert!(j.set_title("missing", Some("x")).await.is_err());
     }
 }

@@ -275,7 +275,17 @@ impl Session {
         // see it unowned while its producer lives.
         let owner = OwnerLock::acquire(journal.dir(), &id)?;
         journal
-            .insert(&id, &target.record(), &source, &options.record())
+            .insert(
+                &id,
+                &target.record(),
+                &source,
+                &options.record(),
+                options
+                    .metadata
+                    .iter()
+                    .find(|(k, _)| k == "title")
+                    .map(|(_, v)| v.as_str()),
+            )
             .await?;
         let rec = journal
             .get(&id)

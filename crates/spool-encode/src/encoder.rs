@@ -45,6 +45,8 @@ pub struct Encoder {
     last_pts_ms: i64,
     /// Where the last pause closed a fragment, until the next frame.
     paused_at_ms: Option<i64>,
+    /// Where Stop was pressed: the last frame lasts until then.
+    end_ms: Option<i64>,
     frames: u64,
     /// The newest packet, held back until the next one tells its duration
     /// (the muxer takes a fragment's last sample duration from the packet).
@@ -145,6 +147,7 @@ impl Encoder {
             fragment_frames: 0,
             last_pts_ms: -1,
             paused_at_ms: None,
+            end_ms: None,
             frames: 0,
             held: None,
             config,
@@ -283,6 +286,12 @@ impl Encoder {
         Ok(())
     }
 
+    /// Stop was pressed at `at` on the recording's timeline: the last frame
+    /// lasts until then, so the video is exactly as long as the recording.
+    pub fn end_at(&mut self, at: Duration) {
+        self.end_ms = Some(at.as_millis() as i64);
+    }
+
     /// `next_first_ms` is where this fragment ends (the next one's first
     /// timestamp, or the pause point); the last fragment ends one frame
     /// after its last frame.
@@ -321,14 +330,17 @@ impl Encoder {
     pub fn finish(mut self) -> Result<Summary, EncodeError> {
         self.send_eof()?;
         self.receive_packets()?;
+        // Never before the last frame has begun (nor ending at it).
+        let end = self.end_ms.map(|e| e.max(self.last_pts_ms + 1));
         if self.fragment_frames > 0 {
-            self.close_fragment(None, Cut::End)?;
+            self.close_fragment(end, Cut::End)?;
         }
         self.octx.write_trailer()?;
         let bytes = self.flush_to_disk()?;
         // Stopped while paused: the recording ends at the pause.
         let end_ms = self
             .paused_at_ms
+            .or(end)
             .unwrap_or(self.last_pts_ms + self.frame_ms);
         let duration = Duration::from_millis(end_ms.max(0) as u64);
         Ok(Summary {
@@ -356,6 +368,7 @@ pub fn spawn(
                 match item {
                     Captured::Frame(frame) => enc.push(&frame)?,
                     Captured::Paused { at } => enc.pause(at)?,
+                    Captured::End { at } => enc.end_at(at),
                 }
             }
             enc.finish()

@@ -158,6 +158,7 @@ mod tests {
             },
             &SourceRecord::Stream { label: id.into() },
             &OptionsRecord::default(),
+            None,
         )
         .await
         .unwrap();

@@ -1,0 +1,171 @@
+//! `spool record` paused and resumed with SIGUSR1: nothing is captured while
+//! paused, the fragment being written is closed at the pause and uploaded
+//! during it, and the video plays straight through — its length is the
+//! recorded time minus the pause, within one frame period.
+
+use std::time::{Duration, Instant};
+
+use spool_e2e::timeline::{frames, longest_step, runs};
+use spool_e2e::*;
+
+fn event(line: &str, name: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["event"] == name)
+}
+
+async fn asset(base: &str, id: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{base}/v1/assets/{id}"))
+        .header("authorization", basic_auth())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigusr1_pauses_and_resumes_and_the_video_plays_straight_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Xvfb::start(320, 240);
+    x.paint("red");
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let target = server_args(&server.base);
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let source = format!("x11:{}", x.display);
+    const FPS: f64 = 30.0;
+    const TOTAL_S: f64 = 11.0;
+    let mut rec = Proc::spawn(spool_record(
+        &dir.path().join("state"),
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            &source,
+            "--fps",
+            "30",
+            "--fragment-secs",
+            "2",
+            "--duration",
+            &TOTAL_S.to_string(),
+            "--title",
+            "Paused from the terminal",
+        ],
+    ));
+    let created: serde_json::Value =
+        serde_json::from_str(&rec.wait_line(Duration::from_secs(20), |l| event(l, "created")))
+            .unwrap();
+    let asset_id = created["asset_id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    x.paint("green");
+    // Mid-fragment (2 s fragments): the pause must close this one early.
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    rec.sigusr1();
+    let paused_at = Instant::now();
+    rec.wait_line(Duration::from_secs(5), |l| event(l, "paused"));
+    // The fragment being written is closed at the pause...
+    let cut: serde_json::Value =
+        serde_json::from_str(&rec.wait_line(Duration::from_secs(5), |l| event(l, "fragment")))
+            .unwrap();
+    assert_eq!(cut["reason"], "pause", "{cut}");
+    assert!(cut["duration_ms"].as_u64().unwrap() < 2000, "{cut}");
+    // Shown while paused: must not be in the recording.
+    x.paint("blue");
+    let local = dir.path().join("out");
+    let file = std::fs::read_dir(&local)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "mp4"))
+        .unwrap();
+    let size_at_pause = std::fs::metadata(&file).unwrap().len();
+    // ...and everything recorded before the pause reaches the server during it.
+    let deadline = Instant::now() + Duration::from_secs(4);
+    loop {
+        let a = asset(&server.base, &asset_id).await;
+        if a["offset"].as_u64() == Some(size_at_pause) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all uploaded during the pause: {a}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left = Duration::from_secs(5).saturating_sub(paused_at.elapsed());
+    tokio::time::sleep(left).await;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().len(),
+        size_at_pause,
+        "nothing is written while paused"
+    );
+    x.paint("yellow");
+    rec.sigusr1();
+    rec.wait_line(Duration::from_secs(5), |l| event(l, "resumed"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    x.paint("white");
+
+    let (status, mut lines) = rec.finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    lines.insert(0, created.to_string());
+    let events = json_lines(&lines);
+    let c = complete(&events);
+    let paused_ms = c["paused_ms"].as_u64().unwrap();
+    assert!(
+        (4900..5600).contains(&paused_ms),
+        "paused {paused_ms} ms for a 5 s pause"
+    );
+    let uploaded = Tus::default()
+        .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
+        .await;
+    let local_bytes = std::fs::read(&file).unwrap();
+    assert_eq!(sha256_hex(&uploaded), sha256_hex(&local_bytes));
+    let path = dir.path().join("uploaded.mp4");
+    std::fs::write(&path, &uploaded).unwrap();
+
+    // The length is the recorded time minus the pause, within a frame.
+    let period = 1.0 / FPS;
+    let expected = TOTAL_S - paused_ms as f64 / 1000.0;
+    let d = duration_s(&path);
+    println!("duration {d:.3} s, expected {expected:.3} s (paused {paused_ms} ms)");
+    assert!(
+        (d - expected).abs() <= period,
+        "duration {d:.3} s vs {expected:.3} s recorded"
+    );
+    let f = frames(&path);
+    let steps = longest_step(&f);
+    assert!(steps <= 2.0 * period, "a {steps:.3} s hole in the timeline");
+    let r = runs(&f);
+    let colours: Vec<&str> = r.iter().map(|r| r.colour).collect();
+    assert_eq!(colours, ["red", "green", "yellow", "white"], "{r:?}");
+    // The frame after the pause follows the last one before it at once: no
+    // frozen stretch where the pause was.
+    let (green, yellow) = (&r[1], &r[2]);
+    let step = yellow.first - green.last;
+    assert!(
+        step <= 1.5 * period,
+        "{step:.3} s between the pause's two sides"
+    );
+    // The first frame after the pause is a keyframe that starts a fragment.
+    let keys = ffprobe(
+        &path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ],
+    );
+    assert!(
+        keys.lines().any(|l| l.contains('K')
+            && l.split(',')
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+                .is_some_and(|t| (t - yellow.first).abs() < 0.002)),
+        "no keyframe at the resume ({:.3} s)",
+        yellow.first
+    );
+    let a = asset(&server.base, &asset_id).await;
+    assert_eq!(a["title"], "Paused from the terminal", "{a}");
+}
