@@ -106,6 +106,8 @@ pub struct RecordingView {
     /// Capture is paused: the elapsed time stands still.
     pub paused: bool,
     pub paused_ms: u64,
+    /// The recording's exact length (pauses left out), once it is stopped.
+    pub duration_ms: Option<u64>,
     /// Seconds left before capture starts, while counting down.
     pub countdown: Option<u32>,
     /// The upload's own state word while capturing (`state` says "paused"

@@ -339,7 +339,11 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
     state.untrack_upload(&upload_id);
     d.done.cancel();
     let _ = d.pump.await;
-    let mut view = view_of(&d.progress.progress(), &d.base, false);
+    let base = RecordingView {
+        duration_ms: Some(recorded.duration.as_millis() as u64),
+        ..d.base.clone()
+    };
+    let mut view = view_of(&d.progress.progress(), &base, false);
     match result {
         Ok(Some(c)) => {
             tracing::info!(

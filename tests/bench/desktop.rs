@@ -227,6 +227,7 @@ async fn app_recording(x: &Xvfb, dir: &Path, secs: u64) -> ((Duration, u64), (Du
     let env = [
         ("DISPLAY", x.display.as_str()),
         ("SPOOL_DATA_DIR", data.to_str().unwrap()),
+        ("SPOOL_COUNTDOWN", "0"),
     ];
     let driver = Driver::start(&env, &dir.join("tauri-driver.log"));
     let s = driver.launch(&release_desktop()).await;

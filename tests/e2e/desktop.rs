@@ -10,6 +10,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "desktop/controls.rs"]
+mod controls;
 #[path = "desktop/deleting.rs"]
 mod deleting;
 #[path = "desktop/launching.rs"]
@@ -44,6 +46,8 @@ impl App {
             ("DISPLAY".to_owned(), x.display.clone()),
             ("SPOOL_DATA_DIR".to_owned(), data.display().to_string()),
             ("RUST_LOG".to_owned(), "info".to_owned()),
+            // Record starts at once (the countdown has its own tests).
+            ("SPOOL_COUNTDOWN".to_owned(), "0".to_owned()),
         ];
         if let Some(url) = server {
             env.push(("SPOOL_SERVER_URL".into(), url.into()));
@@ -544,6 +548,25 @@ async fn records_to_any_tus_endpoint_the_reference_node_server() {
     assert!(link.starts_with(&tus.endpoint()), "{link}");
     let local = std::fs::read(local_recording(&app.data)).unwrap();
     assert_eq!(tus.stored_sha(&link), sha256_hex(&local));
+
+    // A plain TUS endpoint keeps no titles: a rename is Spool's alone, and
+    // the window says so.
+    let rename = s
+        .find("[data-testid=\"history-item\"] [data-testid=\"history-rename\"]")
+        .await;
+    s.click(&rename).await;
+    let input = s.testid("history-rename-input").await;
+    s.type_text(&input, "Only here").await;
+    s.click(&s.testid("history-rename-save").await).await;
+    s.wait_for("the local rename", Duration::from_secs(10), async |s| {
+        let m = s.testid("history-message").await;
+        (s.attr(&m, "data-on-server").await.as_deref() == Some("local")).then_some(())
+    })
+    .await;
+    let title = s
+        .find("[data-testid=\"history-item\"] [data-testid=\"history-title\"]")
+        .await;
+    assert_eq!(s.text(&title).await, "Only here");
 
     // Delete terminates the upload there (a TUS DELETE of its URL).
     click_delete(&s).await;

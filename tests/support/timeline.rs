@@ -45,6 +45,16 @@ impl Frame {
 /// Every frame of `path`'s video, in order (timestamps as stored, no
 /// frame-rate conversion).
 pub fn frames(path: &Path) -> Vec<Frame> {
+    frames_in(path, None)
+}
+
+/// Like [`frames`], the colour taken only inside `crop` (x, y, width,
+/// height in pixels): e.g. the part of the screen no window covers.
+pub fn frames_in(path: &Path, crop: Option<(u32, u32, u32, u32)>) -> Vec<Frame> {
+    let filter = match crop {
+        Some((x, y, w, h)) => format!("crop={w}:{h}:{x}:{y},scale=4:4"),
+        None => "scale=4:4".to_owned(),
+    };
     let probe = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
         .args(["frame=pts_time", "-of", "csv=p=0"])
@@ -59,14 +69,7 @@ pub fn frames(path: &Path) -> Vec<Frame> {
     let raw = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args([
-            "-fps_mode",
-            "passthrough",
-            "-vf",
-            "scale=4:4",
-            "-f",
-            "rawvideo",
-        ])
+        .args(["-fps_mode", "passthrough", "-vf", &filter, "-f", "rawvideo"])
         .args(["-pix_fmt", "rgb24", "-"])
         .output()
         .unwrap();

@@ -132,6 +132,8 @@ export type RecordingView = {
 	/**  Capture is paused: the elapsed time stands still. */
 	paused: boolean,
 	paused_ms: number,
+	/**  The recording's exact length (pauses left out), once it is stopped. */
+	duration_ms: number | null,
 	/**  Seconds left before capture starts, while counting down. */
 	countdown: number | null,
 	/**

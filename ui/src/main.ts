@@ -107,6 +107,9 @@ function render(v: RecordingView) {
   }
   wasBusy = busy;
   setText(ui.elapsed, clock(v.elapsed_ms));
+  setAttr(ui.pause, "data-paused-ms", String(v.paused_ms));
+  if (v.duration_ms != null) setAttr(ui.elapsed, "data-duration-ms", String(v.duration_ms));
+  else if (ui.elapsed.hasAttribute("data-duration-ms")) ui.elapsed.removeAttribute("data-duration-ms");
   if (ui.elapsed.classList.contains("paused") !== v.paused) ui.elapsed.classList.toggle("paused", v.paused);
 
   const word = v.state === "idle" ? "ready" : v.state;
