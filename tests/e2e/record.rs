@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "record/pause.rs"]
-mod pause;
+#[path = "record/controls.rs"]
+mod controls;
 
 use std::path::Path;
 use std::process::Command;

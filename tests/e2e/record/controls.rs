@@ -1,7 +1,8 @@
-//! `spool record` paused and resumed with SIGUSR1: nothing is captured while
-//! paused, the fragment being written is closed at the pause and uploaded
-//! during it, and the video plays straight through — its length is the
-//! recorded time minus the pause, within one frame period.
+//! `spool record`'s controls. Paused and resumed with SIGUSR1: nothing is
+//! captured while paused, the fragment being written is closed at the pause
+//! and uploaded during it, and the video plays straight through — its length
+//! is the recorded time minus the pause, within one frame period. A
+//! countdown delays the start by its length; a title reaches the server.
 
 use std::time::{Duration, Instant};
 
@@ -168,4 +169,129 @@ async fn sigusr1_pauses_and_resumes_and_the_video_plays_straight_through() {
     );
     let a = asset(&server.base, &asset_id).await;
     assert_eq!(a["title"], "Paused from the terminal", "{a}");
+}
+
+/// A network cut and then kill -9 while paused behave as they do while
+/// recording, and lose less: the pause already closed the last fragment, so
+/// `spool resume` uploads the whole local file.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_network_cut_and_kill_9_while_paused_lose_nothing() {
+    use spool_e2e::proxy::{FaultProxy, Faults};
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = FaultProxy::start_unconnected(Faults::default()).await;
+    let public = proxy.url();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &["--public-url", &public]);
+    proxy.set_upstream(server.addr);
+    let target = server_args(&proxy.url());
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let state = dir.path().join("state");
+    let mut rec = Proc::spawn(spool_record(
+        &state,
+        &dir.path().join("out"),
+        &target,
+        &[
+            "--source",
+            "synthetic:320x240",
+            "--fps",
+            "10",
+            "--fragment-secs",
+            "2",
+        ],
+    ));
+    rec.wait_line(Duration::from_secs(30), |l| {
+        event(l, "fragment") && l.contains("\"index\":1")
+    });
+    proxy.set_down(true);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    rec.sigusr1();
+    rec.wait_line(Duration::from_secs(5), |l| event(l, "paused"));
+    let cut: serde_json::Value =
+        serde_json::from_str(&rec.wait_line(Duration::from_secs(5), |l| event(l, "fragment")))
+            .unwrap();
+    assert_eq!(cut["reason"], "pause");
+    // Still paused, the network still down: the upload retries.
+    rec.wait_line(Duration::from_secs(20), |l| event(l, "reconnecting"));
+    rec.kill9();
+    proxy.set_down(false);
+
+    let mut resume = spool("resume");
+    resume.args(["--json", "--state-dir"]).arg(&state);
+    let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    let c = json_lines(&lines)
+        .into_iter()
+        .rev()
+        .find(|e| e["event"] == "complete")
+        .unwrap();
+    let uploaded = Tus::default()
+        .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
+        .await;
+    let local = std::fs::read(
+        std::fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+    )
+    .unwrap();
+    assert_eq!(
+        sha256_hex(&uploaded),
+        sha256_hex(&local),
+        "everything recorded before the pause is uploaded"
+    );
+    let path = dir.path().join("uploaded.mp4");
+    std::fs::write(&path, &uploaded).unwrap();
+    // Two whole 2 s fragments and the 0.7 s one the pause closed.
+    let frames = frame_count(&path);
+    assert!((45..=50).contains(&frames), "{frames} frames");
+}
+
+#[test]
+fn a_countdown_delays_the_start_by_its_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(spool_bin())
+        .args([
+            "record",
+            "--json",
+            "--source",
+            "synthetic:160x120",
+            "--fps",
+            "10",
+        ])
+        .args(["--duration", "1", "--countdown", "2", "--output"])
+        .arg(dir.path())
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .env_remove("SPOOL_SERVER_URL")
+        .env_remove("SPOOL_COUNTDOWN")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let events = json_lines(&lines);
+    let countdown: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "countdown")
+        .map(|e| e["seconds"].as_u64().unwrap())
+        .collect();
+    assert_eq!(countdown, [2, 1]);
+    assert!(
+        took >= Duration::from_secs(3),
+        "{took:?} for a 2 s countdown and 1 s recording"
+    );
+    let c = complete(&events);
+    let ms = c["duration_ms"].as_u64().unwrap();
+    // The countdown is not part of the recording.
+    assert!((950..=1050).contains(&ms), "{ms} ms recorded");
+    assert_eq!(c["paused_ms"], 0);
 }
