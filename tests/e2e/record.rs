@@ -254,32 +254,13 @@ async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
     rec.wait_line(Duration::from_secs(30), |l| is_fragment(l, 3));
     rec.kill9();
 
-    let mut resume = spool("resume");
-    resume.args(["--json", "--state-dir"]).arg(&state);
-    let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
-    assert!(status.success(), "{lines:?}");
-    let c = json_lines(&lines)
-        .into_iter()
-        .rev()
-        .find(|e| e["event"] == "complete")
-        .unwrap();
-    let uploaded = Tus::default()
-        .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
-        .await;
+    let (_, uploaded) = resume_and_fetch(&state, &server.base).await;
     let path = dir.path().join("uploaded.mp4");
     std::fs::write(&path, &uploaded).unwrap();
     // Whole fragments only, at least the four announced: 10 frames each.
     let frames = frame_count(&path);
     assert!(frames >= 40 && frames.is_multiple_of(10), "{frames} frames");
-    let local = std::fs::read(
-        std::fs::read_dir(dir.path().join("out"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap();
+    let local = std::fs::read(only_file(&dir.path().join("out"))).unwrap();
     assert_eq!(
         &local[..uploaded.len()],
         &uploaded[..],

@@ -626,6 +626,55 @@ pub fn ffprobe(path: &Path, args: &[&str]) -> String {
 }
 
 /// Decoded video frames in `path`.
+/// The presentation times of the video's keyframes, as ffprobe prints
+/// them ("1.550000").
+pub fn keyframe_times(path: &Path) -> Vec<String> {
+    ffprobe(
+        path,
+        &[
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "packet=pts_time,flags",
+            "-of",
+            "csv=p=0",
+        ],
+    )
+    .lines()
+    .filter(|l| l.contains('K'))
+    .filter_map(|l| l.split(',').next().map(str::to_owned))
+    .collect()
+}
+
+/// The one file in `dir`.
+pub fn only_file(dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    files.pop().unwrap()
+}
+
+/// Runs `spool resume --json` on the journal in `state`, expects it to
+/// complete, and downloads what the server then holds (through `base`):
+/// the `complete` event and the bytes.
+pub async fn resume_and_fetch(state: &Path, base: &str) -> (serde_json::Value, Vec<u8>) {
+    let mut resume = spool("resume");
+    resume.args(["--json", "--state-dir"]).arg(state);
+    let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
+    assert!(status.success(), "{lines:?}");
+    let c = json_lines(&lines)
+        .into_iter()
+        .rev()
+        .find(|e| e["event"] == "complete")
+        .unwrap();
+    let uploaded = Tus::default()
+        .get(&rebase(c["upload_url"].as_str().unwrap(), base))
+        .await;
+    (c, uploaded)
+}
+
 pub fn frame_count(path: &Path) -> u64 {
     ffprobe(
         path,

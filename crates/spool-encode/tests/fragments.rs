@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use spool_capture::{Frame, Source, Synthetic};
-use spool_e2e::ffprobe;
+use spool_e2e::{ffprobe, keyframe_times};
 use spool_encode::{Config, Encoder, Event};
 
 fn config(path: &std::path::Path, fps: u32, fragment_ms: u64) -> Config {
@@ -102,21 +102,7 @@ fn fragments_are_contiguous_keyframed_and_form_a_valid_mp4() {
     .unwrap();
     assert!((duration - 5.0).abs() < 0.05, "duration {duration}");
     // Keyframes exactly at 0, 1, 2, 3, 4 s.
-    let keys: Vec<String> = ffprobe(
-        &path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,flags",
-            "-of",
-            "csv=p=0",
-        ],
-    )
-    .lines()
-    .filter(|l| l.contains('K'))
-    .map(|l| l.split(',').next().unwrap().to_owned())
-    .collect();
+    let keys = keyframe_times(&path);
     assert_eq!(
         keys,
         ["0.000000", "1.000000", "2.000000", "3.000000", "4.000000"]
@@ -225,21 +211,7 @@ fn a_pause_closes_the_fragment_and_the_timeline_runs_on() {
         ]
     );
     assert_eq!(summary.duration, Duration::from_millis(3052));
-    let keys: Vec<String> = ffprobe(
-        &path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,flags",
-            "-of",
-            "csv=p=0",
-        ],
-    )
-    .lines()
-    .filter(|l| l.contains('K'))
-    .map(|l| l.split(',').next().unwrap().to_owned())
-    .collect();
+    let keys = keyframe_times(&path);
     assert_eq!(keys, ["0.000000", "1.000000", "1.550000", "2.552000"]);
 }
 

@@ -34,16 +34,7 @@ async fn share_title(link: &str) -> String {
 }
 
 async fn server_title(base: &str, auth: &str, asset: &str) -> serde_json::Value {
-    let v: serde_json::Value = reqwest::Client::new()
-        .get(format!("{base}/v1/assets/{asset}"))
-        .header("authorization", auth)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    v["title"].clone()
+    server_asset(base, auth, asset).await.0["title"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread")]

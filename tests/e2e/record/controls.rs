@@ -13,18 +13,6 @@ fn event(line: &str, name: &str) -> bool {
     serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| v["event"] == name)
 }
 
-async fn asset(base: &str, id: &str) -> serde_json::Value {
-    reqwest::Client::new()
-        .get(format!("{base}/v1/assets/{id}"))
-        .header("authorization", basic_auth())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigusr1_pauses_and_resumes_and_the_video_plays_straight_through() {
     let dir = tempfile::tempdir().unwrap();
@@ -72,17 +60,12 @@ async fn sigusr1_pauses_and_resumes_and_the_video_plays_straight_through() {
     assert!(cut["duration_ms"].as_u64().unwrap() < 2000, "{cut}");
     // Shown while paused: must not be in the recording.
     x.paint("blue");
-    let local = dir.path().join("out");
-    let file = std::fs::read_dir(&local)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "mp4"))
-        .unwrap();
+    let file = only_file(&dir.path().join("out"));
     let size_at_pause = std::fs::metadata(&file).unwrap().len();
     // ...and everything recorded before the pause reaches the server during it.
     let deadline = Instant::now() + Duration::from_secs(4);
     loop {
-        let a = asset(&server.base, &asset_id).await;
+        let a = server.asset(&asset_id).await;
         if a["offset"].as_u64() == Some(size_at_pause) {
             break;
         }
@@ -147,27 +130,15 @@ async fn sigusr1_pauses_and_resumes_and_the_video_plays_straight_through() {
         "{step:.3} s between the pause's two sides"
     );
     // The first frame after the pause is a keyframe that starts a fragment.
-    let keys = ffprobe(
-        &path,
-        &[
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "packet=pts_time,flags",
-            "-of",
-            "csv=p=0",
-        ],
-    );
     assert!(
-        keys.lines().any(|l| l.contains('K')
-            && l.split(',')
-                .next()
-                .and_then(|t| t.parse::<f64>().ok())
-                .is_some_and(|t| (t - yellow.first).abs() < 0.002)),
+        keyframe_times(&path)
+            .iter()
+            .filter_map(|t| t.parse::<f64>().ok())
+            .any(|t| (t - yellow.first).abs() < 0.002),
         "no keyframe at the resume ({:.3} s)",
         yellow.first
     );
-    let a = asset(&server.base, &asset_id).await;
+    let a = server.asset(&asset_id).await;
     assert_eq!(a["title"], "Paused from the terminal", "{a}");
 }
 
@@ -214,27 +185,8 @@ async fn a_network_cut_and_kill_9_while_paused_lose_nothing() {
     rec.kill9();
     proxy.set_down(false);
 
-    let mut resume = spool("resume");
-    resume.args(["--json", "--state-dir"]).arg(&state);
-    let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
-    assert!(status.success(), "{lines:?}");
-    let c = json_lines(&lines)
-        .into_iter()
-        .rev()
-        .find(|e| e["event"] == "complete")
-        .unwrap();
-    let uploaded = Tus::default()
-        .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
-        .await;
-    let local = std::fs::read(
-        std::fs::read_dir(dir.path().join("out"))
-            .unwrap()
-            .next()
-            .unwrap()
-            .unwrap()
-            .path(),
-    )
-    .unwrap();
+    let (_, uploaded) = resume_and_fetch(&state, &server.base).await;
+    let local = std::fs::read(only_file(&dir.path().join("out"))).unwrap();
     assert_eq!(
         sha256_hex(&uploaded),
         sha256_hex(&local),
