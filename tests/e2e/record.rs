@@ -254,7 +254,7 @@ async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
     rec.wait_line(Duration::from_secs(30), |l| is_fragment(l, 3));
     rec.kill9();
 
-    let (_, uploaded) = resume_and_fetch(&state, &server.base).await;
+    let (_, uploaded) = resume_and_fetch(&state, &server.base, &[]).await;
     let path = dir.path().join("uploaded.mp4");
     std::fs::write(&path, &uploaded).unwrap();
     // Whole fragments only, at least the four announced: 10 frames each.
@@ -373,21 +373,7 @@ async fn with_the_network_down_throughout_the_recording_is_kept_and_resume_uploa
     // The network is back: resume creates the upload (it needs the
     // credentials, which the journal never stores) and sends it all.
     let server = SpoolServer::start(&dir.path().join("data"), port, &[]);
-    let mut resume = spool("resume");
-    resume
-        .args(["--json", "--state-dir"])
-        .arg(&state)
-        .args(&target);
-    let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
-    assert!(status.success(), "{lines:?}");
-    let c = json_lines(&lines)
-        .into_iter()
-        .rev()
-        .find(|e| e["event"] == "complete")
-        .unwrap();
-    let uploaded = Tus::default()
-        .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
-        .await;
+    let (_, uploaded) = resume_and_fetch(&state, &server.base, &target).await;
     assert_eq!(
         sha256_hex(&uploaded),
         sha256_hex(&std::fs::read(&local).unwrap())

@@ -656,12 +656,19 @@ pub fn only_file(dir: &Path) -> PathBuf {
     files.pop().unwrap()
 }
 
-/// Runs `spool resume --json` on the journal in `state`, expects it to
+/// Runs `spool resume --json [extra…]` on the journal in `state`, expects it to
 /// complete, and downloads what the server then holds (through `base`):
 /// the `complete` event and the bytes.
-pub async fn resume_and_fetch(state: &Path, base: &str) -> (serde_json::Value, Vec<u8>) {
+pub async fn resume_and_fetch(
+    state: &Path,
+    base: &str,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<u8>) {
     let mut resume = spool("resume");
-    resume.args(["--json", "--state-dir"]).arg(state);
+    resume
+        .args(["--json", "--state-dir"])
+        .arg(state)
+        .args(extra);
     let (status, lines) = Proc::spawn(resume).finish(Duration::from_secs(60));
     assert!(status.success(), "{lines:?}");
     let c = json_lines(&lines)

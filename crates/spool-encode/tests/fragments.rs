@@ -23,22 +23,27 @@ fn config(path: &std::path::Path, fps: u32, fragment_ms: u64) -> Config {
     }
 }
 
+/// Encodes test-pattern frame `i` at `ms` on the timeline.
+fn push(enc: &mut Encoder, src: &mut Synthetic, i: u64, ms: u64) {
+    let mut data = Vec::new();
+    src.grab(i, &mut data).unwrap();
+    enc.push(&Frame {
+        data,
+        width: 640,
+        height: 360,
+        pts: Duration::from_millis(ms),
+        index: i,
+    })
+    .unwrap();
+}
+
 fn encode(cfg: Config, frames: u64) -> (Vec<Event>, spool_encode::Summary) {
     let (tx, rx) = std::sync::mpsc::channel();
     let fps = cfg.fps as u64;
     let mut enc = Encoder::open(cfg, tx).unwrap();
     let mut src = Synthetic::new(640, 360).unwrap();
     for i in 0..frames {
-        let mut data = Vec::new();
-        src.grab(i, &mut data).unwrap();
-        enc.push(&Frame {
-            data,
-            width: 640,
-            height: 360,
-            pts: Duration::from_millis(i * 1000 / fps),
-            index: i,
-        })
-        .unwrap();
+        push(&mut enc, &mut src, i, i * 1000 / fps);
     }
     let summary = enc.finish().unwrap();
     (rx.try_iter().collect(), summary)
@@ -164,21 +169,9 @@ fn a_pause_closes_the_fragment_and_the_timeline_runs_on() {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut enc = Encoder::open(config(&path, 10, 1000), tx).unwrap();
     let mut src = Synthetic::new(640, 360).unwrap();
-    let mut push = |enc: &mut Encoder, i: u64, ms: u64| {
-        let mut data = Vec::new();
-        src.grab(i, &mut data).unwrap();
-        enc.push(&Frame {
-            data,
-            width: 640,
-            height: 360,
-            pts: Duration::from_millis(ms),
-            index: i,
-        })
-        .unwrap();
-    };
     // 1.5 s of frames, a pause at 1.55 s, then 1.5 s more from there.
     for i in 0..15 {
-        push(&mut enc, i, i * 100);
+        push(&mut enc, &mut src, i, i * 100);
     }
     enc.pause(Duration::from_millis(1550)).unwrap();
     let before: Vec<Event> = rx.try_iter().collect();
@@ -189,7 +182,7 @@ fn a_pause_closes_the_fragment_and_the_timeline_runs_on() {
     assert_eq!(last.duration, Duration::from_millis(550));
     assert_eq!(last.frames, 5);
     for i in 0..15 {
-        push(&mut enc, 15 + i, 1552 + i * 100);
+        push(&mut enc, &mut src, 15 + i, 1552 + i * 100);
     }
     let summary = enc.finish().unwrap();
     let after: Vec<Event> = rx.try_iter().collect();
@@ -225,16 +218,7 @@ fn stopping_while_paused_leaves_nothing_to_send() {
     let mut enc = Encoder::open(config(&path, 10, 2000), tx).unwrap();
     let mut src = Synthetic::new(640, 360).unwrap();
     for i in 0..12u64 {
-        let mut data = Vec::new();
-        src.grab(i, &mut data).unwrap();
-        enc.push(&Frame {
-            data,
-            width: 640,
-            height: 360,
-            pts: Duration::from_millis(i * 100),
-            index: i,
-        })
-        .unwrap();
+        push(&mut enc, &mut src, i, i * 100);
     }
     enc.pause(Duration::from_millis(1230)).unwrap();
     let len_at_pause = std::fs::metadata(&path).unwrap().len();

@@ -185,7 +185,7 @@ async fn a_network_cut_and_kill_9_while_paused_lose_nothing() {
     rec.kill9();
     proxy.set_down(false);
 
-    let (_, uploaded) = resume_and_fetch(&state, &server.base).await;
+    let (_, uploaded) = resume_and_fetch(&state, &server.base, &[]).await;
     let local = std::fs::read(only_file(&dir.path().join("out"))).unwrap();
     assert_eq!(
         sha256_hex(&uploaded),
