@@ -198,4 +198,50 @@ async fn main() {
         percentile(&mut after.clone(), 0.5),
         percentile(&mut after, 0.95)
     );
+
+    // Stop while paused: the pause closed the last fragment and it uploaded
+    // during the pause, so Stop only declares the length.
+    let mut paused_stops = Vec::new();
+    for i in 0..3 {
+        let mut rec = Proc::spawn({
+            let mut c = Command::new(spool_bin());
+            c.arg("record")
+                .args(target)
+                .args([
+                    "--source",
+                    "synthetic:1920x1080",
+                    "--fps",
+                    "30",
+                    "--json",
+                    "--output",
+                ])
+                .arg(dir.path().join(format!("paused{i}")))
+                .arg("--state-dir")
+                .arg(dir.path().join("state"));
+            c
+        });
+        let is = |l: &str, name: &str| {
+            serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v["event"] == name)
+        };
+        rec.wait_line(Duration::from_secs(30), |l| {
+            is(l, "fragment") && l.contains("\"index\":4")
+        });
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        rec.sigusr1();
+        rec.wait_line(Duration::from_secs(10), |l| is(l, "paused"));
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        rec.sigterm();
+        let (status, lines) = rec.finish(Duration::from_secs(60));
+        assert!(status.success(), "{lines:?}");
+        let c = complete(&json_lines(&lines));
+        paused_stops.push(c["stop_to_complete_ms"].as_f64().unwrap());
+    }
+    println!(
+        "  Stop while paused (4 s into a pause, same uplink): {}",
+        paused_stops
+            .iter()
+            .map(|ms| format!("{ms:.0} ms"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
