@@ -92,7 +92,7 @@ impl Restore {
 /// window manager can minimise (without one — Xvfb in tests, a kiosk —
 /// minimising would do nothing or lose the window, so it stays). The tray
 /// and the global shortcuts keep Stop and Pause reachable meanwhile.
-pub fn get_out_of_the_way(app: &AppHandle, source: &spool_capture::SourceSpec) -> Restore {
+pub async fn get_out_of_the_way(app: &AppHandle, source: &spool_capture::SourceSpec) -> Restore {
     let Some(w) = app.get_webview_window("main") else {
         return Restore(false);
     };
@@ -133,6 +133,14 @@ pub fn get_out_of_the_way(app: &AppHandle, source: &spool_capture::SourceSpec) -
     }
     match w.minimize() {
         Ok(()) => {
+            // The window manager minimises asynchronously: capture starts
+            // once it has (bounded, so a slow one never blocks Record).
+            for _ in 0..50 {
+                if w.is_minimized().unwrap_or(true) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             tracing::info!("window minimised for the recording");
             Restore(true)
         }

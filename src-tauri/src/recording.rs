@@ -93,11 +93,11 @@ pub async fn start(
         publish(app, generation, idle.clone());
         return Ok(idle);
     }
-    let restore = crate::controls::get_out_of_the_way(app, &rec_settings.source);
+    let restore = crate::controls::get_out_of_the_way(app, &rec_settings.source).await;
     let mut options = spool_client::Options::default();
     options.timeouts.no_progress = Duration::from_secs(15);
     options.metadata.push(("title".into(), title.clone()));
-    let mut recorder = Recorder::start(
+    let started = Recorder::start(
         rec_settings,
         Some(Upload {
             client: state.client.clone(),
@@ -105,7 +105,15 @@ pub async fn start(
             options,
         }),
     )
-    .await?;
+    .await;
+    let mut recorder = match started {
+        Ok(r) => r,
+        Err(e) => {
+            // Nothing is recorded: the window must not stay out of the way.
+            restore.restore(app);
+            return Err(e.into());
+        }
+    };
     tracing::info!(source = %recorder.description, path = %recorder.path.display(), "recording");
 
     if settings.source.as_deref() != Some(source.as_str()) {
