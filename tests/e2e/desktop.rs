@@ -596,24 +596,29 @@ async fn records_to_any_tus_endpoint_the_reference_node_server() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_global_shortcut_starts_and_stops_a_recording() {
+async fn the_global_shortcuts_start_pause_and_stop_a_recording() {
     let _one = ONE_APP_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let app = App::new(dir.path(), None);
     let (driver, s) = app.launch(1).await;
-    let press = || {
+    let key = |keys: &str| {
         let ok = std::process::Command::new("xdotool")
-            .args(["key", "alt+shift+r"])
+            .args(["key", keys])
             .env("DISPLAY", &app.x.display)
             .status()
             .expect("xdotool (scripts/setup.sh installs it)")
             .success();
         assert!(ok, "xdotool failed");
     };
-    press();
+    key("alt+shift+r");
     wait_status(&s, "recording", Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    press();
+    // Alt+Shift+P pauses and resumes from anywhere.
+    key("alt+shift+p");
+    wait_status(&s, "paused", Duration::from_secs(10)).await;
+    key("alt+shift+p");
+    wait_status(&s, "recording", Duration::from_secs(10)).await;
+    key("alt+shift+r");
     let link = share_link(&s, Duration::from_secs(60)).await;
     history_state(&s, &asset_of(&link), "complete", Duration::from_secs(10)).await;
     app.quit(driver, s).await;
