@@ -218,28 +218,52 @@ impl ServeArgs {
     }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is
+/// called, not when it is first polled: "listening on" is printed before the
+/// server runs, and a SIGTERM right after it must stop the server cleanly,
+/// not end the process by the signal's default action.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut int, mut term) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::interrupt()).ok(),
+            signal(SignalKind::terminate()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async move {
+        #[cfg(unix)]
+        {
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { _ = int => {}, _ = term => {} }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.into_config()?;
     let data_dir = config.data_dir.clone();
     let server = Server::bind(config).await?;
+    let shutdown = shutdown_signal();
     let base = server.app.public_url.clone();
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{}", server.addr)?;
@@ -294,7 +318,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
-    server.run(shutdown_signal()).await
+    server.run(shutdown).await
 }
 
 /// The server logs at info; client commands only warn, so their own output
