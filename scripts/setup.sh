@@ -25,11 +25,16 @@ what="${1:-all}"
 # tests a session bus and a notification daemon. chromium + chromium-driver
 # (chromedriver): the share page's player suite (tests/e2e/playback.rs)
 # plays recordings in headless Chromium, which has H.264 and MSE.
+# Audio: libpulse-dev (the recorder speaks the PulseAudio protocol through
+# libpulse; pipewire-pulse serves it on PipeWire desktops); pulseaudio +
+# pulseaudio-utils (a private sound server with null sinks for the tests,
+# pactl/paplay), sox and espeak-ng (test tones and words).
 APT_PACKAGES=(build-essential pkg-config ca-certificates clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
   libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
-  libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst xdotool chromium chromium-driver)
+  libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst xdotool chromium chromium-driver
+  libpulse-dev pulseaudio pulseaudio-utils sox espeak-ng)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else

@@ -187,6 +187,7 @@ impl Settings {
             preset: spool_encode::Config::DEFAULT_PRESET.into(),
             crf: self.crf,
             output_dir,
+            audio: Default::default(),
         })
     }
 }

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod audio;
 pub mod chromium;
 pub mod media;
 pub mod proxy;

@@ -17,6 +17,8 @@ struct State {
     closed: bool,
     /// When it was closed: where the recording ends.
     closed_at: Option<Instant>,
+    /// When the newest pause ended.
+    resumed_at: Option<Instant>,
 }
 
 /// A recording's clock; share it with `Arc`.
@@ -71,7 +73,9 @@ impl Clock {
         let Some(since) = s.paused_since.take() else {
             return false;
         };
-        s.paused_total += since.elapsed();
+        let now = Instant::now();
+        s.paused_total += now.saturating_duration_since(since);
+        s.resumed_at = Some(now);
         self.changed.notify_all();
         true
     }
@@ -125,6 +129,17 @@ impl Clock {
         };
         end.saturating_duration_since(self.start)
             .saturating_sub(s.paused_total)
+    }
+
+    /// When the current pause began, if paused.
+    pub fn paused_since(&self) -> Option<Instant> {
+        self.lock().paused_since
+    }
+
+    /// When the newest pause ended (a sound chunk that began before it was
+    /// partly heard while paused).
+    pub fn resumed_at(&self) -> Option<Instant> {
+        self.lock().resumed_at
     }
 
     /// Whether a pause began at or before `instant` and still lasts: a frame

@@ -5,8 +5,10 @@
 //! frame is dropped and counted, so memory stays bounded and the timestamps
 //! keep the video's timing right. Backends: X11 through x11rb with MIT-SHM
 //! (cursor drawn in through XFixes), Wayland through the xdg-desktop-portal
-//! ScreenCast portal and PipeWire, and a synthetic test pattern.
+//! ScreenCast portal and PipeWire, and a synthetic test pattern. [`audio`]
+//! records the microphone and the system's sound on the same clock.
 
+pub mod audio;
 mod clock;
 mod pace;
 #[cfg(target_os = "linux")]

@@ -52,9 +52,42 @@ struct SourcesArgs {
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+    /// List sound devices instead: inputs (microphones, for --mic) and outputs (for --system-audio).
+    #[arg(long)]
+    audio: bool,
+}
+
+/// `spool sources --audio`: the audio server's inputs and outputs.
+fn audio_sources(json: bool) -> anyhow::Result<()> {
+    let devices = spool_capture::audio::devices()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", spool_proto::ErrorCode::AudioUnavailable))?;
+    for (kind, list) in [("input", &devices.inputs), ("output", &devices.outputs)] {
+        for d in list {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"kind": kind, "name": d.name, "description": d.description, "default": d.default, "monitor": d.monitor})
+                );
+            } else {
+                println!(
+                    "{kind:<7}{} {:<48} {}",
+                    if d.default { "*" } else { " " },
+                    d.name,
+                    d.description
+                );
+            }
+        }
+    }
+    if !json && devices.inputs.is_empty() {
+        eprintln!("no microphone: the audio server has no input device");
+    }
+    Ok(())
 }
 
 fn sources(args: SourcesArgs) -> anyhow::Result<()> {
+    if args.audio {
+        return audio_sources(args.json);
+    }
     for t in spool_capture::list(args.display.as_deref())? {
         if args.json {
             println!(

@@ -49,6 +49,18 @@ pub struct RecordArgs {
     /// Count this many seconds down on the terminal before capture starts.
     #[arg(long, env = "SPOOL_COUNTDOWN", default_value_t = 0)]
     pub countdown: u32,
+    /// Record the microphone: `default` (the default input), `none`, or an input's name from `spool sources --audio`.
+    #[arg(long, default_value = "none")]
+    pub mic: String,
+    /// Record the computer's sound: the default output's, or `--system-audio NAME` for another output.
+    #[arg(long, num_args = 0..=1, default_missing_value = "default")]
+    pub system_audio: Option<String>,
+    /// Microphone gain in dB (−60 to 30).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub mic_gain: f32,
+    /// System sound gain in dB (−60 to 30).
+    #[arg(long, default_value_t = 0.0, allow_hyphen_values = true)]
+    pub system_gain: f32,
     /// The recording's title (the share page and the history show it; sent as the upload's `title` metadata).
     #[arg(long)]
     pub title: Option<String>,
@@ -132,7 +144,14 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
         preset: args.preset.clone(),
         crf: args.crf,
         output_dir: args.output.clone(),
+        audio: spool_capture::audio::AudioRequest {
+            mic: Some(args.mic.clone()).filter(|m| m != "none"),
+            system: args.system_audio.clone(),
+            mic_gain_db: args.mic_gain,
+            system_gain_db: args.system_gain,
+        },
     };
+    settings.audio.validate()?;
     // The upload is created at Start.
     let upload = match args.target.target()? {
         Some(target) => Some(Upload {
@@ -165,11 +184,28 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGUSR1: pause is unavailable"))
         .ok();
+    #[cfg(unix)]
+    let usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+        .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGUSR2: mute is unavailable"))
+        .ok();
     if args.countdown > 0 && !countdown(args.countdown, json).await {
         // Interrupted during the countdown: nothing was recorded.
         bail!("cancelled before recording started");
     }
-    let mut recorder = Recorder::start(settings, upload).await?;
+    let mut recorder = match Recorder::start(settings, upload).await {
+        Ok(r) => r,
+        Err(e) => match e.code() {
+            Some(code) => {
+                if json {
+                    json_line(
+                        serde_json::json!({"event": "error", "code": code.as_str(), "message": e.to_string()}),
+                    );
+                }
+                bail!("{code}: {e}");
+            }
+            None => return Err(e.into()),
+        },
+    };
     let path = recorder.path.clone();
     let upload_id = recorder.upload_id.clone();
     let printer = recorder
@@ -186,6 +222,8 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     }
     #[cfg(unix)]
     let pauser = tokio::spawn(toggle_pause_on_sigusr1(usr1, recorder.controls()));
+    #[cfg(unix)]
+    let muter = tokio::spawn(toggle_mute_on_sigusr2(usr2, recorder.controls()));
     let stopper = recorder.stop_handle();
     let stop_task = tokio::spawn(async move {
         let why = stop_requested(args.duration.map(Duration::from_secs_f64)).await;
@@ -196,6 +234,8 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     stop_task.abort();
     #[cfg(unix)]
     pauser.abort();
+    #[cfg(unix)]
+    muter.abort();
     let mut recorded = recorded?;
     let completed = match recorded
         .finish_upload(Some(Duration::from_secs(args.upload_patience)))
@@ -240,6 +280,13 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
             "duration_ms": recorded.duration.as_millis() as u64,
             "paused_ms": recorded.paused.as_millis() as u64,
             "stop_to_complete_ms": stop_ms,
+            "audio": recorded.audio.as_ref().map(|a| serde_json::json!({
+                "tracks": a.tracks,
+                "duration_ms": a.duration.as_millis() as u64,
+                "av_offset_ms": a.av_offset_ms.round() as i64,
+                "max_av_offset_ms": a.max_av_offset_ms.round() as i64,
+                "sources": a.sources,
+            })),
         }));
     } else {
         println!(
@@ -284,6 +331,21 @@ async fn countdown(secs: u32, json: bool) -> bool {
         eprintln!();
     }
     done
+}
+
+/// SIGUSR2 toggles mute for as long as the recording runs.
+#[cfg(unix)]
+async fn toggle_mute_on_sigusr2(
+    mut usr2: Option<tokio::signal::unix::Signal>,
+    controls: spool_record::Controls,
+) {
+    let Some(usr2) = usr2.as_mut() else {
+        return;
+    };
+    while usr2.recv().await.is_some() {
+        let muted = controls.toggle_mute();
+        tracing::info!(muted, "SIGUSR2");
+    }
 }
 
 /// SIGUSR1 toggles pause for as long as the recording runs.
@@ -337,6 +399,43 @@ async fn print_events(mut rx: tokio::sync::mpsc::Receiver<RecEvent>, json: bool)
                     json_line(serde_json::json!({"event": "resumed"}));
                 } else {
                     eprintln!("resumed");
+                }
+            }
+            RecEvent::Muted(muted) => {
+                if json {
+                    json_line(
+                        serde_json::json!({"event": if muted { "muted" } else { "unmuted" }}),
+                    );
+                } else {
+                    eprintln!(
+                        "{}",
+                        if muted {
+                            "muted (silence is recorded)"
+                        } else {
+                            "unmuted"
+                        }
+                    );
+                }
+            }
+            RecEvent::Audio(a) => {
+                if json {
+                    json_line(
+                        serde_json::json!({"event": "audio", "source": a.kind.as_str(), "state": a.state.as_str(), "detail": a.detail}),
+                    );
+                } else if a.state != spool_capture::audio::AudioState::Active {
+                    eprintln!(
+                        "{} {}{}",
+                        match a.kind {
+                            spool_capture::audio::AudioKind::Mic => "microphone",
+                            spool_capture::audio::AudioKind::System => "system audio",
+                        },
+                        match a.state {
+                            spool_capture::audio::AudioState::Lost =>
+                                "lost: recording silence in its place",
+                            _ => "is back",
+                        },
+                        a.detail.map(|d| format!(" ({d})")).unwrap_or_default()
+                    );
                 }
             }
             // record prints its own, richer, complete event

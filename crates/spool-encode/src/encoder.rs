@@ -19,6 +19,7 @@ use ff::{Dictionary, Rational, codec, encoder, picture, software::scaling};
 use ffmpeg_next as ff;
 use spool_capture::{Captured, Frame};
 
+use crate::audio::AudioTrack;
 use crate::{Config, Cut, EncodeError, Event, Fragment, Summary};
 
 /// Milliseconds: the encoder's time base (capture timestamps are monotonic
@@ -51,6 +52,8 @@ pub struct Encoder {
     /// The newest packet, held back until the next one tells its duration
     /// (the muxer takes a fragment's last sample duration from the packet).
     held: Option<ff::Packet>,
+    /// The sound track, when recording sound.
+    audio: Option<AudioTrack>,
 }
 
 fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> EncodeError + '_ {
@@ -109,6 +112,10 @@ impl Encoder {
         })?;
         ost.set_parameters(&encoder);
         ost.set_time_base(TIME_BASE);
+        let audio = match config.audio.clone() {
+            Some(mixer) => Some(AudioTrack::add(&mut octx, mixer)?),
+            None => None,
+        };
         let mut mux = Dictionary::new();
         // frag_custom: fragments are cut exactly where we flush; skip_trailer:
         // nothing follows the last fragment, so the file is init + fragments
@@ -150,6 +157,7 @@ impl Encoder {
             end_ms: None,
             frames: 0,
             held: None,
+            audio,
             config,
         };
         let len = this.flush_to_disk()?;
@@ -301,6 +309,12 @@ impl Encoder {
         reason: Cut,
     ) -> Result<(), EncodeError> {
         self.write_held(next_first_ms)?;
+        let end = next_first_ms.unwrap_or(self.last_pts_ms + self.frame_ms);
+        if let Some(a) = self.audio.as_mut() {
+            // The fragment carries the sound of its own span.
+            a.feed_until(&mut self.octx, Duration::from_millis(end.max(0) as u64))?;
+            a.pending = 0;
+        }
         // SAFETY: a NULL packet asks the mp4 muxer (frag_custom) to write
         // out the fragment it has buffered.
         let ret = unsafe { ff::ffi::av_write_frame(self.octx.as_mut_ptr(), std::ptr::null_mut()) };
@@ -309,7 +323,6 @@ impl Encoder {
         }
         let size = self.flush_to_disk()?;
         let first = self.fragment_first_ms.unwrap_or(0);
-        let end = next_first_ms.unwrap_or(self.last_pts_ms + self.frame_ms);
         let fragment = Fragment {
             index: self.index,
             offset: self.written,
@@ -332,8 +345,22 @@ impl Encoder {
         self.receive_packets()?;
         // Never before the last frame has begun (nor ending at it).
         let end = self.end_ms.map(|e| e.max(self.last_pts_ms + 1));
-        if self.fragment_frames > 0 {
-            self.close_fragment(end, Cut::End)?;
+        // Stopped while paused: the recording ends at the pause.
+        let audio_end = self
+            .paused_at_ms
+            .or(end)
+            .unwrap_or(self.last_pts_ms + self.frame_ms);
+        if let Some(a) = self.audio.as_mut() {
+            a.finish(
+                &mut self.octx,
+                Duration::from_millis(audio_end.max(0) as u64),
+            )?;
+        }
+        let audio_pending = self.audio.as_ref().is_some_and(|a| a.pending > 0);
+        if self.fragment_frames > 0 || audio_pending {
+            // (Only the encoder's last sound frames when stopped while
+            // paused: a fragment of sound alone.)
+            self.close_fragment(end.or(Some(audio_end)), Cut::End)?;
         }
         self.octx.write_trailer()?;
         let bytes = self.flush_to_disk()?;
@@ -348,6 +375,7 @@ impl Encoder {
             fragments: self.index,
             bytes,
             duration,
+            audio: self.audio.as_ref().map(AudioTrack::duration),
         })
     }
 }

@@ -7,8 +7,10 @@
 //! uploader) can append exactly those bytes. A pause closes the fragment
 //! being written at once (the next one starts with a keyframe), so what was
 //! recorded before a pause can all be uploaded during it. It never touches
-//! the network.
+//! the network. With a [`Config::audio`] mix, every fragment also carries
+//! the AAC sound of its own time span.
 
+mod audio;
 mod encoder;
 
 use std::path::PathBuf;
@@ -36,6 +38,8 @@ pub struct Config {
     pub preset: String,
     /// libx264 constant rate factor (quality; lower is better).
     pub crf: u8,
+    /// The sound to record with it (an AAC-LC track in the same fragments).
+    pub audio: Option<std::sync::Arc<spool_capture::audio::Mixer>>,
 }
 
 impl Config {
@@ -110,6 +114,8 @@ pub struct Summary {
     pub fragments: u64,
     pub bytes: u64,
     pub duration: Duration,
+    /// The sound track's length, when there is one.
+    pub audio: Option<Duration>,
 }
 
 /// Why encoding failed.

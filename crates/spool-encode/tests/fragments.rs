@@ -20,6 +20,7 @@ fn config(path: &std::path::Path, fps: u32, fragment_ms: u64) -> Config {
         fragment: Duration::from_millis(fragment_ms),
         preset: Config::DEFAULT_PRESET.into(),
         crf: Config::DEFAULT_CRF,
+        audio: None,
     }
 }
 

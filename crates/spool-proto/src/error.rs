@@ -84,6 +84,7 @@ error_codes! {
     ServerBusy = ("ERR_SERVER_BUSY", 503, "The server is at its connection limit with every connection serving a request; retry shortly."),
     UnsupportedMedia = ("ERR_UNSUPPORTED_MEDIA", 415, "The upload is not a video the server can play (no video stream it can read); its original stays downloadable."),
     ProcessingFailed = ("ERR_PROCESSING_FAILED", 500, "Processing the upload into a playable video failed after every retry; its original stays downloadable."),
+    AudioUnavailable = ("ERR_AUDIO_UNAVAILABLE", 503, "Sound was asked for but cannot be recorded: no audio server answers, or it has no such device. Nothing was recorded."),
 }
 
 impl ErrorCode {

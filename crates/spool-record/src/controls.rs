@@ -41,6 +41,34 @@ impl Controls {
     }
 
     /// Pauses or resumes; whether it is paused now.
+    /// Mutes (or unmutes) the sound: muted spans are recorded as silence,
+    /// the timing kept. False when the recording has no sound.
+    pub fn set_muted(&self, muted: bool) -> bool {
+        let Some(a) = &self.shared.audio else {
+            return false;
+        };
+        if a.mixer.is_muted() != muted {
+            a.mixer.set_muted(muted);
+            tracing::info!(muted, "mute");
+            let _ = self.events.try_send(Event::Muted(muted));
+        }
+        true
+    }
+
+    /// Mutes or unmutes; returns whether it is now muted.
+    pub fn toggle_mute(&self) -> bool {
+        let muted = !self.is_muted();
+        self.set_muted(muted);
+        self.is_muted()
+    }
+
+    pub fn is_muted(&self) -> bool {
+        self.shared
+            .audio
+            .as_ref()
+            .is_some_and(|a| a.mixer.is_muted())
+    }
+
     pub fn toggle(&self) -> bool {
         if self.is_paused() {
             self.resume();

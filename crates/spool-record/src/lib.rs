@@ -14,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use spool_capture::audio::{AudioCapture, AudioRequest};
 use spool_client::{Client, ClientError, Completed, Options, Session, SourceRecord, State, Target};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -32,6 +33,8 @@ pub struct Settings {
     pub crf: u8,
     /// Where the local .mp4 goes (created if missing).
     pub output_dir: PathBuf,
+    /// The sound to record (none by default).
+    pub audio: AudioRequest,
 }
 
 impl Settings {
@@ -78,6 +81,8 @@ pub enum RecordError {
     Invalid(String),
     #[error(transparent)]
     Capture(#[from] spool_capture::CaptureError),
+    #[error("{0}")]
+    Audio(#[from] spool_capture::audio::AudioError),
     #[error("encoding failed (the fragments finished so far are kept): {0}")]
     Encode(#[from] spool_encode::EncodeError),
     #[error(transparent)]
@@ -93,6 +98,19 @@ pub enum RecordError {
         "no upload progress for {0} s; the recording is kept and its upload stays in the journal"
     )]
     NoProgress(u64),
+}
+
+impl RecordError {
+    /// The stable code of the errors that have one.
+    pub fn code(&self) -> Option<spool_proto::ErrorCode> {
+        match self {
+            RecordError::Audio(spool_capture::audio::AudioError::Unavailable(_)) => {
+                Some(spool_proto::ErrorCode::AudioUnavailable)
+            }
+            RecordError::Upload(e) => e.code(),
+            _ => None,
+        }
+    }
 }
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RecordError {
@@ -116,6 +134,10 @@ pub enum Event {
     Paused,
     /// Capture goes on, continuing the timeline where it paused.
     Resumed,
+    /// The sound was muted (silence recorded, timing kept) or unmuted.
+    Muted(bool),
+    /// A sound source started, was lost (silence in its place) or came back.
+    Audio(spool_capture::audio::AudioEvent),
     /// Stop was asked for; the last fragment is being encoded.
     Stopped,
     /// The upload's own events (progress, reconnecting, stalled, …).
@@ -131,6 +153,52 @@ pub(crate) struct Shared {
     pub(crate) capturing: std::sync::atomic::AtomicBool,
     pub(crate) stats: Arc<spool_capture::CaptureStats>,
     pub(crate) stopped_at: Mutex<Option<Instant>>,
+    /// The sound's mix and each source's newest state, when recording sound.
+    pub(crate) audio: Option<AudioShared>,
+}
+
+pub(crate) struct AudioShared {
+    pub(crate) mixer: Arc<spool_capture::audio::Mixer>,
+    pub(crate) states: AudioStates,
+}
+
+type AudioStates = Arc<
+    Mutex<
+        Vec<(
+            spool_capture::audio::AudioKind,
+            spool_capture::audio::AudioState,
+        )>,
+    >,
+>;
+
+/// Starts the sound sources on the recording's clock; their changes of
+/// state become [`Event::Audio`] and the progress's source states.
+fn start_audio(
+    prepared: spool_capture::audio::Prepared,
+    clock: Arc<spool_capture::Clock>,
+    events: mpsc::Sender<Event>,
+) -> Result<(AudioCapture, AudioStates), RecordError> {
+    let (tx, rx) = std::sync::mpsc::channel::<spool_capture::audio::AudioEvent>();
+    let capture = prepared
+        .start(clock, tx)
+        .map_err(io("starting the sound sources"))?;
+    let states: AudioStates = Default::default();
+    let s = states.clone();
+    std::thread::Builder::new()
+        .name("spool-audio-events".into())
+        .spawn(move || {
+            for e in rx {
+                if let Ok(mut st) = s.lock() {
+                    match st.iter_mut().find(|(k, _)| *k == e.kind) {
+                        Some(entry) => entry.1 = e.state,
+                        None => st.push((e.kind, e.state)),
+                    }
+                }
+                let _ = events.blocking_send(Event::Audio(e));
+            }
+        })
+        .map_err(io("starting the sound events bridge"))?;
+    Ok((capture, states))
 }
 
 /// A recording in progress.
@@ -162,15 +230,32 @@ pub struct Recorded {
     pub paused: Duration,
     /// When Stop was asked for (or the capture ended).
     pub stopped_at: Instant,
+    /// The sound track, when sound was recorded.
+    pub audio: Option<AudioSummary>,
     /// The upload, still running: call [`Recorded::finish_upload`].
     pub upload: Option<Session>,
+}
+
+/// What a recording's sound track came to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioSummary {
+    /// Tracks in the file (the sources are mixed into one).
+    pub tracks: u32,
+    /// Sources mixed into it.
+    pub sources: usize,
+    pub duration: Duration,
+    /// The offset the recorder measured at the end between where the sound
+    /// was placed and where its timestamps put it (ms, positive: sound later).
+    pub av_offset_ms: f64,
+    /// The largest such offset during the recording.
+    pub max_av_offset_ms: f64,
 }
 
 mod controls;
 mod progress;
 
 pub use controls::{Controls, countdown};
-pub use progress::{Progress, ProgressHandle, state_word};
+pub use progress::{AudioProgress, Progress, ProgressHandle, state_word};
 
 /// The queue between the recorder and its consumer; an event a consumer is
 /// too slow for is dropped (the [`Progress`] counters stay exact).
@@ -184,6 +269,17 @@ impl Recorder {
         upload: Option<Upload>,
     ) -> Result<Recorder, RecordError> {
         settings.validate()?;
+        // Sound asked for but unavailable fails here, before an upload exists.
+        let audio = if settings.audio.is_empty() {
+            None
+        } else {
+            let request = settings.audio.clone();
+            Some(
+                tokio::task::spawn_blocking(move || spool_capture::audio::prepare(&request))
+                    .await
+                    .map_err(|e| RecordError::Internal(e.to_string()))??,
+            )
+        };
         let spec = settings.source.clone();
         let source = tokio::task::spawn_blocking(move || spool_capture::open(&spec))
             .await
@@ -248,6 +344,10 @@ impl Recorder {
         let upload_status = session.as_ref().map(Session::status);
 
         let clock = Arc::new(spool_capture::Clock::new());
+        let audio = match audio {
+            Some(prepared) => Some(start_audio(prepared, clock.clone(), events_tx.clone())?),
+            None => None,
+        };
         let (capture, frames) = spool_capture::start(
             source,
             settings.fps,
@@ -263,6 +363,7 @@ impl Recorder {
             fragment: settings.fragment,
             preset: settings.preset.clone(),
             crf: settings.crf,
+            audio: audio.as_ref().map(|(c, _)| c.mixer()),
         };
         let (etx, erx) = std::sync::mpsc::channel();
         let encoder = match spool_encode::spawn(config, frames, etx) {
@@ -292,6 +393,10 @@ impl Recorder {
             capturing: std::sync::atomic::AtomicBool::new(true),
             stats: capture.stats.clone(),
             stopped_at: Mutex::new(None),
+            audio: audio.as_ref().map(|(c, states)| AudioShared {
+                mixer: c.mixer(),
+                states: states.clone(),
+            }),
         });
         let stop = CancellationToken::new();
         let controls = Controls {
@@ -300,6 +405,7 @@ impl Recorder {
         };
         let run = Run {
             path: path.clone(),
+            audio: audio.map(|(c, _)| c),
             capture,
             encoder,
             encoder_events: arx,
@@ -371,6 +477,7 @@ impl Recorder {
 
 struct Run {
     path: PathBuf,
+    audio: Option<AudioCapture>,
     capture: spool_capture::Capture,
     encoder: std::thread::JoinHandle<Result<spool_encode::Summary, spool_encode::EncodeError>>,
     encoder_events: mpsc::Receiver<spool_encode::Event>,
@@ -430,6 +537,8 @@ impl Run {
             .map_err(|e| RecordError::Internal(e.to_string()))?
             .map_err(|_| RecordError::Internal("the encoder thread panicked".into()))?;
         let capture_result = self.capture.join();
+        // The encoder has taken the sound up to the end: the sources can go.
+        let audio_report = self.audio.take().map(AudioCapture::finish);
         let summary = summary?;
         capture_result?;
         if let Some(e) = append_error {
@@ -453,6 +562,13 @@ impl Run {
             dropped,
             paused: self.shared.clock.paused(),
             stopped_at,
+            audio: audio_report.map(|r| AudioSummary {
+                tracks: 1,
+                sources: r.sources,
+                duration: summary.audio.unwrap_or_default(),
+                av_offset_ms: r.offset_ms,
+                max_av_offset_ms: r.max_offset_ms,
+            }),
             upload: self.session,
         })
     }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::Shared;
 
 /// How far the upload keeps pace with the recording.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Progress {
     /// "recording" while capturing ("paused" while paused); then the
     /// upload's state word ("uploading", "reconnecting", "stalled",
@@ -42,6 +42,20 @@ pub struct Progress {
     pub dropped: u64,
     /// The share link from Start (the server's page plays it live).
     pub live_url: Option<String>,
+    /// The sound, when recording it.
+    pub audio: Option<AudioProgress>,
+}
+
+/// The sound of a recording in progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AudioProgress {
+    pub muted: bool,
+    /// The newest level of each source, 0–1 (absent: not recorded).
+    pub mic_level: Option<f32>,
+    pub system_level: Option<f32>,
+    /// Each source's state: `active`, `lost` or `restored`.
+    pub mic: Option<String>,
+    pub system: Option<String>,
 }
 
 /// Computes [`Progress`] for a recording, during and after it.
@@ -94,6 +108,7 @@ fn progress_of(shared: &Shared, upload: Option<Status>) -> Progress {
         fragments_recorded,
         recorded,
         dropped,
+        audio: shared.audio.as_ref().map(audio_progress),
         ..Progress::default()
     };
     if let Some(s) = upload {
@@ -119,6 +134,24 @@ fn progress_of(shared: &Shared, upload: Option<Status>) -> Progress {
 }
 
 /// The word a UI shows for an upload state.
+fn audio_progress(a: &crate::AudioShared) -> AudioProgress {
+    use spool_capture::audio::AudioKind;
+    let states = a.states.lock().map(|s| s.clone()).unwrap_or_default();
+    let state = |k: AudioKind| {
+        states
+            .iter()
+            .find(|(kind, _)| *kind == k)
+            .map(|(_, s)| s.as_str().to_owned())
+    };
+    AudioProgress {
+        muted: a.mixer.is_muted(),
+        mic_level: a.mixer.level(AudioKind::Mic),
+        system_level: a.mixer.level(AudioKind::System),
+        mic: state(AudioKind::Mic),
+        system: state(AudioKind::System),
+    }
+}
+
 pub fn state_word(state: State) -> &'static str {
     match state {
         State::Uploading => "uploading",

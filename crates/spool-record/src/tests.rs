@@ -11,6 +11,7 @@ fn settings(dir: &Path) -> Settings {
         preset: spool_encode::Config::DEFAULT_PRESET.into(),
         crf: 30,
         output_dir: dir.to_path_buf(),
+        audio: Default::default(),
     }
 }
 
@@ -43,6 +44,7 @@ async fn records_locally_and_counts_fragments() {
             Event::Stopped => stopped = true,
             Event::Paused | Event::Resumed => panic!("no pause"),
             Event::Upload(_) => panic!("no upload"),
+            Event::Muted(_) | Event::Audio(_) => panic!("no sound"),
         }
     }
     assert_eq!(fragments, recorded.fragments);
@@ -166,4 +168,55 @@ fn probe_duration_s(path: &Path) -> f64 {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_a_muted_span_of_sound_as_silence_in_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.audio = spool_capture::audio::AudioRequest {
+        mic: Some("synthetic:440".into()),
+        system: Some("synthetic:880@+300".into()),
+        mic_gain_db: -6.0,
+        system_gain_db: 0.0,
+    };
+    let mut rec = Recorder::start(s, None).await.unwrap();
+    let mut events = rec.take_events().unwrap();
+    let controls = rec.controls();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let p = rec.progress();
+    let a = p.audio.clone().expect("sound in the progress");
+    assert_eq!((a.mic.as_deref(), a.system.as_deref()), (Some("active"), Some("active")));
+    // 0.3 × −6 dB.
+    assert!((0.12..0.5).contains(&a.mic_level.unwrap()), "{a:?}");
+    assert!(controls.set_muted(true));
+    assert!(controls.is_muted());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!controls.toggle_mute());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rec.stop();
+    let recorded = rec.finish().await.unwrap();
+    let audio = recorded.audio.clone().expect("a sound track");
+    assert_eq!((audio.tracks, audio.sources), (1, 2));
+    assert_eq!(audio.duration, recorded.duration);
+    assert!(audio.av_offset_ms.abs() < 5.0, "{audio:?}");
+    let mut seen = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        match e {
+            Event::Audio(a) => seen.push(format!("{}:{}", a.kind.as_str(), a.state.as_str())),
+            Event::Muted(m) => seen.push(format!("muted:{m}")),
+            _ => {}
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["mic:active", "muted:false", "muted:true", "system:active"]);
+}
+
+#[tokio::test]
+async fn an_unknown_sound_device_fails_before_anything_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path());
+    s.audio.mic = Some("synthetic:5".into());
+    assert!(matches!(Recorder::start(s, None).await, Err(RecordError::Audio(_))));
+    assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0);
 }

@@ -1,0 +1,301 @@
+//! The PulseAudio protocol, served by PulseAudio itself and by
+//! pipewire-pulse on PipeWire desktops, through libpulse: the full API lists
+//! devices and the server's defaults (one short connection, never
+//! autospawning a server), and the simple API reads one blocking record
+//! stream per source at 48 kHz stereo float (the server converts the
+//! device's own format and rate). Nothing here changes the user's default
+//! devices: a monitor is recorded by naming it.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use libpulse_binding as pa;
+use libpulse_simple_binding::Simple;
+use pa::context::{Context, FlagSet, State};
+use pa::mainloop::standard::{IterateResult, Mainloop};
+use pa::operation;
+use pa::sample::{Format, Spec};
+use pa::stream::Direction;
+
+use super::{
+    AudioDevice, AudioDevices, AudioError, AudioKind, CHANNELS, CHUNK_FRAMES, Input, Opener,
+    SAMPLE_RATE,
+};
+
+const APP: &str = "Spool";
+/// How long listing waits for the server.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn unavailable(why: impl std::fmt::Display) -> AudioError {
+    AudioError::Unavailable(format!(
+        "no audio server (PulseAudio or PipeWire's pipewire-pulse) answers: {why}"
+    ))
+}
+
+struct Conn {
+    ml: Mainloop,
+    ctx: Context,
+}
+
+impl Conn {
+    fn open() -> Result<Conn, AudioError> {
+        let mut ml = Mainloop::new().ok_or_else(|| unavailable("cannot create a main loop"))?;
+        let mut ctx =
+            Context::new(&ml, APP).ok_or_else(|| unavailable("cannot create a context"))?;
+        ctx.connect(None, FlagSet::NOAUTOSPAWN, None)
+            .map_err(|e| unavailable(e.to_string().unwrap_or_else(|| format!("{e:?}"))))?;
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            if let IterateResult::Err(e) = ml.iterate(false) {
+                return Err(unavailable(format!("{e:?}")));
+            }
+            match ctx.get_state() {
+                State::Ready => break,
+                State::Failed | State::Terminated => {
+                    let e = ctx.errno();
+                    return Err(unavailable(
+                        e.to_string().unwrap_or_else(|| format!("{e:?}")),
+                    ));
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                return Err(unavailable("timed out connecting"));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(Conn { ml, ctx })
+    }
+
+    /// Runs the main loop until `op` is done.
+    fn wait<T: ?Sized>(&mut self, op: operation::Operation<T>) -> Result<(), AudioError> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        while op.get_state() == operation::State::Running {
+            if let IterateResult::Err(e) = self.ml.iterate(false) {
+                return Err(unavailable(format!("{e:?}")));
+            }
+            if Instant::now() > deadline {
+                return Err(unavailable("timed out listing devices"));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.ctx.disconnect();
+    }
+}
+
+/// A source as the server lists it.
+#[derive(Debug, Clone)]
+struct SourceEntry {
+    name: String,
+    description: String,
+    is_monitor: bool,
+}
+
+struct Listing {
+    default_source: Option<String>,
+    default_sink: Option<String>,
+    sources: Vec<SourceEntry>,
+    /// (sink name, description, its monitor source)
+    sinks: Vec<(String, String, Option<String>)>,
+}
+
+fn listing() -> Result<Listing, AudioError> {
+    let mut conn = Conn::open()?;
+    let defaults = Rc::new(RefCell::new((None, None)));
+    let d = defaults.clone();
+    let op = conn.ctx.introspect().get_server_info(move |info| {
+        *d.borrow_mut() = (
+            info.default_source_name.as_ref().map(|s| s.to_string()),
+            info.default_sink_name.as_ref().map(|s| s.to_string()),
+        );
+    });
+    conn.wait(op)?;
+    let sources = Rc::new(RefCell::new(Vec::new()));
+    let s = sources.clone();
+    let op = conn.ctx.introspect().get_source_info_list(move |r| {
+        if let pa::callbacks::ListResult::Item(info) = r
+            && let Some(name) = &info.name
+        {
+            s.borrow_mut().push(SourceEntry {
+                name: name.to_string(),
+                description: info.description.as_deref().unwrap_or_default().to_owned(),
+                is_monitor: info.monitor_of_sink.is_some(),
+            });
+        }
+    });
+    conn.wait(op)?;
+    let sinks = Rc::new(RefCell::new(Vec::new()));
+    let k = sinks.clone();
+    let op = conn.ctx.introspect().get_sink_info_list(move |r| {
+        if let pa::callbacks::ListResult::Item(info) = r
+            && let Some(name) = &info.name
+        {
+            k.borrow_mut().push((
+                name.to_string(),
+                info.description.as_deref().unwrap_or_default().to_owned(),
+                info.monitor_source_name.as_ref().map(|m| m.to_string()),
+            ));
+        }
+    });
+    conn.wait(op)?;
+    let (default_source, default_sink) = defaults.borrow().clone();
+    let sources = sources.borrow().clone();
+    let sinks = sinks.borrow().clone();
+    Ok(Listing {
+        default_source,
+        default_sink,
+        sources,
+        sinks,
+    })
+}
+
+pub(crate) fn devices() -> Result<AudioDevices, AudioError> {
+    let l = listing()?;
+    let default_mic = default_mic(&l);
+    Ok(AudioDevices {
+        inputs: l
+            .sources
+            .iter()
+            .filter(|s| !s.is_monitor)
+            .map(|s| AudioDevice {
+                name: s.name.clone(),
+                description: s.description.clone(),
+                default: default_mic.as_deref() == Some(s.name.as_str()),
+                monitor: None,
+            })
+            .collect(),
+        outputs: l
+            .sinks
+            .iter()
+            .map(|(name, description, monitor)| AudioDevice {
+                name: name.clone(),
+                description: description.clone(),
+                default: l.default_sink.as_deref() == Some(name.as_str()),
+                monitor: monitor.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// The microphone `default` means: the server's default input unless it is
+/// a monitor (a server without a microphone defaults to one), else the
+/// first real input.
+fn default_mic(l: &Listing) -> Option<String> {
+    let real = |n: &str| l.sources.iter().any(|s| s.name == n && !s.is_monitor);
+    l.default_source.clone().filter(|d| real(d)).or_else(|| {
+        l.sources
+            .iter()
+            .find(|s| !s.is_monitor)
+            .map(|s| s.name.clone())
+    })
+}
+
+pub(crate) fn resolve(kind: AudioKind, name: &str) -> Result<Opener, AudioError> {
+    let l = listing()?;
+    let device = match (kind, name) {
+        (AudioKind::Mic, "default") => default_mic(&l).ok_or_else(|| {
+            AudioError::Unavailable("no microphone: the audio server has no input device".into())
+        })?,
+        (AudioKind::Mic, n) => {
+            if !l.sources.iter().any(|s| s.name == n) {
+                return Err(AudioError::Unavailable(format!(
+                    "no input device named {n:?} (`spool sources --audio` lists them)"
+                )));
+            }
+            n.to_owned()
+        }
+        (AudioKind::System, n) => {
+            let sink = if n == "default" {
+                l.default_sink.clone()
+            } else {
+                Some(n.to_owned())
+            };
+            let monitor = sink
+                .as_deref()
+                .and_then(|s| l.sinks.iter().find(|(name, ..)| name == s))
+                .and_then(|(_, _, m)| m.clone())
+                // A monitor source named directly.
+                .or_else(|| {
+                    l.sources
+                        .iter()
+                        .find(|s| s.name == n && s.is_monitor)
+                        .map(|s| s.name.clone())
+                });
+            monitor.ok_or_else(|| {
+                AudioError::Unavailable(if n == "default" {
+                    "no system audio: the audio server has no output device".into()
+                } else {
+                    format!("no output device named {n:?} (`spool sources --audio` lists them)")
+                })
+            })?
+        }
+    };
+    let stream = match kind {
+        AudioKind::Mic => "Microphone",
+        AudioKind::System => "System audio",
+    };
+    Ok(Opener::Pulse { device, stream })
+}
+
+pub(crate) struct PulseInput {
+    simple: Simple,
+    bytes: Vec<u8>,
+}
+
+fn spec() -> Spec {
+    Spec {
+        format: Format::F32le,
+        channels: CHANNELS as u8,
+        rate: SAMPLE_RATE,
+    }
+}
+
+pub(crate) fn open(device: &str, stream: &str) -> Result<PulseInput, String> {
+    // Never autospawn a server from here: check that one answers first.
+    Conn::open().map_err(|e| e.to_string())?;
+    let chunk_bytes = (CHUNK_FRAMES * CHANNELS * 4) as u32;
+    let attr = pa::def::BufferAttr {
+        maxlength: u32::MAX,
+        tlength: u32::MAX,
+        prebuf: u32::MAX,
+        minreq: u32::MAX,
+        // Deliver every 10 ms: a small, steady latency to correct for.
+        fragsize: chunk_bytes,
+    };
+    let simple = Simple::new(
+        None,
+        APP,
+        Direction::Record,
+        Some(device),
+        stream,
+        &spec(),
+        None,
+        Some(&attr),
+    )
+    .map_err(|e| e.to_string().unwrap_or_else(|| format!("{e:?}")))?;
+    Ok(PulseInput {
+        simple,
+        bytes: vec![0; chunk_bytes as usize],
+    })
+}
+
+impl Input for PulseInput {
+    fn read(&mut self, buf: &mut [f32]) -> Result<Instant, String> {
+        self.bytes.resize(buf.len() * 4, 0);
+        self.simple
+            .read(&mut self.bytes)
+            .map_err(|e| e.to_string().unwrap_or_else(|| format!("{e:?}")))?;
+        let now = Instant::now();
+        for (v, b) in buf.iter_mut().zip(self.bytes.chunks_exact(4)) {
+            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        }
+        Ok(now)
+    }
+}

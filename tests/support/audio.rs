@@ -1,0 +1,254 @@
+//! Sound for the suites: a private PulseAudio server per test (its own
+//! socket, runtime dir and null sinks: `spk`, the output whose monitor is
+//! "system audio", and `micsink`, remapped into the virtual microphone
+//! `mic`), test sounds made with sox and espeak-ng, and the analysis of a
+//! recording's decoded sound (tone power by Goertzel, loud spans).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A PulseAudio server on a private socket.
+pub struct Pulse {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    mic_module: Option<u32>,
+}
+
+impl Pulse {
+    /// Starts the server with `spk` (the default output), `micsink` and the
+    /// virtual microphone `mic` (the default input).
+    pub fn start() -> Pulse {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("native");
+        let child = Command::new("pulseaudio")
+            .args([
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+            ])
+            .arg("-L")
+            .arg(format!(
+                "module-native-protocol-unix socket={} auth-anonymous=1",
+                socket.display()
+            ))
+            .args([
+                "-L",
+                "module-null-sink sink_name=spk sink_properties=device.description=Speakers",
+            ])
+            .args(["-L", "module-null-sink sink_name=micsink"])
+            .env("HOME", dir.path())
+            .env("XDG_RUNTIME_DIR", dir.path())
+            .env("XDG_CONFIG_HOME", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pulseaudio (scripts/setup.sh installs it)");
+        let mut p = Pulse {
+            dir,
+            child,
+            mic_module: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.pactl(&["info"]).status.success() {
+            assert!(Instant::now() < deadline, "pulseaudio did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p.load_mic();
+        assert!(p.pactl(&["set-default-sink", "spk"]).status.success());
+        assert!(p.pactl(&["set-default-source", "mic"]).status.success());
+        p
+    }
+
+    /// `PULSE_SERVER` for clients of this server.
+    pub fn server(&self) -> String {
+        format!("unix:{}", self.dir.path().join("native").display())
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("PULSE_SERVER", self.server())
+            .env("HOME", self.dir.path())
+            .env("XDG_RUNTIME_DIR", self.dir.path());
+        c
+    }
+
+    pub fn pactl(&self, args: &[&str]) -> std::process::Output {
+        self.command("pactl").args(args).output().expect("pactl")
+    }
+
+    /// (Re)creates the virtual microphone `mic`.
+    pub fn load_mic(&mut self) {
+        let out = self.pactl(&[
+            "load-module",
+            "module-remap-source",
+            "master=micsink.monitor",
+            "source_name=mic",
+            "source_properties=device.description=Virtual_Mic",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.mic_module = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+    }
+
+    /// Removes the virtual microphone, as unplugging a USB mic does.
+    pub fn unload_mic(&mut self) {
+        if let Some(m) = self.mic_module.take() {
+            assert!(
+                self.pactl(&["unload-module", &m.to_string()])
+                    .status
+                    .success()
+            );
+        }
+    }
+
+    /// Plays a sound file into `sink` (`spk`: system audio; `micsink`: the
+    /// microphone), returning the player.
+    pub fn play(&self, sink: &str, file: &Path) -> Child {
+        self.command("paplay")
+            .args(["-d", sink, "--latency-msec=10"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("paplay")
+    }
+
+    /// Plays into `sink` and waits for the player to end.
+    pub fn play_and_wait(&self, sink: &str, file: &Path) {
+        let status = self.play(sink, file).wait().unwrap();
+        assert!(status.success(), "paplay failed");
+    }
+}
+
+impl Drop for Pulse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A sine tone of `secs` seconds at `hz` as a WAV file in `dir`.
+pub fn tone(dir: &Path, hz: u32, secs: f64) -> PathBuf {
+    let path = dir.join(format!("tone-{hz}-{secs}.wav"));
+    let ok = Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", "2", "-b", "16"])
+        .arg(&path)
+        .args([
+            "synth",
+            &secs.to_string(),
+            "sine",
+            &hz.to_string(),
+            "vol",
+            "0.5",
+        ])
+        .status()
+        .expect("sox")
+        .success();
+    assert!(ok, "sox failed");
+    path
+}
+
+/// A click (5 ms of a loud square wave) as a WAV file.
+pub fn click(dir: &Path) -> PathBuf {
+    let path = dir.join("click.wav");
+    let ok = Command::new("sox")
+        .args(["-n", "-r", "48000", "-c", "2", "-b", "16"])
+        .arg(&path)
+        .args(["synth", "0.02", "square", "1000", "vol", "0.9"])
+        .status()
+        .expect("sox")
+        .success();
+    assert!(ok);
+    path
+}
+
+/// Spoken words (espeak-ng) as a WAV file; returns it and its duration.
+pub fn words(dir: &Path, text: &str) -> (PathBuf, f64) {
+    let path = dir.join("words.wav");
+    let ok = Command::new("espeak-ng")
+        .args(["-w"])
+        .arg(&path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng")
+        .success();
+    assert!(ok);
+    let secs = crate::duration_s(&path);
+    (path, secs)
+}
+
+/// The sound of a recording, decoded to mono 48 kHz float.
+pub fn decode(path: &Path) -> Vec<f32> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-vn", "-ac", "1", "-ar", "48000", "-f", "f32le", "-"])
+        .output()
+        .expect("ffmpeg");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+/// The power of `hz` in `samples` (Goertzel), normalised so a full-scale
+/// sine scores about 0.25 × amplitude².
+pub fn power(samples: &[f32], hz: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    let w = 2.0 * std::f64::consts::PI * hz / 48_000.0;
+    let c = 2.0 * w.cos();
+    let (mut s1, mut s2) = (0.0f64, 0.0f64);
+    for &x in samples {
+        let s = x as f64 + c * s1 - s2;
+        s2 = s1;
+        s1 = s;
+    }
+    let p = s1 * s1 + s2 * s2 - c * s1 * s2;
+    p / (samples.len() as f64 * samples.len() as f64)
+}
+
+/// The root-mean-square level of `samples`.
+pub fn rms(samples: &[f32]) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    (samples.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
+}
+
+/// The samples from `from` to `to` seconds.
+pub fn window(samples: &[f32], from: f64, to: f64) -> &[f32] {
+    let a = ((from * 48_000.0) as usize).min(samples.len());
+    let b = ((to * 48_000.0) as usize).clamp(a, samples.len());
+    &samples[a..b]
+}
+
+/// Where the sound turns loud (|x| above `threshold` after at least `gap`
+/// seconds below it), in seconds: the onsets of clicks.
+pub fn onsets(samples: &[f32], threshold: f32, gap: f64) -> Vec<f64> {
+    let gap = (gap * 48_000.0) as usize;
+    let mut out = Vec::new();
+    let mut quiet = gap;
+    for (i, v) in samples.iter().enumerate() {
+        if v.abs() > threshold {
+            if quiet >= gap {
+                out.push(i as f64 / 48_000.0);
+            }
+            quiet = 0;
+        } else {
+            quiet += 1;
+        }
+    }
+    out
+}
