@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "record/audio.rs"]
+mod audio;
 #[path = "record/controls.rs"]
 mod controls;
 

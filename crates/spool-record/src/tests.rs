@@ -186,7 +186,10 @@ async fn records_a_muted_span_of_sound_as_silence_in_time() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     let p = rec.progress();
     let a = p.audio.clone().expect("sound in the progress");
-    assert_eq!((a.mic.as_deref(), a.system.as_deref()), (Some("active"), Some("active")));
+    assert_eq!(
+        (a.mic.as_deref(), a.system.as_deref()),
+        (Some("active"), Some("active"))
+    );
     // 0.3 × −6 dB.
     assert!((0.12..0.5).contains(&a.mic_level.unwrap()), "{a:?}");
     assert!(controls.set_muted(true));
@@ -209,7 +212,10 @@ async fn records_a_muted_span_of_sound_as_silence_in_time() {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["mic:active", "muted:false", "muted:true", "system:active"]);
+    assert_eq!(
+        seen,
+        ["mic:active", "muted:false", "muted:true", "system:active"]
+    );
 }
 
 #[tokio::test]
@@ -217,6 +223,14 @@ async fn an_unknown_sound_device_fails_before_anything_is_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = settings(dir.path());
     s.audio.mic = Some("synthetic:5".into());
-    assert!(matches!(Recorder::start(s, None).await, Err(RecordError::Audio(_))));
-    assert_eq!(std::fs::read_dir(dir.path()).map(|d| d.count()).unwrap_or(0), 0);
+    assert!(matches!(
+        Recorder::start(s, None).await,
+        Err(RecordError::Audio(_))
+    ));
+    assert_eq!(
+        std::fs::read_dir(dir.path())
+            .map(|d| d.count())
+            .unwrap_or(0),
+        0
+    );
 }

@@ -159,7 +159,7 @@ pub fn devices() -> Result<AudioDevices, AudioError> {
 }
 
 /// A source that reads one chunk at a time.
-pub(crate) trait Input: Send {
+pub(crate) trait Input {
     /// Fills `buf` (interleaved stereo, [`CHUNK_FRAMES`] frames); returns
     /// the monotonic instant it arrived ([`DeviceClock`] tells when it was
     /// heard).

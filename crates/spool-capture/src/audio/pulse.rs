@@ -1,9 +1,9 @@
 //! The PulseAudio protocol, served by PulseAudio itself and by
 //! pipewire-pulse on PipeWire desktops, through libpulse: the full API lists
 //! devices and the server's defaults (one short connection, never
-//! autospawning a server), and the simple API reads one blocking record
-//! stream per source at 48 kHz stereo float (the server converts the
-//! device's own format and rate). Nothing here changes the user's default
+//! autospawning a server), and each source reads one record stream on its
+//! own connection at 48 kHz stereo float (the server converts the device's
+//! own format and rate), pinned to its device. Nothing here changes the user's default
 //! devices: a monitor is recorded by naming it.
 
 use std::cell::RefCell;
@@ -11,12 +11,11 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libpulse_binding as pa;
-use libpulse_simple_binding::Simple;
 use pa::context::{Context, FlagSet, State};
 use pa::mainloop::standard::{IterateResult, Mainloop};
 use pa::operation;
 use pa::sample::{Format, Spec};
-use pa::stream::Direction;
+use pa::stream::{FlagSet as StreamFlags, PeekResult, State as StreamState, Stream};
 
 use super::{
     AudioDevice, AudioDevices, AudioError, AudioKind, CHANNELS, CHUNK_FRAMES, Input, Opener,
@@ -244,9 +243,13 @@ pub(crate) fn resolve(kind: AudioKind, name: &str) -> Result<Opener, AudioError>
     Ok(Opener::Pulse { device, stream })
 }
 
+/// One record stream on its own connection and main loop (run by the
+/// source's thread in [`Input::read`]).
 pub(crate) struct PulseInput {
-    simple: Simple,
-    bytes: Vec<u8>,
+    conn: Conn,
+    stream: Stream,
+    /// Samples received beyond the last chunk handed out.
+    pending: std::collections::VecDeque<f32>,
 }
 
 fn spec() -> Spec {
@@ -257,45 +260,99 @@ fn spec() -> Spec {
     }
 }
 
-pub(crate) fn open(device: &str, stream: &str) -> Result<PulseInput, String> {
-    // Never autospawn a server from here: check that one answers first.
-    Conn::open().map_err(|e| e.to_string())?;
-    let chunk_bytes = (CHUNK_FRAMES * CHANNELS * 4) as u32;
+fn pa_err(e: pa::error::PAErr) -> String {
+    e.to_string().unwrap_or_else(|| format!("{e:?}"))
+}
+
+pub(crate) fn open(device: &str, name: &str) -> Result<PulseInput, String> {
+    // Never autospawns a server (Conn connects with NOAUTOSPAWN).
+    let mut conn = Conn::open().map_err(|e| e.to_string())?;
+    let mut stream =
+        Stream::new(&mut conn.ctx, name, &spec(), None).ok_or("cannot create a record stream")?;
     let attr = pa::def::BufferAttr {
         maxlength: u32::MAX,
         tlength: u32::MAX,
         prebuf: u32::MAX,
         minreq: u32::MAX,
-        // Deliver every 10 ms: a small, steady latency to correct for.
-        fragsize: chunk_bytes,
+        // Deliver every 10 ms: small, steady arrivals to stamp from.
+        fragsize: (CHUNK_FRAMES * CHANNELS * 4) as u32,
     };
-    let simple = Simple::new(
-        None,
-        APP,
-        Direction::Record,
-        Some(device),
-        stream,
-        &spec(),
-        None,
-        Some(&attr),
-    )
-    .map_err(|e| e.to_string().unwrap_or_else(|| format!("{e:?}")))?;
+    // DONT_MOVE: when the chosen device goes away the stream fails (and the
+    // source is reported lost) instead of being moved to another device,
+    // which would record, say, the system's sound as "the microphone".
+    stream
+        .connect_record(
+            Some(device),
+            Some(&attr),
+            StreamFlags::DONT_MOVE | StreamFlags::ADJUST_LATENCY,
+        )
+        .map_err(pa_err)?;
+    let deadline = Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        if let IterateResult::Err(e) = conn.ml.iterate(false) {
+            return Err(pa_err(e));
+        }
+        match stream.get_state() {
+            StreamState::Ready => break,
+            StreamState::Failed | StreamState::Terminated => {
+                return Err(pa_err(conn.ctx.errno()));
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            return Err("timed out opening the record stream".into());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
     Ok(PulseInput {
-        simple,
-        bytes: vec![0; chunk_bytes as usize],
+        conn,
+        stream,
+        pending: Default::default(),
     })
+}
+
+impl PulseInput {
+    fn check(&self) -> Result<(), String> {
+        let dead = |what: &str| format!("{what}: {}", pa_err(self.conn.ctx.errno()));
+        match (self.conn.ctx.get_state(), self.stream.get_state()) {
+            (State::Failed | State::Terminated, _) => Err(dead("the audio server went away")),
+            (_, StreamState::Failed | StreamState::Terminated) => Err(dead("the device went away")),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Input for PulseInput {
     fn read(&mut self, buf: &mut [f32]) -> Result<Instant, String> {
-        self.bytes.resize(buf.len() * 4, 0);
-        self.simple
-            .read(&mut self.bytes)
-            .map_err(|e| e.to_string().unwrap_or_else(|| format!("{e:?}")))?;
-        let now = Instant::now();
-        for (v, b) in buf.iter_mut().zip(self.bytes.chunks_exact(4)) {
-            *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        while self.pending.len() < buf.len() {
+            self.check()?;
+            match self.stream.peek().map_err(pa_err)? {
+                PeekResult::Data(d) => {
+                    self.pending.extend(
+                        d.chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    );
+                    self.stream.discard().map_err(pa_err)?;
+                }
+                PeekResult::Hole(_) => self.stream.discard().map_err(pa_err)?,
+                // Nothing yet: wait for the server's next message.
+                PeekResult::Empty => {
+                    if let IterateResult::Err(e) = self.conn.ml.iterate(true) {
+                        return Err(pa_err(e));
+                    }
+                }
+            }
         }
-        Ok(now)
+        let n = buf.len();
+        for (v, p) in buf.iter_mut().zip(self.pending.drain(..n)) {
+            *v = p;
+        }
+        Ok(Instant::now())
+    }
+}
+
+impl Drop for PulseInput {
+    fn drop(&mut self) {
+        let _ = self.stream.disconnect();
     }
 }
