@@ -5,9 +5,12 @@
 //! (fragmented MP4 made with ffmpeg, uploaded over TUS) played through the
 //! HLS playlist with hls.js: duration at load, poster, seeking, speed,
 //! keyboard, and a live recording that becomes a normal video without a
-//! reload. Screenshots go to `target/screenshots/` (or `$SPOOL_SCREENSHOTS`).
+//! reload; a recording's sound, live and ready. Screenshots go to `target/screenshots/` (or `$SPOOL_SCREENSHOTS`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "playback/audio.rs"]
+mod audio;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

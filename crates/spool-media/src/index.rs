@@ -50,6 +50,15 @@ pub struct InitInfo {
     pub codecs: String,
 }
 
+impl InitInfo {
+    /// Whether it has a sound track a browser plays (AAC or Opus).
+    pub fn has_audio(&self) -> bool {
+        self.codecs
+            .split(',')
+            .any(|c| c.starts_with("mp4a.") || c == "opus")
+    }
+}
+
 /// When a segment is known to be closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Boundary {

@@ -76,6 +76,8 @@ const ADDED_ASSET_COLUMNS: &[(&str, &str)] = &[
     ("poster", "INTEGER NOT NULL DEFAULT 0"),
     ("error_code", "TEXT"),
     ("error_message", "TEXT"),
+    // Issue 11: the video has a sound track.
+    ("has_audio", "INTEGER NOT NULL DEFAULT 0"),
 ];
 
 /// Adds each of `columns` to `table` where it is missing.
@@ -226,6 +228,8 @@ pub struct AssetView {
     pub duration_ms: Option<u64>,
     pub width: Option<u32>,
     pub height: Option<u32>,
+    /// It has a sound track (known once indexed or processed; false before).
+    pub has_audio: bool,
     /// The HLS playlist: live while uploading with playable segments, ended
     /// once every byte is in. Absolute URLs under the public URL.
     pub playback_url: Option<String>,
@@ -513,7 +517,7 @@ impl Ops<'_> {
             .query_row(
                 r#"SELECT a.id, a.upload_id, a.status, a.metadata, a.created_at, a.updated_at, u."offset", u.length,
                           COALESCE(a.error_code, u.error_code), COALESCE(a.error_message, u.error_message),
-                          a.live, a.duration_ms, a.width, a.height, a.progress, a.poster
+                          a.live, a.duration_ms, a.width, a.height, a.progress, a.poster, a.has_audio
                    FROM assets a JOIN uploads u ON u.id = a.upload_id WHERE a.id = ?1"#,
                 [id],
                 |r| {
@@ -534,6 +538,7 @@ impl Ops<'_> {
                         height: r.get(13)?,
                         progress: r.get(14)?,
                         poster: r.get(15)?,
+                        has_audio: r.get(16)?,
                     })
                 },
             )

@@ -63,6 +63,7 @@ impl Snapshot {
                 / u64::from(self.init.timescale.max(1)),
             width: self.init.width,
             height: self.init.height,
+            has_audio: self.init.has_audio(),
         }
     }
 }

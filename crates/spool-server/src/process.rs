@@ -312,6 +312,7 @@ fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Fail
         duration_ms: index.duration_ms,
         width: index.init.width,
         height: index.init.height,
+        has_audio: index.init.has_audio(),
     })
 }
 

@@ -14,6 +14,8 @@ pub struct Playable {
     pub duration_ms: u64,
     pub width: u32,
     pub height: u32,
+    /// It has a sound track.
+    pub has_audio: bool,
 }
 
 impl Ops<'_> {
@@ -37,8 +39,8 @@ impl Ops<'_> {
             params![asset_id, now],
         )? == 1;
         self.tx.execute(
-            "UPDATE assets SET duration_ms = ?2, width = ?3, height = ?4 WHERE id = ?1",
-            params![asset_id, p.duration_ms, p.width, p.height],
+            "UPDATE assets SET duration_ms = ?2, width = ?3, height = ?4, has_audio = ?5 WHERE id = ?1",
+            params![asset_id, p.duration_ms, p.width, p.height, p.has_audio],
         )?;
         if first {
             self.enqueue(asset_id, "video.asset.live", now)?;
@@ -73,8 +75,8 @@ impl Ops<'_> {
         }
         self.tx.execute(
             "UPDATE assets SET status = 'ready', live = 0, progress = NULL, duration_ms = ?2, width = ?3, height = ?4,
-                 error_code = NULL, error_message = NULL, updated_at = ?5 WHERE id = ?1",
-            params![asset_id, p.duration_ms, p.width, p.height, now],
+                 has_audio = ?6, error_code = NULL, error_message = NULL, updated_at = ?5 WHERE id = ?1",
+            params![asset_id, p.duration_ms, p.width, p.height, now, p.has_audio],
         )?;
         self.enqueue(asset_id, "video.asset.ready", now)?;
         Ok(true)

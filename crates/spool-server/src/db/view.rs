@@ -22,6 +22,7 @@ pub(super) struct AssetRow {
     pub(super) height: Option<u32>,
     pub(super) progress: Option<f64>,
     pub(super) poster: bool,
+    pub(super) has_audio: bool,
 }
 
 impl AssetRow {
@@ -59,6 +60,7 @@ impl AssetRow {
             duration_ms: self.duration_ms,
             width: self.width,
             height: self.height,
+            has_audio: self.has_audio,
             playback_url: playable.then(|| format!("{base}/playlist.m3u8")),
             mp4_url: (!gone && status == AssetStatus::Ready).then(|| format!("{base}/video.mp4")),
             thumbnail_url: (!gone && self.poster).then(|| format!("{base}/poster.jpg")),
