@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tauri::ipc::Channel;
 use tauri::{AppHandle, State};
 
+use crate::audio::AudioDevicesView;
 use crate::recording;
 use crate::settings::{SettingsInput, SettingsView};
 use crate::state::AppState;
@@ -59,6 +60,11 @@ impl From<spool_record::RecordError> for IpcError {
         let code = match &e {
             E::Invalid(_) => codes::INVALID_SETTINGS,
             E::Capture(_) => codes::SOURCE,
+            // ERR_AUDIO_UNAVAILABLE: sound asked for that cannot be recorded.
+            E::Audio(spool_capture::audio::AudioError::Unavailable(_)) => {
+                spool_proto::ErrorCode::AudioUnavailable.as_str()
+            }
+            E::Audio(spool_capture::audio::AudioError::Invalid(_)) => codes::INVALID_SETTINGS,
             E::Encode(_) => codes::ENCODE,
             E::Upload(c) => client_code(c),
             E::NoProgress(_) => codes::UPLOAD,
@@ -135,6 +141,20 @@ pub struct RecordingView {
     pub local_path: Option<String>,
     /// Why the recording or its upload failed.
     pub error: Option<IpcError>,
+    /// The recording has sound (Mute works).
+    pub has_audio: bool,
+    pub muted: bool,
+    /// The newest level of each source while capturing, 0–1 (absent: not
+    /// recorded, or not capturing).
+    pub mic_level: Option<f32>,
+    pub system_level: Option<f32>,
+    /// Each source's state: "active", "lost" (recording silence in its
+    /// place) or "restored" (absent: not recorded).
+    pub mic_state: Option<String>,
+    pub system_state: Option<String>,
+    /// Why the microphone is not recorded though the settings would have it
+    /// (no audio server, no input): the recording is video only.
+    pub audio_note: Option<String>,
 }
 
 /// One recording in the history.
@@ -263,6 +283,32 @@ async fn toggle_pause(app: AppHandle) -> IpcResult<bool> {
     crate::controls::toggle_pause(&app)
 }
 
+/// Mutes or unmutes the recording's sound; whether it is muted now.
+#[tauri::command]
+#[specta::specta]
+async fn toggle_mute(app: AppHandle) -> IpcResult<bool> {
+    crate::audio::toggle_mute(&app)
+}
+
+/// The audio server's microphones and outputs (or why there are none).
+#[tauri::command]
+#[specta::specta]
+async fn list_audio_devices() -> AudioDevicesView {
+    crate::audio::devices().await
+}
+
+/// Remembers the microphone ("none", "default", a device name; null: not
+/// chosen, the default one if there is one) and the system-sound switch.
+#[tauri::command]
+#[specta::specta]
+async fn set_audio(
+    state: State<'_, AppState>,
+    mic: Option<String>,
+    system_audio: bool,
+) -> IpcResult<()> {
+    crate::audio::set_choice(&state, mic, system_audio)
+}
+
 /// Renames a recording here and, on a Spool server, there too.
 #[tauri::command]
 #[specta::specta]
@@ -357,6 +403,9 @@ pub fn builder() -> tauri_specta::Builder<tauri::Wry> {
             start_recording,
             stop_recording,
             toggle_pause,
+            toggle_mute,
+            list_audio_devices,
+            set_audio,
             rename_recording,
             get_settings,
             save_settings,
@@ -413,6 +462,11 @@ mod tests {
             }),
             "ERR_UPLOAD"
         );
+        // Sound that cannot be recorded keeps its protocol code.
+        let e = spool_record::RecordError::Audio(spool_capture::audio::AudioError::Unavailable(
+            "no such device".into(),
+        ));
+        assert_eq!(IpcError::from(e).code, "ERR_AUDIO_UNAVAILABLE");
         // Also when it comes through the recorder.
         let e = spool_record::RecordError::Upload(C::Terminated("deleted".into()));
         assert_eq!(IpcError::from(e).code, "ERR_UPLOAD_TERMINATED");

@@ -24,6 +24,8 @@ use crate::state::AppState;
 pub struct Active {
     stop: CancellationToken,
     pub(crate) controls: spool_record::Controls,
+    /// The recording has sound (Mute works).
+    pub(crate) has_audio: bool,
     upload_id: Option<String>,
     /// Turns true once the last fragment is on disk and the upload's length
     /// is journaled.
@@ -80,7 +82,7 @@ pub async fn start(
                 .ok_or_else(|| IpcError::new(codes::SOURCE, "nothing to record was found"))?,
         },
     };
-    let rec_settings = settings.recorder(state.paths.recordings.clone(), &source)?;
+    let mut rec_settings = settings.recorder(state.paths.recordings.clone(), &source)?;
     let target = state.target().await?;
     let title = crate::controls::title_or_default(title)?;
     let generation = new_view_generation();
@@ -93,19 +95,29 @@ pub async fn start(
         publish(app, generation, idle.clone());
         return Ok(idle);
     }
+    let mut audio = crate::audio::plan(&settings).await;
     let restore = crate::controls::get_out_of_the_way(app, &rec_settings.source).await;
     let mut options = spool_client::Options::default();
     options.timeouts.no_progress = Duration::from_secs(15);
     options.metadata.push(("title".into(), title.clone()));
-    let started = Recorder::start(
-        rec_settings,
-        Some(Upload {
-            client: state.client.clone(),
-            target,
-            options,
-        }),
-    )
-    .await;
+    let upload = || Upload {
+        client: state.client.clone(),
+        target: target.clone(),
+        options: options.clone(),
+    };
+    rec_settings.audio = audio.request.clone();
+    let mut started = Recorder::start(rec_settings.clone(), Some(upload())).await;
+    if let Err(spool_record::RecordError::Audio(spool_capture::audio::AudioError::Unavailable(why))) =
+        &started
+        && audio.soft_mic
+    {
+        // The default microphone went away since it was listed: the
+        // default setting records video only then, saying why.
+        tracing::warn!(error = %why, "the default microphone cannot be recorded");
+        audio = audio.without_mic(why);
+        rec_settings.audio = audio.request.clone();
+        started = Recorder::start(rec_settings, Some(upload())).await;
+    }
     let mut recorder = match started {
         Ok(r) => r,
         Err(e) => {
@@ -130,6 +142,7 @@ pub async fn start(
     let active = Active {
         stop: recorder.stop_handle(),
         controls: recorder.controls(),
+        has_audio: recorder.progress_handle().progress().audio.is_some(),
         upload_id: recorder.upload_id.clone(),
         saved: saved_rx,
     };
@@ -141,6 +154,7 @@ pub async fn start(
         upload_id: recorder.upload_id.clone(),
         local_path: Some(recorder.path.display().to_string()),
         title: Some(title),
+        audio_note: audio.note,
         ..RecordingView::default()
     };
     if let Some(events) = recorder.take_events() {
@@ -232,7 +246,7 @@ pub async fn stop_for_exit(app: &AppHandle) {
 }
 
 fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) -> RecordingView {
-    RecordingView {
+    let mut view = RecordingView {
         state: p.state.clone(),
         capturing,
         paused: p.paused,
@@ -252,7 +266,9 @@ fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) ->
         dropped: p.dropped,
         live_url: p.live_url.clone().or_else(|| base.live_url.clone()),
         ..base.clone()
-    }
+    };
+    crate::audio::apply(&mut view, p.audio.as_ref(), capturing);
+    view
 }
 
 pub(crate) fn publish(app: &AppHandle, generation: u64, view: RecordingView) {
@@ -411,8 +427,10 @@ async fn forward_events(
     mut events: tokio::sync::mpsc::Receiver<spool_record::Event>,
 ) {
     while let Some(e) = events.recv().await {
-        if let spool_record::Event::Upload(e) = e {
-            on_upload_event(&app, &e);
+        match e {
+            spool_record::Event::Upload(e) => on_upload_event(&app, &e),
+            spool_record::Event::Audio(e) => crate::audio::on_event(&e),
+            _ => {}
         }
     }
 }

@@ -46,6 +46,12 @@ pub struct Settings {
     pub share_on_lan: bool,
     /// Seconds counted down before capture starts: 0 (off), 3, 5 or 10.
     pub countdown_secs: u32,
+    /// The microphone: "none", "default" (the default input), or an input's
+    /// name. Unset (not chosen yet): the default microphone if there is
+    /// one, else video only.
+    pub mic: Option<String>,
+    /// Records what the default output plays (off by default).
+    pub system_audio: bool,
 }
 
 impl Default for Settings {
@@ -62,6 +68,8 @@ impl Default for Settings {
             source: None,
             share_on_lan: false,
             countdown_secs: Settings::DEFAULT_COUNTDOWN_SECS,
+            mic: None,
+            system_audio: false,
         }
     }
 }
@@ -163,6 +171,7 @@ impl Settings {
         if !Settings::COUNTDOWN_CHOICES.contains(&self.countdown_secs) {
             return bad("the countdown must be off, 3, 5 or 10 seconds");
         }
+        crate::audio::validate_mic(self.mic.as_deref())?;
         let rec = self.recorder(PathBuf::new(), "synthetic")?;
         rec.validate().map_err(IpcError::from)
     }
@@ -187,6 +196,7 @@ impl Settings {
             preset: spool_encode::Config::DEFAULT_PRESET.into(),
             crf: self.crf,
             output_dir,
+            // What sound to record is decided at Start (crate::audio::plan).
             audio: Default::default(),
         })
     }
@@ -345,6 +355,21 @@ mod tests {
         let partial = Settings::load(&path);
         assert_eq!(partial.destination, Destination::Endpoint);
         assert_eq!(partial.fps, Settings::default().fps);
+        // A file from before sound: the microphone is not chosen yet.
+        assert_eq!(partial.mic, None);
+        assert!(!partial.system_audio);
+        let chosen = Settings {
+            mic: Some("alsa_input.usb".into()),
+            system_audio: true,
+            ..Settings::default()
+        };
+        chosen.save(&path).unwrap();
+        assert_eq!(Settings::load(&path), chosen);
+        let blank = Settings {
+            mic: Some(" ".into()),
+            ..Settings::default()
+        };
+        assert_eq!(blank.validate().unwrap_err().code, codes::INVALID_SETTINGS);
         std::fs::write(&path, b"{not json").unwrap();
         assert_eq!(Settings::load(&path), Settings::default());
         assert_eq!(http_url(" http://a:1/ "), Some("http://a:1".into()));

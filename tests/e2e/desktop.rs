@@ -4,12 +4,14 @@
 //! recording (to the embedded server, or a `spool serve` behind a
 //! fault-injecting proxy), and checking what the server stored. One app at
 //! a time: each records 1280×720 in real time on a two-core machine. The
-//! modules under `desktop/` hold the suites about deleting recordings
-//! (here and on the server), launching (one app per data folder, a damaged
-//! journal) and notifications.
+//! modules under `desktop/` hold the suites about sound (a private
+//! PulseAudio server), deleting recordings (here and on the server),
+//! launching (one app per data folder, a damaged journal) and notifications.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "desktop/audio.rs"]
+mod audio;
 #[path = "desktop/controls.rs"]
 mod controls;
 #[path = "desktop/deleting.rs"]

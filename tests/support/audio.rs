@@ -107,21 +107,39 @@ impl Pulse {
     }
 
     /// Plays a sound file into `sink` (`spk`: system audio; `micsink`: the
-    /// microphone), returning the player.
-    pub fn play(&self, sink: &str, file: &Path) -> Child {
-        self.command("paplay")
-            .args(["-d", sink, "--latency-msec=10"])
-            .arg(file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("paplay")
+    /// microphone); the player stops when dropped.
+    pub fn play(&self, sink: &str, file: &Path) -> Player {
+        Player(
+            self.command("paplay")
+                .args(["-d", sink, "--latency-msec=10"])
+                .arg(file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("paplay"),
+        )
     }
 
     /// Plays into `sink` and waits for the player to end.
     pub fn play_and_wait(&self, sink: &str, file: &Path) {
-        let status = self.play(sink, file).wait().unwrap();
-        assert!(status.success(), "paplay failed");
+        assert!(self.play(sink, file).wait(), "paplay failed");
+    }
+}
+
+/// A sound playing; stopped when dropped.
+pub struct Player(Child);
+
+impl Player {
+    /// Waits until it has played; whether it succeeded.
+    pub fn wait(&mut self) -> bool {
+        self.0.wait().is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 

@@ -157,11 +157,20 @@ impl Proc {
 
     /// Sends SIGUSR1 (`spool record`: pause or resume).
     pub fn sigusr1(&self) {
+        self.signal("-USR1");
+    }
+
+    /// Sends SIGUSR2 (`spool record`: mute or unmute).
+    pub fn sigusr2(&self) {
+        self.signal("-USR2");
+    }
+
+    fn signal(&self, which: &str) {
         let ok = Command::new("kill")
-            .args(["-USR1", &self.child.id().to_string()])
+            .args([which, &self.child.id().to_string()])
             .status()
             .map(|s| s.success());
-        assert!(matches!(ok, Ok(true)), "kill -USR1 failed");
+        assert!(matches!(ok, Ok(true)), "kill {which} failed");
     }
 
     /// Sends SIGTERM.

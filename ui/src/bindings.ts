@@ -20,6 +20,15 @@ export const commands = {
 	stopRecording: () => typedError<null, IpcError>(__TAURI_INVOKE("stop_recording")),
 	/**  Pauses or resumes the recording; whether it is paused now. */
 	togglePause: () => typedError<boolean, IpcError>(__TAURI_INVOKE("toggle_pause")),
+	/**  Mutes or unmutes the recording's sound; whether it is muted now. */
+	toggleMute: () => typedError<boolean, IpcError>(__TAURI_INVOKE("toggle_mute")),
+	/**  The audio server's microphones and outputs (or why there are none). */
+	listAudioDevices: () => __TAURI_INVOKE<AudioDevicesView>("list_audio_devices"),
+	/**
+	 *  Remembers the microphone ("none", "default", a device name; null: not
+	 *  chosen, the default one if there is one) and the system-sound switch.
+	 */
+	setAudio: (mic: string | null, systemAudio: boolean) => typedError<null, IpcError>(__TAURI_INVOKE("set_audio", { mic, systemAudio })),
 	/**  Renames a recording here and, on a Spool server, there too. */
 	renameRecording: (uploadId: string, title: string) => typedError<Renamed, IpcError>(__TAURI_INVOKE("rename_recording", { uploadId, title })),
 	getSettings: () => typedError<SettingsView, IpcError>(__TAURI_INVOKE("get_settings")),
@@ -47,6 +56,24 @@ export const events = {
 };
 
 /* Types */
+/**  An input or output, as the pickers show it. */
+export type AudioDeviceInfo = {
+	/**  The audio server's stable name (what the settings keep). */
+	name: string,
+	description: string,
+	/**  The server's default input (or output). */
+	default: boolean,
+};
+
+/**  The audio server's devices, or why there are none. */
+export type AudioDevicesView = {
+	/**  Microphones (monitors left out). */
+	inputs: AudioDeviceInfo[],
+	outputs: AudioDeviceInfo[],
+	/**  Why no device is listed: no audio server answers. */
+	unavailable: string | null,
+};
+
 /**  What Delete did on the server. */
 export type Deleted = {
 	/**
@@ -165,6 +192,26 @@ export type RecordingView = {
 	local_path: string | null,
 	/**  Why the recording or its upload failed. */
 	error: IpcError | null,
+	/**  The recording has sound (Mute works). */
+	has_audio: boolean,
+	muted: boolean,
+	/**
+	 *  The newest level of each source while capturing, 0–1 (absent: not
+	 *  recorded, or not capturing).
+	 */
+	mic_level: number | null,
+	system_level: number | null,
+	/**
+	 *  Each source's state: "active", "lost" (recording silence in its
+	 *  place) or "restored" (absent: not recorded).
+	 */
+	mic_state: string | null,
+	system_state: string | null,
+	/**
+	 *  Why the microphone is not recorded though the settings would have it
+	 *  (no audio server, no input): the recording is video only.
+	 */
+	audio_note: string | null,
 };
 
 /**  What Rename did. */
@@ -201,6 +248,14 @@ export type Settings = {
 	share_on_lan: boolean,
 	/**  Seconds counted down before capture starts: 0 (off), 3, 5 or 10. */
 	countdown_secs: number,
+	/**
+	 *  The microphone: "none", "default" (the default input), or an input's
+	 *  name. Unset (not chosen yet): the default microphone if there is
+	 *  one, else video only.
+	 */
+	mic: string | null,
+	/**  Records what the default output plays (off by default). */
+	system_audio: boolean,
 };
 
 /**

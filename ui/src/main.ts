@@ -5,6 +5,7 @@
 
 import { Channel } from "@tauri-apps/api/core";
 import { commands, events, type Notice, type RecordingView, type Settings, type SettingsView } from "./bindings";
+import { audioSettings, loadAudio, renderAudio } from "./audio";
 import { refreshHistory } from "./history";
 import { $, bytes, call, clock, setAttr, setStyleWidth, setText, showError } from "./util";
 
@@ -186,6 +187,7 @@ function render(v: RecordingView) {
     setText(ui.liveLink, "");
   }
   if (v.error || !ui.error.hidden) showError(ui.error, v.error ?? null);
+  renderAudio(v);
 }
 
 async function loadSources() {
@@ -367,6 +369,7 @@ function readSettings(): Settings {
     source: ui.source.value || null,
     share_on_lan: ui.shareLan.checked,
     countdown_secs: Number(ui.countdownSecs.value),
+    ...audioSettings(),
   };
 }
 
@@ -419,7 +422,7 @@ async function main() {
   refreshDefaultTitle();
   window.setInterval(refreshDefaultTitle, 30_000);
   showNotices(await commands.takeNotices());
-  await Promise.all([loadSources(), refreshHistory()]);
+  await Promise.all([loadSources(), refreshHistory(), loadAudio()]);
   document.body.dataset.ready = "true";
 }
 

@@ -113,6 +113,7 @@ impl AudioTrack {
         octx: &mut format::context::Output,
         until: Duration,
     ) -> Result<(), EncodeError> {
+        self.mixer.drain();
         self.feed_until(octx, until)?;
         self.encode_fifo(octx, true)?;
         self.encoder.send_eof()?;

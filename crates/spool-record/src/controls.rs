@@ -48,7 +48,8 @@ impl Controls {
             return false;
         };
         if a.mixer.is_muted() != muted {
-            a.mixer.set_muted(muted);
+            let at = spool_capture::audio::frames_in(self.shared.clock.now());
+            a.mixer.set_muted(muted, at);
             tracing::info!(muted, "mute");
             let _ = self.events.try_send(Event::Muted(muted));
         }

@@ -79,10 +79,10 @@ fn record_both_tones(flags: &[&str]) -> (bool, bool, serde_json::Value) {
         "system"
     };
     rec.wait_line(Duration::from_secs(20), |l| audio_event(l, first, "active"));
-    let mut a = pulse.play("spk", &t440);
-    let mut b = pulse.play("micsink", &t880);
+    let a = pulse.play("spk", &t440);
+    let b = pulse.play("micsink", &t880);
     let c = completed(rec);
-    let _ = (a.kill(), b.kill());
+    drop((a, b));
     let pcm = decode(&local_of(&c));
     let (has440, has880) = tones_in(&pcm, 1.5, 3.5);
     (has440, has880, c)
@@ -130,10 +130,10 @@ async fn both_sources_mix_into_one_track_that_is_uploaded_while_recording() {
     rec.wait_line(Duration::from_secs(20), |l| {
         audio_event(l, "system", "active")
     });
-    let mut a = pulse.play("spk", &t440);
-    let mut b = pulse.play("micsink", &t880);
+    let a = pulse.play("spk", &t440);
+    let b = pulse.play("micsink", &t880);
     let c = completed(rec);
-    let _ = (a.kill(), b.kill());
+    drop((a, b));
     assert!(c["stop_to_complete_ms"].as_u64().unwrap() < 3000, "{c}");
     let uploaded = Tus::default()
         .get(&rebase(c["upload_url"].as_str().unwrap(), &server.base))
@@ -257,7 +257,7 @@ fn a_microphone_that_disappears_leaves_silence_of_the_right_length() {
     );
     rec.wait_line(Duration::from_secs(20), |l| audio_event(l, "mic", "active"));
     let started = Instant::now();
-    let mut player = pulse.play("micsink", &t880);
+    let player = pulse.play("micsink", &t880);
     std::thread::sleep(Duration::from_millis(2500));
     pulse.unload_mic();
     let unplugged = started.elapsed().as_secs_f64();
@@ -269,7 +269,7 @@ fn a_microphone_that_disappears_leaves_silence_of_the_right_length() {
     });
     let back = started.elapsed().as_secs_f64();
     let c = completed(rec);
-    let _ = player.kill();
+    drop(player);
     let pcm = decode(&local_of(&c));
     let secs = pcm.len() as f64 / 48_000.0;
     assert!(
@@ -326,7 +326,7 @@ async fn sound_survives_a_network_cut_and_kill_9_then_resume() {
     rec.wait_line(Duration::from_secs(20), |l| {
         audio_event(l, "system", "active")
     });
-    let mut player = pulse.play("spk", &t440);
+    let player = pulse.play("spk", &t440);
     rec.wait_line(Duration::from_secs(20), |l| {
         event(l, "fragment") && l.contains("\"index\":1")
     });
@@ -337,7 +337,7 @@ async fn sound_survives_a_network_cut_and_kill_9_then_resume() {
         event(l, "fragment") && l.contains("\"index\":5")
     });
     rec.kill9();
-    let _ = player.kill();
+    drop(player);
     let (_, uploaded) = resume_and_fetch(&dir.path().join("state"), &server.base, &[]).await;
     let local = std::fs::read(only_file(&dir.path().join("out"))).unwrap();
     assert_eq!(
@@ -494,4 +494,46 @@ fn sources_lists_inputs_and_outputs_by_their_stable_names() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no input device named \"no-such-mic\""));
+}
+
+#[test]
+fn sigusr2_mutes_exactly_the_span_it_was_muted_and_pause_keeps_the_sound_continuous() {
+    let dir = tempfile::tempdir().unwrap();
+    let pulse = Pulse::start();
+    let mut rec = record(
+        &pulse,
+        dir.path(),
+        &[],
+        &["--duration", "7", "--mic", "synthetic:440"],
+    );
+    rec.wait_line(Duration::from_secs(20), |l| audio_event(l, "mic", "active"));
+    std::thread::sleep(Duration::from_millis(1700));
+    rec.sigusr2();
+    let muted_at = Instant::now();
+    rec.wait_line(Duration::from_secs(5), |l| event(l, "muted"));
+    std::thread::sleep(Duration::from_millis(1500));
+    rec.sigusr2();
+    let muted_for = muted_at.elapsed().as_secs_f64();
+    rec.wait_line(Duration::from_secs(5), |l| event(l, "unmuted"));
+    // A pause after it: the sound goes on where it stopped.
+    std::thread::sleep(Duration::from_millis(700));
+    rec.sigusr1();
+    rec.wait_line(Duration::from_secs(5), |l| event(l, "paused"));
+    std::thread::sleep(Duration::from_millis(1000));
+    rec.sigusr1();
+    let c = completed(rec);
+    let pcm = decode(&local_of(&c));
+    let secs = pcm.len() as f64 / 48_000.0;
+    assert!((secs - c["duration_ms"].as_f64().unwrap() / 1000.0).abs() < 0.05);
+    // Silent 10 ms windows: exactly the muted span, in one piece.
+    let silent: Vec<usize> = (0..pcm.len() / 480)
+        .filter(|&i| pcm[i * 480..(i + 1) * 480].iter().all(|v| v.abs() < 1e-4))
+        .collect();
+    let (a, b) = (silent[0], *silent.last().unwrap());
+    assert_eq!(b - a + 1, silent.len(), "one silent span: {silent:?}");
+    let span = silent.len() as f64 * 0.01;
+    assert!(
+        (span - muted_for).abs() < 0.15,
+        "silent {span:.2} s, muted {muted_for:.2} s"
+    );
 }

@@ -41,6 +41,9 @@ impl Track {
 struct State {
     /// Frames handed to the encoder so far.
     read: u64,
+    /// Muted spans of the timeline, `[from, to)` (`to` = `u64::MAX` while
+    /// muted): silence exactly there, however the encoder takes.
+    mutes: Vec<(u64, u64)>,
     tracks: Vec<Track>,
     closed: bool,
 }
@@ -51,6 +54,9 @@ pub struct Mixer {
     state: Mutex<State>,
     wrote: Condvar,
     muted: AtomicBool,
+    /// The encoder is taking the last of the sound: sources hand over what
+    /// they hold at once instead of waiting for its stamp to settle.
+    draining: AtomicBool,
     /// Per track: the newest level (f32 bits), 0–1.
     levels: Mutex<Vec<(AudioKind, std::sync::Arc<AtomicU32>)>>,
 }
@@ -135,9 +141,27 @@ impl Mixer {
         self.wrote.notify_all();
     }
 
-    /// Silences the mix (timing kept) or lets it through again.
-    pub fn set_muted(&self, muted: bool) {
-        self.muted.store(muted, Ordering::Relaxed);
+    /// Silences the mix from timeline frame `at` on (timing kept), or lets
+    /// it through again from `at`.
+    pub fn set_muted(&self, muted: bool, at: u64) {
+        let mut s = self.lock();
+        if self.muted.swap(muted, Ordering::Relaxed) == muted {
+            return;
+        }
+        if muted {
+            s.mutes.push((at, u64::MAX));
+        } else if let Some(last) = s.mutes.last_mut() {
+            last.1 = at.max(last.0);
+        }
+    }
+
+    /// Asks the sources to hand over what they hold now (the end).
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     pub fn is_muted(&self) -> bool {
@@ -201,7 +225,6 @@ impl Mixer {
         }
         let n = (until - read) as usize * CHANNELS;
         let mut out = vec![0.0f32; n];
-        let muted = self.is_muted();
         for t in &mut s.tracks {
             // Frames before `read` were never wanted (written late).
             if t.start < read {
@@ -211,10 +234,8 @@ impl Mixer {
             }
             let off = (t.start - read) as usize * CHANNELS;
             let take = (n.saturating_sub(off)).min(t.buf.len());
-            if !muted {
-                for (o, v) in out[off.min(n)..].iter_mut().zip(t.buf.iter().take(take)) {
-                    *o += *v * t.gain;
-                }
+            for (o, v) in out[off.min(n)..].iter_mut().zip(t.buf.iter().take(take)) {
+                *o += *v * t.gain;
             }
             t.buf.drain(..take);
             t.start = t.start.max(read) + (take / CHANNELS) as u64;
@@ -225,6 +246,13 @@ impl Mixer {
         for o in &mut out {
             *o = o.clamp(-1.0, 1.0);
         }
+        for &(from, to) in &s.mutes {
+            let (a, b) = (from.max(read), to.min(until));
+            if a < b {
+                out[(a - read) as usize * CHANNELS..(b - read) as usize * CHANNELS].fill(0.0);
+            }
+        }
+        s.mutes.retain(|&(_, to)| to > until);
         s.read = until;
         out
     }
@@ -435,13 +463,15 @@ mod tests {
         assert_eq!(m.take(100, Instant::now()).len(), 200);
         // Written behind what the encoder took: only the new part counts.
         m.write(a, 80, &chunk(40, 0.2));
-        m.set_muted(true);
+        // Muted from 110 to 125: silence exactly there, whatever the takes.
+        m.set_muted(true, 110);
         let out = m.take(120, Instant::now());
         assert_eq!(out.len(), 40);
-        assert!(out.iter().all(|v| *v == 0.0));
-        m.set_muted(false);
+        assert_eq!((out[18], out[19], out[20]), (0.2, 0.2, 0.0));
+        m.set_muted(false, 125);
         m.write(a, 120, &chunk(10, 0.3));
-        assert_eq!(m.take(130, Instant::now())[0], 0.3);
+        let out = m.take(130, Instant::now());
+        assert_eq!((out[9], out[10]), (0.0, 0.3));
         assert_eq!(m.taken(), 130);
     }
 

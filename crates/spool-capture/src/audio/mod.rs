@@ -177,7 +177,7 @@ pub(crate) trait Input {
 /// device clock that drifts shows as a slow slope, which the [`Placer`]
 /// corrects.
 #[derive(Debug)]
-pub(crate) struct DeviceClock {
+pub struct DeviceClock {
     frames: u64,
     /// (arrival, start estimate) of the window's candidates, increasing
     /// estimates (a monotonic deque: the front is the window's minimum).
@@ -188,10 +188,16 @@ pub(crate) struct DeviceClock {
 const STAMP_WINDOW: Duration = Duration::from_secs(3);
 /// How long a chunk is held after it arrived before it is stamped and
 /// placed: the rest of a burst or backlog arrives within it.
-pub(crate) const HOLD: Duration = Duration::from_millis(50);
+pub const HOLD: Duration = Duration::from_millis(50);
+
+impl Default for DeviceClock {
+    fn default() -> Self {
+        DeviceClock::new()
+    }
+}
 
 impl DeviceClock {
-    pub(crate) fn new() -> DeviceClock {
+    pub fn new() -> DeviceClock {
         DeviceClock {
             frames: 0,
             window: Default::default(),
@@ -200,7 +206,7 @@ impl DeviceClock {
 
     /// A chunk of `frames` arrived at `now`; returns the frames before it
     /// (its index for [`DeviceClock::heard`]).
-    pub(crate) fn arrive(&mut self, now: std::time::Instant, frames: usize) -> u64 {
+    pub fn arrive(&mut self, now: std::time::Instant, frames: usize) -> u64 {
         let before = self.frames;
         self.frames += frames as u64;
         let total = Duration::from_nanos(self.frames * 1_000_000_000 / SAMPLE_RATE as u64);
@@ -222,7 +228,7 @@ impl DeviceClock {
 
     /// When the frame after the first `before` ones was heard, as far as
     /// the arrivals so far tell.
-    pub(crate) fn heard(&self, before: u64) -> std::time::Instant {
+    pub fn heard(&self, before: u64) -> std::time::Instant {
         let first = self
             .window
             .front()

@@ -140,7 +140,9 @@ impl Run {
             };
             let before = place.device.arrive(arrived, CHUNK_FRAMES);
             place.pending.push_back((arrived, before, buf.clone()));
-            self.flush(&mut place, Some(arrived));
+            // At the end, what is held goes at once: Stop is not kept waiting.
+            let hold = (!self.mixer.is_draining()).then_some(arrived);
+            self.flush(&mut place, hold);
             // A meter that rises at once and falls over ~150 ms.
             level = (peak(&buf) * self.gain).max(level * 0.85).min(1.0);
             if let Some(c) = &cell {
