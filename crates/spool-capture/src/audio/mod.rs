@@ -13,6 +13,8 @@
 //! libpulse; a synthetic tone source serves tests and benchmarks.
 
 mod mixer;
+#[cfg(any(target_os = "macos", target_os = "windows"))]
+mod platform;
 #[cfg(target_os = "linux")]
 mod pulse;
 mod source;
@@ -152,9 +154,11 @@ pub struct AudioDevices {
 pub fn devices() -> Result<AudioDevices, AudioError> {
     #[cfg(target_os = "linux")]
     return pulse::devices();
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(any(target_os = "macos", target_os = "windows"))]
+    return platform::devices();
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
     Err(AudioError::Unavailable(
-        "audio capture is built for Linux (PulseAudio / PipeWire) only in this version".into(),
+        "this platform has no sound capture in this version".into(),
     ))
 }
 
@@ -254,6 +258,11 @@ pub(crate) enum Opener {
         device: String,
         stream: &'static str,
     },
+    #[cfg(any(target_os = "macos", target_os = "windows"))]
+    Cpal {
+        device: String,
+        loopback: bool,
+    },
     Tone(Tone),
 }
 
@@ -264,6 +273,10 @@ impl Opener {
             Opener::Pulse { device, stream } => {
                 pulse::open(device, stream).map(|i| Box::new(i) as Box<dyn Input>)
             }
+            #[cfg(any(target_os = "macos", target_os = "windows"))]
+            Opener::Cpal { device, loopback } => {
+                platform::open(device, *loopback).map(|i| Box::new(i) as Box<dyn Input>)
+            }
             Opener::Tone(t) => Ok(Box::new(t.start())),
         }
     }
@@ -273,6 +286,8 @@ impl Opener {
         match self {
             #[cfg(target_os = "linux")]
             Opener::Pulse { device, .. } => device.clone(),
+            #[cfg(any(target_os = "macos", target_os = "windows"))]
+            Opener::Cpal { device, .. } => device.clone(),
             Opener::Tone(t) => t.describe(),
         }
     }
@@ -284,11 +299,13 @@ fn resolve(kind: AudioKind, name: &str) -> Result<Opener, AudioError> {
     }
     #[cfg(target_os = "linux")]
     return pulse::resolve(kind, name);
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(any(target_os = "macos", target_os = "windows"))]
+    return platform::resolve(kind, name);
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
     {
         let _ = kind;
         Err(AudioError::Unavailable(
-            "audio capture is built for Linux (PulseAudio / PipeWire) only in this version".into(),
+            "this platform has no sound capture in this version".into(),
         ))
     }
 }
