@@ -130,6 +130,26 @@ fn record(args: &[&str], pulse: Option<&Pulse>) -> Run {
     run
 }
 
+/// The CPU a recording with `base` arguments takes without and with mic +
+/// system sound from `pulse`.
+fn sound_cpu(pulse: &Pulse, what: &str, base: &[&str]) {
+    let without = record(base, Some(pulse));
+    let mut with_args = base.to_vec();
+    with_args.extend(["--mic", "default", "--system-audio"]);
+    let with = record(&with_args, Some(pulse));
+    let secs: f64 = base[base.len() - 1].parse().unwrap();
+    let d = with.cpu.as_secs_f64() - without.cpu.as_secs_f64();
+    println!(
+        "CPU of a {what} recording: {:.2} s without sound, {:.2} s with mic + system sound (two sources captured, mixed, AAC): sound costs {d:.2} s = {:.1} % of one core",
+        without.cpu.as_secs_f64(),
+        with.cpu.as_secs_f64(),
+        d / secs * 100.0
+    );
+    for r in [&without, &with] {
+        let _ = std::fs::remove_file(r.complete["local_path"].as_str().unwrap());
+    }
+}
+
 fn p50(v: &mut [u64]) -> u64 {
     v.sort_unstable();
     v[v.len() / 2]
@@ -200,29 +220,31 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (tone(dir.path(), 440, 60.0), tone(dir.path(), 880, 60.0));
     let players = [pulse.play("spk", &a), pulse.play("micsink", &b)];
-    let base = [
-        "--source",
-        "synthetic:1280x720",
-        "--fps",
-        "30",
-        "--duration",
-        "20",
-    ];
-    let without = record(&base, Some(&pulse));
-    let mut with_args = base.to_vec();
-    with_args.extend(["--mic", "default", "--system-audio"]);
-    let with = record(&with_args, Some(&pulse));
-    let d = with.cpu.as_secs_f64() - without.cpu.as_secs_f64();
-    println!(
-        "CPU of a 20 s 720p30 recording: {:.2} s without sound, {:.2} s with mic + system sound: sound costs {:.2} s = {:.1} % of one core",
-        without.cpu.as_secs_f64(),
-        with.cpu.as_secs_f64(),
-        d,
-        d / 20.0 * 100.0
+    sound_cpu(
+        &pulse,
+        "20 s 720p30",
+        &[
+            "--source",
+            "synthetic:1280x720",
+            "--fps",
+            "30",
+            "--duration",
+            "20",
+        ],
     );
-    for r in [&without, &with] {
-        let _ = std::fs::remove_file(r.complete["local_path"].as_str().unwrap());
-    }
+    // A tiny picture, so the video's own variation does not hide the sound's.
+    sound_cpu(
+        &pulse,
+        "20 s 160x120 5 fps",
+        &[
+            "--source",
+            "synthetic:160x120",
+            "--fps",
+            "5",
+            "--duration",
+            "20",
+        ],
+    );
 
     // Stop → complete against a local server, with and without sound.
     let n = env_u64("SPOOL_BENCH_RECORDINGS", 5);

@@ -114,10 +114,14 @@ impl AudioTrack {
         until: Duration,
     ) -> Result<(), EncodeError> {
         self.mixer.drain();
+        let t = Instant::now();
         self.feed_until(octx, until)?;
+        let fed = t.elapsed();
         self.encode_fifo(octx, true)?;
         self.encoder.send_eof()?;
-        self.receive_packets(octx)
+        self.receive_packets(octx)?;
+        tracing::debug!(?fed, total = ?t.elapsed(), "the last of the sound is in");
+        Ok(())
     }
 
     fn encode_fifo(

@@ -26,6 +26,10 @@ use crate::{Config, Cut, EncodeError, Event, Fragment, Summary};
 /// milliseconds since the start, so drops keep the timing right).
 const TIME_BASE: Rational = Rational(1, 1000);
 
+/// How far behind a fragment's end its sound is taken at a cut in full
+/// flow (more than the sources' hold and a chunk: nothing to wait for).
+const AUDIO_LAG_MS: i64 = 100;
+
 /// An open encoder writing one fragmented MP4.
 pub struct Encoder {
     config: Config,
@@ -311,8 +315,14 @@ impl Encoder {
         self.write_held(next_first_ms)?;
         let end = next_first_ms.unwrap_or(self.last_pts_ms + self.frame_ms);
         if let Some(a) = self.audio.as_mut() {
-            // The fragment carries the sound of its own span.
-            a.feed_until(&mut self.octx, Duration::from_millis(end.max(0) as u64))?;
+            // The fragment carries the sound of its own span; at a cut in
+            // full flow, up to a little before its end (the sources run a
+            // few tens of ms behind real time, and waiting for them would
+            // hold up the video), the rest riding in the next fragment. A
+            // pause and the end take it exactly.
+            let lag = if reason == Cut::Duration { AUDIO_LAG_MS } else { 0 };
+            let until = (end - lag).max(0) as u64;
+            a.feed_until(&mut self.octx, Duration::from_millis(until))?;
             a.pending = 0;
         }
         // SAFETY: a NULL packet asks the mp4 muxer (frag_custom) to write

@@ -35,6 +35,21 @@ fn frame(src: &mut Synthetic, i: u64, ms: u64) -> Frame {
     }
 }
 
+/// 320×240 at 30 fps in 1 s fragments, with the sound of `mixer`.
+fn config(path: &std::path::Path, mixer: Arc<Mixer>) -> Config {
+    Config {
+        path: path.to_path_buf(),
+        width: 320,
+        height: 240,
+        max_height: None,
+        fps: 30,
+        fragment: Duration::from_millis(1000),
+        preset: Config::DEFAULT_PRESET.into(),
+        crf: Config::DEFAULT_CRF,
+        audio: Some(mixer),
+    }
+}
+
 #[test]
 fn sound_rides_in_every_fragment_in_sync_with_the_video() {
     let dir = tempfile::tempdir().unwrap();
@@ -45,17 +60,7 @@ fn sound_rides_in_every_fragment_in_sync_with_the_video() {
     // 440 Hz for the first 2 s, 880 Hz after.
     mixer.write(track, 0, &sine(440.0, 0, 96_000));
     mixer.write(track, 96_000, &sine(880.0, 96_000, 48_000 + 4_800));
-    let cfg = Config {
-        path: path.clone(),
-        width: 320,
-        height: 240,
-        max_height: None,
-        fps: 30,
-        fragment: Duration::from_millis(1000),
-        preset: Config::DEFAULT_PRESET.into(),
-        crf: Config::DEFAULT_CRF,
-        audio: Some(mixer.clone()),
-    };
+    let cfg = config(&path, mixer.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     let mut enc = Encoder::open(cfg, tx).unwrap();
     let mut src = Synthetic::new(320, 240).unwrap();
@@ -113,17 +118,7 @@ fn a_pause_keeps_the_sound_continuous_and_stop_while_paused_ends_it_there() {
     let track = mixer.add_track(AudioKind::System, 1.0);
     mixer.set_live(track, true);
     mixer.write(track, 0, &sine(440.0, 0, 48_000 * 2));
-    let cfg = Config {
-        path: path.clone(),
-        width: 320,
-        height: 240,
-        max_height: None,
-        fps: 30,
-        fragment: Duration::from_millis(1000),
-        preset: Config::DEFAULT_PRESET.into(),
-        crf: Config::DEFAULT_CRF,
-        audio: Some(mixer),
-    };
+    let cfg = config(&path, mixer);
     let (tx, _rx) = std::sync::mpsc::channel();
     let mut enc = Encoder::open(cfg, tx).unwrap();
     let mut src = Synthetic::new(320, 240).unwrap();

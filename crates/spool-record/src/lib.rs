@@ -157,50 +157,6 @@ pub(crate) struct Shared {
     pub(crate) audio: Option<AudioShared>,
 }
 
-pub(crate) struct AudioShared {
-    pub(crate) mixer: Arc<spool_capture::audio::Mixer>,
-    pub(crate) states: AudioStates,
-}
-
-type AudioStates = Arc<
-    Mutex<
-        Vec<(
-            spool_capture::audio::AudioKind,
-            spool_capture::audio::AudioState,
-        )>,
-    >,
->;
-
-/// Starts the sound sources on the recording's clock; their changes of
-/// state become [`Event::Audio`] and the progress's source states.
-fn start_audio(
-    prepared: spool_capture::audio::Prepared,
-    clock: Arc<spool_capture::Clock>,
-    events: mpsc::Sender<Event>,
-) -> Result<(AudioCapture, AudioStates), RecordError> {
-    let (tx, rx) = std::sync::mpsc::channel::<spool_capture::audio::AudioEvent>();
-    let capture = prepared
-        .start(clock, tx)
-        .map_err(io("starting the sound sources"))?;
-    let states: AudioStates = Default::default();
-    let s = states.clone();
-    std::thread::Builder::new()
-        .name("spool-audio-events".into())
-        .spawn(move || {
-            for e in rx {
-                if let Ok(mut st) = s.lock() {
-                    match st.iter_mut().find(|(k, _)| *k == e.kind) {
-                        Some(entry) => entry.1 = e.state,
-                        None => st.push((e.kind, e.state)),
-                    }
-                }
-                let _ = events.blocking_send(Event::Audio(e));
-            }
-        })
-        .map_err(io("starting the sound events bridge"))?;
-    Ok((capture, states))
-}
-
 /// A recording in progress.
 pub struct Recorder {
     /// The local fragmented MP4.
@@ -236,24 +192,12 @@ pub struct Recorded {
     pub upload: Option<Session>,
 }
 
-/// What a recording's sound track came to.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AudioSummary {
-    /// Tracks in the file (the sources are mixed into one).
-    pub tracks: u32,
-    /// Sources mixed into it.
-    pub sources: usize,
-    pub duration: Duration,
-    /// The offset the recorder measured at the end between where the sound
-    /// was placed and where its timestamps put it (ms, positive: sound later).
-    pub av_offset_ms: f64,
-    /// The largest such offset during the recording.
-    pub max_av_offset_ms: f64,
-}
-
+mod audio;
 mod controls;
 mod progress;
 
+pub use audio::AudioSummary;
+pub(crate) use audio::{AudioShared, start_audio};
 pub use controls::{Controls, countdown};
 pub use progress::{AudioProgress, Progress, ProgressHandle, state_word};
 
@@ -538,7 +482,9 @@ impl Run {
             .map_err(|_| RecordError::Internal("the encoder thread panicked".into()))?;
         let capture_result = self.capture.join();
         // The encoder has taken the sound up to the end: the sources can go.
+        let t = Instant::now();
         let audio_report = self.audio.take().map(AudioCapture::finish);
+        tracing::debug!(took = ?t.elapsed(), "sound sources stopped");
         let summary = summary?;
         capture_result?;
         if let Some(e) = append_error {
