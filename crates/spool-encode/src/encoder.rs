@@ -320,7 +320,11 @@ impl Encoder {
             // few tens of ms behind real time, and waiting for them would
             // hold up the video), the rest riding in the next fragment. A
             // pause and the end take it exactly.
-            let lag = if reason == Cut::Duration { AUDIO_LAG_MS } else { 0 };
+            let lag = if reason == Cut::Duration {
+                AUDIO_LAG_MS
+            } else {
+                0
+            };
             let until = (end - lag).max(0) as u64;
             a.feed_until(&mut self.octx, Duration::from_millis(until))?;
             a.pending = 0;
