@@ -250,6 +250,33 @@ pub(crate) struct PulseInput {
     stream: Stream,
     /// Samples received beyond the last chunk handed out.
     pending: std::collections::VecDeque<f32>,
+    /// A hardware input's own latency (from the sound reaching it to the
+    /// server having it), which arrivals cannot see: a few ms for a
+    /// built-in microphone, 100 ms and more for a Bluetooth headset.
+    device_latency: Duration,
+}
+
+/// Beyond this a reported device latency is not believed.
+const MAX_DEVICE_LATENCY: Duration = Duration::from_millis(500);
+
+/// The own latency of `device` if it is a hardware input (not a monitor,
+/// not a virtual source, whose reports are not about when sound was heard).
+fn hardware_latency(conn: &mut Conn, device: &str) -> Duration {
+    let found = Rc::new(RefCell::new(Duration::ZERO));
+    let f = found.clone();
+    let op = conn.ctx.introspect().get_source_info_by_name(device, move |r| {
+        if let pa::callbacks::ListResult::Item(info) = r
+            && info.monitor_of_sink.is_none()
+            && info.flags.contains(pa::def::SourceFlagSet::HARDWARE)
+        {
+            let l = Duration::from_micros(info.latency.0);
+            *f.borrow_mut() = if l <= MAX_DEVICE_LATENCY { l } else { Duration::ZERO };
+        }
+    });
+    if conn.wait(op).is_err() {
+        return Duration::ZERO;
+    }
+    *found.borrow()
 }
 
 fn spec() -> Spec {
@@ -304,10 +331,15 @@ pub(crate) fn open(device: &str, name: &str) -> Result<PulseInput, String> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+    let device_latency = hardware_latency(&mut conn, device);
+    if !device_latency.is_zero() {
+        tracing::debug!(device, latency = ?device_latency, "hardware input latency");
+    }
     Ok(PulseInput {
         conn,
         stream,
         pending: Default::default(),
+        device_latency,
     })
 }
 
@@ -347,7 +379,9 @@ impl Input for PulseInput {
         for (v, p) in buf.iter_mut().zip(self.pending.drain(..n)) {
             *v = p;
         }
-        Ok(Instant::now())
+        // As if it arrived when it would have without the device's delay.
+        let now = Instant::now();
+        Ok(now.checked_sub(self.device_latency).unwrap_or(now))
     }
 }
 
