@@ -264,15 +264,22 @@ const MAX_DEVICE_LATENCY: Duration = Duration::from_millis(500);
 fn hardware_latency(conn: &mut Conn, device: &str) -> Duration {
     let found = Rc::new(RefCell::new(Duration::ZERO));
     let f = found.clone();
-    let op = conn.ctx.introspect().get_source_info_by_name(device, move |r| {
-        if let pa::callbacks::ListResult::Item(info) = r
-            && info.monitor_of_sink.is_none()
-            && info.flags.contains(pa::def::SourceFlagSet::HARDWARE)
-        {
-            let l = Duration::from_micros(info.latency.0);
-            *f.borrow_mut() = if l <= MAX_DEVICE_LATENCY { l } else { Duration::ZERO };
-        }
-    });
+    let op = conn
+        .ctx
+        .introspect()
+        .get_source_info_by_name(device, move |r| {
+            if let pa::callbacks::ListResult::Item(info) = r
+                && info.monitor_of_sink.is_none()
+                && info.flags.contains(pa::def::SourceFlagSet::HARDWARE)
+            {
+                let l = Duration::from_micros(info.latency.0);
+                *f.borrow_mut() = if l <= MAX_DEVICE_LATENCY {
+                    l
+                } else {
+                    Duration::ZERO
+                };
+            }
+        });
     if conn.wait(op).is_err() {
         return Duration::ZERO;
     }
