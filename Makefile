@@ -7,6 +7,10 @@ CARGO ?= cargo
 SPOOL_DATA ?= .spool/data
 SPOOL_LISTEN ?= 127.0.0.1:8080
 TAURI := ui/node_modules/.bin/tauri
+# Where cargo puts the release binaries: $CARGO_TARGET_DIR, a configured
+# build.target-dir or target/ (scripts/target-dir.sh asks cargo). Expanded
+# only in the recipes that run a binary.
+RELEASE = $(shell CARGO=$(CARGO) scripts/target-dir.sh release)
 
 .PHONY: run test setup ui web lint build desktop bundle serve demo bench clean
 
@@ -25,14 +29,15 @@ web:
 build: ui web
 	$(CARGO) build --locked -p spool-cli -p spool-desktop
 
-## The desktop app's release binary, UI embedded: target/release/spool-desktop
-## (the program the installers carry, and the one QA drives with tauri-driver).
+## The desktop app's release binary, UI embedded: release/spool-desktop under
+## the target folder (the program the installers carry, and the one QA drives
+## with tauri-driver).
 desktop:
 	@scripts/setup.sh system
 	@scripts/setup.sh ui
 	$(TAURI) build --no-bundle -- -p spool-desktop
 
-## The Debian package (target/release/bundle/deb/).
+## The Debian package (release/bundle/deb/ under the target folder).
 bundle:
 	@scripts/setup.sh system
 	@scripts/setup.sh ui
@@ -43,7 +48,7 @@ bundle:
 ## `spool record` to the embedded default server, printing the share link).
 run:
 	@if [ -n "$$DISPLAY$$WAYLAND_DISPLAY" ]; then \
-	  $(MAKE) --no-print-directory desktop && ./target/release/spool-desktop; \
+	  $(MAKE) --no-print-directory desktop && "$(RELEASE)/spool-desktop"; \
 	else \
 	  echo "no display: running the headless demo (the desktop app needs one)"; \
 	  $(MAKE) --no-print-directory demo; \
@@ -52,13 +57,13 @@ run:
 demo:
 	@scripts/setup.sh system
 	$(CARGO) build --locked --release -p spool-cli
-	SPOOL_LISTEN=$(SPOOL_LISTEN) SPOOL_DATA=$(SPOOL_DATA) scripts/demo.sh
+	SPOOL="$(RELEASE)/spool" SPOOL_LISTEN=$(SPOOL_LISTEN) SPOOL_DATA=$(SPOOL_DATA) scripts/demo.sh
 
 ## The upload server alone, on local disk + SQLite.
 serve:
 	@scripts/setup.sh system
 	$(CARGO) build --locked --release -p spool-cli
-	./target/release/spool serve --listen $(SPOOL_LISTEN) --data $(SPOOL_DATA)
+	"$(RELEASE)/spool" serve --listen $(SPOOL_LISTEN) --data $(SPOOL_DATA)
 
 lint: ui web
 	$(CARGO) fmt --all -- --check
@@ -74,7 +79,7 @@ test: setup lint build
 ## Benchmarks that print figures (see README, Performance).
 bench: setup desktop
 	$(CARGO) build --locked --release -p spool-cli
-	SPOOL_BIN=$(CURDIR)/target/release/spool SPOOL_DESKTOP_BIN=$(CURDIR)/target/release/spool-desktop \
+	SPOOL_BIN="$(RELEASE)/spool" SPOOL_DESKTOP_BIN="$(RELEASE)/spool-desktop" \
 	  $(CARGO) bench --locked -p spool-e2e
 
 clean:

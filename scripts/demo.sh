@@ -7,11 +7,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SPOOL=${SPOOL:-./target/release/spool}
+# The release build wherever cargo put it ($CARGO_TARGET_DIR or target/).
+SPOOL=${SPOOL:-$(scripts/target-dir.sh release)/spool}
 LISTEN=${SPOOL_LISTEN:-127.0.0.1:8080}
 DATA=${SPOOL_DATA:-.spool/data}
 SECONDS_TO_RECORD=${DEMO_SECONDS:-8}
-mkdir -p "$DATA" .spool/demo
+# The demo's logs, recordings and upload journal.
+DEMO_DIR=${DEMO_DIR:-.spool/demo}
+mkdir -p "$DATA" "$DEMO_DIR"
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
@@ -25,11 +28,11 @@ pids+=("$xvfb_pid")
 read -r display_num <&3 || { echo "demo: Xvfb did not start" >&2; exit 1; }
 display=":$display_num"
 
-"$SPOOL" serve --listen "$LISTEN" --data "$DATA" > .spool/demo/serve.log 2>&1 &
+"$SPOOL" serve --listen "$LISTEN" --data "$DATA" > "$DEMO_DIR"/serve.log 2>&1 &
 serve_pid=$!
 pids+=("$serve_pid")
-for _ in $(seq 100); do grep -q '^listening on ' .spool/demo/serve.log && break; sleep 0.1; done
-grep -q '^listening on ' .spool/demo/serve.log || { cat .spool/demo/serve.log >&2; exit 1; }
+for _ in $(seq 100); do grep -qs '^listening on ' "$DEMO_DIR"/serve.log && break; sleep 0.1; done
+grep -q '^listening on ' "$DEMO_DIR"/serve.log || { cat "$DEMO_DIR"/serve.log >&2; exit 1; }
 base="http://$LISTEN"
 echo "Spool server (embedded default) on $base; recording the virtual display $display for $SECONDS_TO_RECORD s…"
 
@@ -39,8 +42,8 @@ echo "Spool server (embedded default) on $base; recording the virtual display $d
 painter=$!
 pids+=("$painter")
 
-out=$("$SPOOL" record --source "x11:$display" --duration "$SECONDS_TO_RECORD" --output .spool/demo/recordings \
-  --state-dir .spool/demo/state --server "$base" --token-secret-file "$DATA/credentials" --json)
+out=$("$SPOOL" record --source "x11:$display" --duration "$SECONDS_TO_RECORD" --output "$DEMO_DIR"/recordings \
+  --state-dir "$DEMO_DIR"/state --server "$base" --token-secret-file "$DATA/credentials" --json)
 complete=$(grep '"event":"complete"' <<<"$out" | tail -n 1)
 python3 - "$complete" <<'PY'
 import json, sys

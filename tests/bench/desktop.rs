@@ -5,8 +5,8 @@
 //! `spool serve` on the same virtual display for the same time.
 //!
 //! Uses the release builds: $SPOOL_DESKTOP_BIN (default
-//! target/release/spool-desktop, `make desktop`) and $SPOOL_BIN (`make
-//! bench` sets it to target/release/spool). Memory is PSS summed over each
+//! release/spool-desktop in the target folder, `make desktop`) and $SPOOL_BIN
+//! (`make bench` sets it to release/spool there). Memory is PSS summed over each
 //! process tree.
 //! Environment: SPOOL_BENCH_LAUNCHES (default 5), SPOOL_BENCH_RECORD_SECS
 //! (default 20).
@@ -23,7 +23,7 @@ use spool_e2e::*;
 fn release_desktop() -> PathBuf {
     std::env::var_os("SPOOL_DESKTOP_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target/release/spool-desktop"))
+        .unwrap_or_else(|| target_dir().join("release/spool-desktop"))
 }
 
 const TICK_MS: u64 = 10;

@@ -39,9 +39,20 @@ pub fn peers() -> PathBuf {
     root().join("tests/peers")
 }
 
-fn target_dir() -> PathBuf {
+/// The folder cargo built this test into, and so the `spool` binaries too:
+/// the test executable lives in `<target>/<profile>/deps/`. Only when it does
+/// not (a test copied elsewhere) `$CARGO_TARGET_DIR` — absolute, since a
+/// relative one names a folder relative to where cargo ran — else `target/`.
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().ok();
+    let deps = exe.as_deref().and_then(Path::parent);
+    if let Some(deps) = deps.filter(|d| d.file_name().is_some_and(|n| n == "deps"))
+        && let Some(target) = deps.parent().and_then(Path::parent)
+    {
+        return target.to_path_buf();
+    }
     std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
+        .map(|d| root().join(d))
         .unwrap_or_else(|| root().join("target"))
 }
 
@@ -56,6 +67,39 @@ pub fn spool_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Polls `cond` every 20 ms until it holds (true) or `timeout` passes
+/// (false, after one last look): a wait on a condition, where a fixed sleep
+/// would either waste time or be too short on a loaded machine.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// [`wait_until`] for async conditions.
+pub async fn wait_until_async<F: std::future::Future<Output = bool>>(
+    timeout: Duration,
+    mut cond: impl FnMut() -> F,
+) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `Authorization` header value for the test credentials.

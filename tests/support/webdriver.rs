@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::{free_port, root};
+use crate::{free_port, root, target_dir};
 
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -18,12 +18,7 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 pub fn desktop_bin() -> PathBuf {
     let bin = std::env::var_os("SPOOL_DESKTOP_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root().join("target"))
-                .join("debug/spool-desktop")
-        });
+        .unwrap_or_else(|| target_dir().join("debug/spool-desktop"));
     assert!(
         bin.exists(),
         "{} is missing: run `make build` (or `make desktop` with SPOOL_DESKTOP_BIN)",
