@@ -51,7 +51,7 @@ fn check_events(lines: &[String]) -> serde_json::Value {
         .unwrap_or_else(|| panic!("no complete event in {lines:?}"))
 }
 
-async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
+async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let (server, proxy) = server_behind_proxy(dir.path(), faults).await;
     let file = dir.path().join("source.bin");
@@ -106,6 +106,7 @@ async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
         reconnects >= expected_faults.min(1),
         "a fault must show as reconnecting: {lines:?}"
     );
+    lines
 }
 
 /// `spool serve` behind a fault proxy: the upload URLs it hands out point
@@ -172,7 +173,7 @@ async fn a_throttled_link_completes_without_resending() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_5xx_answers_is_retried() {
-    fault_case(
+    let lines = fault_case(
         Faults {
             burst_5xx: Some((3, 4)),
             ..Faults::default()
@@ -181,6 +182,21 @@ async fn a_burst_of_5xx_answers_is_retried() {
         &[],
     )
     .await;
+    // The client read the proxy's `{"code","message"}` answer, not a cut body.
+    let events = json_lines(&lines);
+    let parsed = events
+        .iter()
+        .filter(|e| e["event"] == "reconnecting")
+        .filter(|e| {
+            e["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("503 ERR_INTERNAL: injected by the proxy"))
+        })
+        .count();
+    assert!(
+        parsed >= 1,
+        "the injected 503's code and message: {lines:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -276,12 +276,12 @@ async fn records_the_display_to_the_embedded_server_and_shows_the_link() {
         sources.as_array().is_some_and(|a| !a.is_empty()),
         "no sources listed: {sources}"
     );
+    // A source is selected, and it is one of those listed.
+    let selected = s.prop(&select, "value").await;
     assert!(
-        !s.attr(&select, "value")
-            .await
-            .unwrap_or_default()
-            .is_empty()
-            || sources[0].is_string()
+        selected.as_str().is_some_and(|v| !v.is_empty())
+            && sources.as_array().is_some_and(|a| a.contains(&selected)),
+        "selected {selected} is not one of {sources}"
     );
     assert_eq!(status(&s).await, "ready");
 

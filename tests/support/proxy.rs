@@ -218,7 +218,11 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
                 return Ok(());
             }
             let head_str = String::from_utf8_lossy(&head).into_owned();
-            let method = head_str.split_whitespace().next().unwrap_or_default().to_owned();
+            let method = head_str
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             let content_length = header(&head_str, "content-length");
             state.stats.requests.lock().unwrap().push(Seen {
                 method: method.clone(),
@@ -234,7 +238,7 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
                 {
                     state.stats.fired.fetch_add(1, Ordering::Relaxed);
                     let mut w = client_w.lock().await;
-                    w.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: 59\r\nconnection: close\r\n\r\n{\"code\":\"ERR_INTERNAL\",\"message\":\"injected by the proxy\"}\n").await?;
+                    w.write_all(&injected_503()).await?;
                     w.shutdown().await?;
                     return Ok(());
                 }
@@ -256,7 +260,10 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
                 let chunk = &mut buf[..n];
                 // Only upload bytes (PATCH bodies) count and trigger faults.
                 let trigger = if method == "PATCH" {
-                    let before = state.stats.body_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                    let before = state
+                        .stats
+                        .body_bytes
+                        .fetch_add(n as u64, Ordering::Relaxed);
                     claim_trigger(&state, before, before + n as u64).map(|(at, a)| (at - before, a))
                 } else {
                     None
@@ -302,4 +309,35 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
     back.abort();
     drop(reader);
     result
+}
+
+/// The proxy's own 503: a `{"code","message"}` body as the server's, with a
+/// Content-Length that is its length, so that a client reads and parses it
+/// as it would the server's.
+fn injected_503() -> Vec<u8> {
+    let body = r#"{"code":"ERR_INTERNAL","message":"injected by the proxy"}"#;
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    /// The injected answer's Content-Length is its body's length.
+    #[test]
+    fn the_injected_503_announces_its_body_length() {
+        let answer = String::from_utf8(super::injected_503()).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        let announced: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(announced, body.len(), "{answer:?}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["code"], "ERR_INTERNAL");
+    }
 }
