@@ -6,39 +6,17 @@
 //! explicit choice (a named microphone, system sound on) that cannot be met
 //! fails Start with ERR_AUDIO_UNAVAILABLE, before anything is recorded.
 
-use serde::Serialize;
 use spool_capture::audio::{AudioDevice, AudioError, AudioRequest};
-use tauri::{AppHandle, Manager as _};
 
-use crate::desktop::notify;
-use crate::ipc::{IpcError, RecordingView, codes};
-use crate::settings::Settings;
-use crate::state::AppState;
+use crate::error::{ErrorCode, IpcError};
+use crate::models::{AudioDeviceInfo, AudioDevicesView, RecordingView, SoundState};
+use crate::settings::{Settings, validate_mic};
+use crate::state::{AppState, lock};
 
 /// The microphone setting that records none.
 pub const MIC_NONE: &str = "none";
 /// The microphone setting that records the default input, if any.
 pub const MIC_DEFAULT: &str = "default";
-
-/// An input or output, as the pickers show it.
-#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
-pub struct AudioDeviceInfo {
-    /// The audio server's stable name (what the settings keep).
-    pub name: String,
-    pub description: String,
-    /// The server's default input (or output).
-    pub default: bool,
-}
-
-/// The audio server's devices, or why there are none.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, specta::Type)]
-pub struct AudioDevicesView {
-    /// Microphones (monitors left out).
-    pub inputs: Vec<AudioDeviceInfo>,
-    pub outputs: Vec<AudioDeviceInfo>,
-    /// Why no device is listed: no audio server answers.
-    pub unavailable: Option<String>,
-}
 
 fn info(d: AudioDevice) -> AudioDeviceInfo {
     let description = if d.description.is_empty() {
@@ -125,17 +103,6 @@ pub async fn plan(settings: &Settings) -> Plan {
     plan
 }
 
-/// Checks a microphone setting.
-pub fn validate_mic(mic: Option<&str>) -> Result<(), IpcError> {
-    match mic {
-        Some(m) if m.trim().is_empty() || m.len() > 512 => Err(IpcError::new(
-            codes::INVALID_SETTINGS,
-            "the microphone must be \"none\", \"default\" or a device name",
-        )),
-        _ => Ok(()),
-    }
-}
-
 /// Remembers the sound choices (the picker and the switch beside Record).
 pub fn set_choice(
     state: &AppState,
@@ -148,29 +115,25 @@ pub fn set_choice(
     s.system_audio = system_audio;
     s.save(&state.paths.settings)?;
     tracing::info!(mic = ?s.mic, system_audio, "sound choice saved");
-    if let Ok(mut cur) = state.settings.lock() {
-        cur.mic = s.mic;
-        cur.system_audio = s.system_audio;
-    }
+    let mut cur = lock(&state.settings);
+    cur.mic = s.mic;
+    cur.system_audio = s.system_audio;
     Ok(())
 }
 
 /// Mutes or unmutes the recording's sound; whether it is muted now.
-pub fn toggle_mute(app: &AppHandle) -> Result<bool, IpcError> {
-    let state = app.state::<AppState>();
-    let active = state
-        .recording
-        .lock()
-        .ok()
-        .and_then(|r| r.as_ref().map(|a| (a.controls.clone(), a.has_audio)));
+pub fn toggle_mute(state: &AppState) -> Result<bool, IpcError> {
+    let active = lock(&state.recording)
+        .as_ref()
+        .map(|a| (a.controls.clone(), a.has_audio));
     match active {
         Some((c, true)) => Ok(c.toggle_mute()),
         Some((_, false)) => Err(IpcError::new(
-            spool_proto::ErrorCode::AudioUnavailable.as_str(),
+            ErrorCode::AudioUnavailable,
             "this recording has no sound to mute",
         )),
         None => Err(IpcError::new(
-            codes::NOT_RECORDING,
+            ErrorCode::NotRecording,
             "nothing is being recorded",
         )),
     }
@@ -189,12 +152,12 @@ pub fn apply(view: &mut RecordingView, p: Option<&spool_record::AudioProgress>, 
     view.muted = a.muted;
     view.mic_level = level(a.mic_level, capturing);
     view.system_level = level(a.system_level, capturing);
-    view.mic_state = a.mic.clone();
-    view.system_state = a.system.clone();
+    view.mic_state = a.mic.as_deref().and_then(SoundState::from_word);
+    view.system_state = a.system.as_deref().and_then(SoundState::from_word);
 }
 
 /// A device lost or back, told as a notification (the view shows it too).
-pub fn on_event(e: &spool_capture::audio::AudioEvent) {
+pub fn on_event(state: &AppState, e: &spool_capture::audio::AudioEvent) {
     use spool_capture::audio::{AudioKind, AudioState};
     let what = match e.kind {
         AudioKind::Mic => "Microphone",
@@ -205,14 +168,14 @@ pub fn on_event(e: &spool_capture::audio::AudioEvent) {
         AudioState::Active => tracing::info!(kind = e.kind.as_str(), detail, "sound source active"),
         AudioState::Lost => {
             tracing::warn!(kind = e.kind.as_str(), detail, "sound source lost");
-            notify(
+            state.notify(
                 &format!("{what} lost"),
                 "Recording silence in its place until it is back.",
             );
         }
         AudioState::Restored => {
             tracing::info!(kind = e.kind.as_str(), detail, "sound source restored");
-            notify(&format!("{what} back"), "Its sound is recorded again.");
+            state.notify(&format!("{what} back"), "Its sound is recorded again.");
         }
     }
 }

@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use spool_client::journal::TargetRecord;
 use spool_client::remote::Remote;
-use tauri::{AppHandle, Manager as _};
+use tauri::{AppHandle, Manager as _, Runtime};
 use tokio_util::sync::CancellationToken;
 
-use crate::ipc::{IpcError, RecordingView, Renamed, codes};
-use crate::recording::{history_changed, publish};
-use crate::state::AppState;
+use crate::error::{ErrorCode, IpcError};
+use crate::models::{RecordingState, RecordingView, Renamed, RenamedOnServer};
+use crate::state::{AppState, history_changed, lock};
 
 /// The countdown under way, if any (one at a time: starts are serialised).
 static COUNTDOWN: Mutex<Option<CancellationToken>> = Mutex::new(None);
@@ -27,7 +27,7 @@ const MAX_TITLE: usize = 1024;
 pub fn title_or_default(title: Option<String>) -> Result<String, IpcError> {
     match title.as_deref().map(str::trim) {
         Some(t) if t.len() > MAX_TITLE => Err(IpcError::new(
-            codes::INVALID_SETTINGS,
+            ErrorCode::InvalidSettings,
             format!("a title must be at most {MAX_TITLE} bytes"),
         )),
         Some(t) if !t.is_empty() => Ok(t.to_owned()),
@@ -39,17 +39,14 @@ pub fn title_or_default(title: Option<String>) -> Result<String, IpcError> {
 }
 
 /// Counts `seconds` down in the window's view; false when cancelled.
-pub async fn count_down(app: &AppHandle, generation: u64, seconds: u32, title: &str) -> bool {
+pub async fn count_down(state: &AppState, generation: u64, seconds: u32, title: &str) -> bool {
     let cancel = CancellationToken::new();
-    if let Ok(mut c) = COUNTDOWN.lock() {
-        *c = Some(cancel.clone());
-    }
+    *lock(&COUNTDOWN) = Some(cancel.clone());
     let done = spool_record::countdown(seconds, &cancel, |left| {
-        publish(
-            app,
+        state.publish_for(
             generation,
             RecordingView {
-                state: "countdown".into(),
+                state: RecordingState::Countdown,
                 countdown: Some(left),
                 title: Some(title.to_owned()),
                 ..RecordingView::default()
@@ -57,9 +54,7 @@ pub async fn count_down(app: &AppHandle, generation: u64, seconds: u32, title: &
         );
     })
     .await;
-    if let Ok(mut c) = COUNTDOWN.lock() {
-        *c = None;
-    }
+    *lock(&COUNTDOWN) = None;
     if !done {
         tracing::info!("countdown cancelled");
     }
@@ -68,10 +63,9 @@ pub async fn count_down(app: &AppHandle, generation: u64, seconds: u32, title: &
 
 /// Cancels a countdown under way; false when there is none.
 pub fn cancel_countdown() -> bool {
-    COUNTDOWN
-        .lock()
-        .ok()
-        .and_then(|c| c.as_ref().map(CancellationToken::cancel))
+    lock(&COUNTDOWN)
+        .as_ref()
+        .map(CancellationToken::cancel)
         .is_some()
 }
 
@@ -80,9 +74,9 @@ pub fn cancel_countdown() -> bool {
 pub struct Restore(bool);
 
 impl Restore {
-    pub fn restore(&self, app: &AppHandle) {
+    pub fn restore<R: Runtime>(&self, app: &AppHandle<R>) {
         if self.0 {
-            crate::desktop::show_window(app);
+            crate::window::show_window(app);
         }
     }
 }
@@ -92,7 +86,10 @@ impl Restore {
 /// window manager can minimise (without one — Xvfb in tests, a kiosk —
 /// minimising would do nothing or lose the window, so it stays). The tray
 /// and the global shortcuts keep Stop and Pause reachable meanwhile.
-pub async fn get_out_of_the_way(app: &AppHandle, source: &spool_capture::SourceSpec) -> Restore {
+pub async fn get_out_of_the_way<R: Runtime>(
+    app: &AppHandle<R>,
+    source: &spool_capture::SourceSpec,
+) -> Restore {
     let Some(w) = app.get_webview_window("main") else {
         return Restore(false);
     };
@@ -152,17 +149,12 @@ pub async fn get_out_of_the_way(app: &AppHandle, source: &spool_capture::SourceS
 }
 
 /// Pauses or resumes the recording; whether it is paused now.
-pub fn toggle_pause(app: &AppHandle) -> Result<bool, IpcError> {
-    let state = app.state::<AppState>();
-    let controls = state
-        .recording
-        .lock()
-        .ok()
-        .and_then(|r| r.as_ref().map(|a| a.controls.clone()));
+pub fn toggle_pause(state: &AppState) -> Result<bool, IpcError> {
+    let controls = lock(&state.recording).as_ref().map(|a| a.controls.clone());
     match controls {
         Some(c) => Ok(c.toggle()),
         None => Err(IpcError::new(
-            codes::NOT_RECORDING,
+            ErrorCode::NotRecording,
             "nothing is being recorded",
         )),
     }
@@ -171,11 +163,15 @@ pub fn toggle_pause(app: &AppHandle) -> Result<bool, IpcError> {
 /// Renames a recording: in the journal (the history's title), and on the
 /// Spool server it was uploaded to through its asset API. A plain TUS
 /// endpoint has no titles: the rename stays local, and says so.
-pub async fn rename(app: &AppHandle, id: &str, title: &str) -> Result<Renamed, IpcError> {
+pub async fn rename<R: Runtime>(
+    app: &AppHandle<R>,
+    id: &str,
+    title: &str,
+) -> Result<Renamed, IpcError> {
     let title = title.trim();
     if title.is_empty() {
         return Err(IpcError::new(
-            codes::INVALID_SETTINGS,
+            ErrorCode::InvalidSettings,
             "a title cannot be empty",
         ));
     }
@@ -184,20 +180,20 @@ pub async fn rename(app: &AppHandle, id: &str, title: &str) -> Result<Renamed, I
     let rec = state.journaled(id).await?;
     state.client.journal().set_title(id, Some(&title)).await?;
     history_changed(app);
-    let renamed = |on_server: &str, error: Option<String>| Renamed {
+    let renamed = |on_server: RenamedOnServer, error: Option<String>| Renamed {
         title: title.clone(),
-        on_server: on_server.into(),
+        on_server,
         error,
     };
     let (server, token_id) = match &rec.target {
         TargetRecord::OnDemand { server, token_id } => (server, token_id),
         TargetRecord::Endpoint { .. } | TargetRecord::Attached => {
-            return Ok(renamed("local", None));
+            return Ok(renamed(RenamedOnServer::Local, None));
         }
     };
     let Some(asset_id) = rec.asset_id.as_deref() else {
         return Ok(renamed(
-            "failed",
+            RenamedOnServer::Failed,
             Some("the server has not created the recording yet".into()),
         ));
     };
@@ -205,7 +201,7 @@ pub async fn rename(app: &AppHandle, id: &str, title: &str) -> Result<Renamed, I
         state.target_for(&rec.target).await
     else {
         return Ok(renamed(
-            "failed",
+            RenamedOnServer::Failed,
             Some("the token secret for this server is not known: enter it in Settings".into()),
         ));
     };
@@ -226,11 +222,11 @@ pub async fn rename(app: &AppHandle, id: &str, title: &str) -> Result<Renamed, I
     match result {
         Ok(_) => {
             tracing::info!(%id, "renamed here and on the server");
-            Ok(renamed("renamed", None))
+            Ok(renamed(RenamedOnServer::Renamed, None))
         }
         Err(e) => {
             tracing::warn!(%id, error = %e, "renamed here; the server was not updated");
-            Ok(renamed("failed", Some(e.to_string())))
+            Ok(renamed(RenamedOnServer::Failed, Some(e.to_string())))
         }
     }
 }

@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use spool_client::journal::TargetRecord;
 use spool_client::remote::{Remote, Removed};
 use spool_client::{Target, UploadRecord, UploadState};
-use tauri::{AppHandle, Manager as _};
+use tauri::{AppHandle, Manager as _, Runtime};
 use tokio::sync::Notify;
 
-use crate::ipc::{Deleted, IpcError, codes};
-use crate::recording::{history_changed, local_path, recording_upload};
-use crate::state::AppState;
+use crate::error::{ErrorCode, IpcError};
+use crate::models::{Deleted, DeletedOnServer};
+use crate::state::{AppState, history_changed, lock};
+use crate::uploads::local_path;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -29,7 +30,8 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// attempt goes on in the background).
 const INLINE_WAIT: Duration = Duration::from_secs(5);
 
-/// The retry schedule of deletions the server has not confirmed.
+/// The retry schedule of deletions the server has not confirmed (managed
+/// by the app beside [`AppState`]).
 pub struct Deletions {
     remote: Remote,
     wake: Notify,
@@ -66,15 +68,15 @@ impl Deletions {
         })
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> Option<R> {
-        self.inner.lock().ok().map(|mut i| f(&mut i))
+    fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut lock(&self.inner))
     }
 }
 
 /// What one attempt ended with.
 enum Attempt {
     /// Deleted on the server (or nothing was ever there): gone from the journal.
-    Done(&'static str),
+    Done(DeletedOnServer),
     /// Not yet: retried later.
     Failed(String),
     /// Another attempt is under way, or the entry is not being deleted.
@@ -82,11 +84,15 @@ enum Attempt {
 }
 
 /// Delete, as the history's button does it.
-pub async fn delete(app: &AppHandle, id: &str, delete_file: bool) -> Result<Deleted, IpcError> {
+pub async fn delete<R: Runtime>(
+    app: &AppHandle<R>,
+    id: &str,
+    delete_file: bool,
+) -> Result<Deleted, IpcError> {
     let state = app.state::<AppState>();
-    if recording_upload(app).as_deref() == Some(id) {
+    if state.recording_upload().as_deref() == Some(id) {
         return Err(IpcError::new(
-            codes::ALREADY_RECORDING,
+            ErrorCode::AlreadyRecording,
             "stop the recording before deleting it",
         ));
     }
@@ -101,7 +107,7 @@ pub async fn delete(app: &AppHandle, id: &str, delete_file: bool) -> Result<Dele
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 return Err(IpcError::new(
-                    codes::LOCAL_FILE,
+                    ErrorCode::LocalFile,
                     format!("cannot delete {}: {e}", path.display()),
                 ));
             }
@@ -116,15 +122,15 @@ pub async fn delete(app: &AppHandle, id: &str, delete_file: bool) -> Result<Dele
     state.forget_view_of(id);
     history_changed(app);
     // Pressing Delete again on a "deleting" item means: try now.
-    state.deletions.with(|i| i.failures.remove(id));
+    app.state::<Deletions>().with(|i| i.failures.remove(id));
     let task = tauri::async_runtime::spawn(attempt(app.clone(), id.to_owned()));
     let pending = |error: Option<String>| Deleted {
-        on_server: "deleting".into(),
+        on_server: DeletedOnServer::Deleting,
         error,
     };
     Ok(match tokio::time::timeout(INLINE_WAIT, task).await {
         Ok(Ok(Attempt::Done(on_server))) => Deleted {
-            on_server: on_server.into(),
+            on_server,
             error: None,
         },
         Ok(Ok(Attempt::Failed(e))) => pending(Some(e)),
@@ -138,16 +144,16 @@ pub async fn delete(app: &AppHandle, id: &str, delete_file: bool) -> Result<Dele
 
 /// Retries pending deletions for the app's life: every one at launch, then
 /// each failed one when its backoff is over.
-pub fn start(app: AppHandle) {
+pub fn start<R: Runtime>(app: AppHandle<R>) {
     tauri::async_runtime::spawn(async move {
         loop {
             let next = sweep(&app).await;
-            let state = app.state::<AppState>();
+            let deletions = app.state::<Deletions>();
             let wait = next
                 .map(|t| t.saturating_duration_since(Instant::now()))
                 .unwrap_or(MAX_RETRY);
             tokio::select! {
-                _ = state.deletions.wake.notified() => {}
+                _ = deletions.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -155,8 +161,9 @@ pub fn start(app: AppHandle) {
 }
 
 /// Attempts the deletions that are due; when the next one will be.
-async fn sweep(app: &AppHandle) -> Option<Instant> {
+async fn sweep<R: Runtime>(app: &AppHandle<R>) -> Option<Instant> {
     let state = app.state::<AppState>();
+    let deletions = app.state::<Deletions>();
     let pending: Vec<String> = match state.client.journal().list().await {
         Ok(recs) => recs
             .into_iter()
@@ -168,38 +175,36 @@ async fn sweep(app: &AppHandle) -> Option<Instant> {
             return Some(Instant::now() + MAX_RETRY);
         }
     };
-    let first = state.deletions.with(|i| !i.swept).unwrap_or(false);
+    let first = deletions.with(|i| !i.swept);
     for id in &pending {
         // After the first sweep, an entry without failures belongs to the
         // Delete that is attempting it right now.
-        let due = state
-            .deletions
-            .with(|i| match i.failures.get(id) {
-                Some((_, next)) => *next <= Instant::now(),
-                None => first,
-            })
-            .unwrap_or(false);
+        let due = deletions.with(|i| match i.failures.get(id) {
+            Some((_, next)) => *next <= Instant::now(),
+            None => first,
+        });
         if due {
             attempt(app.clone(), id.clone()).await;
         }
     }
-    state.deletions.with(|i| {
+    deletions.with(|i| {
         i.swept = true;
         i.failures.retain(|id, _| pending.contains(id));
         i.failures.values().map(|(_, next)| *next).min()
-    })?
+    })
 }
 
 /// One attempt at deleting upload `id` on its server.
-async fn attempt(app: AppHandle, id: String) -> Attempt {
+async fn attempt<R: Runtime>(app: AppHandle<R>, id: String) -> Attempt {
     let state = app.state::<AppState>();
-    if state.deletions.with(|i| i.running.insert(id.clone())) != Some(true) {
+    let deletions = app.state::<Deletions>();
+    if !deletions.with(|i| i.running.insert(id.clone())) {
         return Attempt::Skipped;
     }
     let journal = state.client.journal();
     let outcome = match journal.get(&id).await {
         Ok(Some(rec)) if rec.state == UploadState::Deleting => {
-            match on_server(&state, &rec).await {
+            match on_server(&state, &deletions.remote, &rec).await {
                 Ok(on_server) => match journal.delete(&id).await {
                     Ok(()) => Attempt::Done(on_server),
                     Err(e) => Attempt::Failed(e.to_string()),
@@ -212,42 +217,42 @@ async fn attempt(app: AppHandle, id: String) -> Attempt {
     };
     match &outcome {
         Attempt::Done(on_server) => {
-            tracing::info!(%id, on_server, "recording deleted on the server");
-            state.deletions.with(|i| i.failures.remove(&id));
+            tracing::info!(%id, ?on_server, "recording deleted on the server");
+            deletions.with(|i| i.failures.remove(&id));
         }
         Attempt::Failed(e) => {
-            let n = state
-                .deletions
-                .with(|i| {
-                    let f = i.failures.entry(id.clone()).or_insert((0, Instant::now()));
-                    f.0 += 1;
-                    f.1 = Instant::now() + backoff(f.0);
-                    f.0
-                })
-                .unwrap_or(1);
+            let n = deletions.with(|i| {
+                let f = i.failures.entry(id.clone()).or_insert((0, Instant::now()));
+                f.0 += 1;
+                f.1 = Instant::now() + backoff(f.0);
+                f.0
+            });
             tracing::warn!(%id, attempt = n, retry_in_s = backoff(n).as_secs(), error = %e, "the server did not delete the recording yet");
             if let Err(e) = journal.set_state(&id, UploadState::Deleting, Some(e)).await {
                 tracing::warn!(%id, error = %e, "cannot journal the deletion's error");
             }
-            state.deletions.wake.notify_one();
+            deletions.wake.notify_one();
         }
         Attempt::Skipped => {}
     }
-    state.deletions.with(|i| i.running.remove(&id));
+    deletions.with(|i| i.running.remove(&id));
     history_changed(&app);
     outcome
 }
 
-/// Deletes what the server holds of `rec`: "deleted", or "nothing" when no
+/// Deletes what the server holds of `rec`: deleted, or nothing when no
 /// upload was ever created; the error (kept as the entry's last error).
-async fn on_server(state: &AppState, rec: &UploadRecord) -> Result<&'static str, String> {
+async fn on_server(
+    state: &AppState,
+    remote: &Remote,
+    rec: &UploadRecord,
+) -> Result<DeletedOnServer, String> {
     let Some(url) = rec.upload_url.as_deref() else {
-        return Ok("nothing");
+        return Ok(DeletedOnServer::Nothing);
     };
-    let remote = &state.deletions.remote;
     let gone = |r: Removed| {
         tracing::debug!(?r, "server answer");
-        "deleted"
+        DeletedOnServer::Deleted
     };
     let TargetRecord::OnDemand { server, .. } = &rec.target else {
         // A plain TUS server (or an attached URL): termination is all there is.

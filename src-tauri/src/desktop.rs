@@ -8,14 +8,23 @@
 
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
-use tauri::{AppHandle, Manager as _};
+use tauri::{AppHandle, Manager as _, Runtime};
 
 use crate::recording;
+use crate::state::{AppState, Notification};
+use crate::window::show_window;
 
 pub const SHORTCUT: &str = "Alt+Shift+R";
 pub const PAUSE_SHORTCUT: &str = "Alt+Shift+P";
 
-pub fn install(app: &AppHandle) {
+pub fn install<R: Runtime>(app: &AppHandle<R>) {
+    if let Some(mut queued) = app.state::<AppState>().take_notifications() {
+        tauri::async_runtime::spawn(async move {
+            while let Some(n) = queued.recv().await {
+                notify(n);
+            }
+        });
+    }
     if let Err(e) = tray(app) {
         tracing::warn!(error = %e, "no tray icon");
     }
@@ -42,24 +51,25 @@ pub fn install(app: &AppHandle) {
     }
 }
 
-fn toggle_pause(app: &AppHandle) {
-    match crate::controls::toggle_pause(app) {
+fn toggle_pause<R: Runtime>(app: &AppHandle<R>) {
+    match crate::controls::toggle_pause(&app.state::<AppState>()) {
         Ok(paused) => tracing::info!(paused, "pause toggled from the desktop"),
         Err(e) => tracing::info!(code = %e.code, "pause: {}", e.message),
     }
 }
 
-fn toggle(app: &AppHandle) {
+fn toggle<R: Runtime>(app: &AppHandle<R>) {
     let app = app.clone();
     tauri::async_runtime::spawn(async move {
         if let Err(e) = recording::toggle(&app).await {
             tracing::warn!(code = %e.code, error = %e.message, "toggling the recording failed");
-            notify("Spool could not record", &e.message);
+            app.state::<AppState>()
+                .notify("Spool could not record", &e.message);
         }
     });
 }
 
-fn tray(app: &AppHandle) -> tauri::Result<()> {
+fn tray<R: Runtime>(app: &AppHandle<R>) -> tauri::Result<()> {
     let record = MenuItem::with_id(app, "record", "Record / Stop", true, None::<&str>)?;
     let pause = MenuItem::with_id(app, "pause", "Pause / Resume", true, None::<&str>)?;
     let show = MenuItem::with_id(app, "show", "Show Spool", true, None::<&str>)?;
@@ -82,27 +92,8 @@ fn tray(app: &AppHandle) -> tauri::Result<()> {
     Ok(())
 }
 
-/// Brings the main window forward: shown, restored, focused (the tray's
-/// Show, and a second launch on the same data folder).
-pub fn show_window(app: &AppHandle) {
-    let Some(w) = app.get_webview_window("main") else {
-        tracing::warn!("no main window to show");
-        return;
-    };
-    for (what, r) in [
-        ("show", w.show()),
-        ("unminimize", w.unminimize()),
-        ("focus", w.set_focus()),
-    ] {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "cannot {what} the window");
-        }
-    }
-}
-
 /// Shows a desktop notification, off the runtime; failures are only logged.
-pub fn notify(summary: &str, body: &str) {
-    let (summary, body) = (summary.to_owned(), body.to_owned());
+fn notify(Notification { summary, body }: Notification) {
     tauri::async_runtime::spawn_blocking(move || {
         let r = notify_rust::Notification::new()
             .appname("Spool")

@@ -1,98 +1,67 @@
-//! What the app does with spool-record and spool-client: start and stop the
-//! recording, publish how far its upload keeps pace (at most ten views a
-//! second), keep finished recordings' uploads running in the background,
-//! resume unfinished uploads on launch, and build the history from the
-//! journal plus what is live.
+//! What the app does with spool-record: start and stop the recording
+//! (after the countdown), publish how far its upload keeps pace (at most
+//! ten views a second), and hand a finished recording's upload to the
+//! background (uploads.rs follows it from there).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use spool_client::{SourceRecord, UploadState};
 use spool_record::{ProgressHandle, Recorder, Upload};
-use tauri::{AppHandle, Manager as _};
+use tauri::{AppHandle, Manager as _, Runtime};
 use tauri_specta::Event as _;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::desktop::notify;
-use crate::ipc::{HistoryChanged, HistoryItem, IpcError, RecordingToggled, RecordingView, codes};
-use crate::state::AppState;
-
-/// The recording being captured.
-pub struct Active {
-    stop: CancellationToken,
-    pub(crate) controls: spool_record::Controls,
-    /// The recording has sound (Mute works).
-    pub(crate) has_audio: bool,
-    upload_id: Option<String>,
-    /// Turns true once the last fragment is on disk and the upload's length
-    /// is journaled.
-    saved: watch::Receiver<bool>,
-}
-
-/// Which recording the main view follows; a newer one takes the view over
-/// from an older one still uploading.
-static VIEW_GENERATION: AtomicU64 = AtomicU64::new(0);
+use crate::error::{ErrorCode, IpcError};
+use crate::models::{RecordingState, RecordingToggled, RecordingView, UploadPhase};
+use crate::state::{ActiveRecording, AppState, history_changed, lock};
 
 /// Serialises starts (button, tray and shortcut at once).
 static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
-pub fn is_capturing(app: &AppHandle) -> bool {
-    let state = app.state::<AppState>();
-    state.recording.lock().map(|r| r.is_some()).unwrap_or(false)
+fn toggled<R: Runtime>(app: &AppHandle<R>, capturing: bool) {
+    if let Err(e) = (RecordingToggled { capturing }).emit(app) {
+        tracing::debug!(error = %e, "recording-toggled not delivered");
+    }
 }
 
-pub(crate) fn history_changed(app: &AppHandle) {
-    let _ = HistoryChanged.emit(app);
-}
-
-/// A fresh view generation: the caller's views now take the window over.
-pub(crate) fn new_view_generation() -> u64 {
-    VIEW_GENERATION.fetch_add(1, Ordering::AcqRel) + 1
-}
-
-pub async fn start(
-    app: &AppHandle,
+pub async fn start<R: Runtime>(
+    app: &AppHandle<R>,
     source: Option<String>,
     title: Option<String>,
 ) -> Result<RecordingView, IpcError> {
     let _starting = STARTING.lock().await;
-    if is_capturing(app) {
+    let state = app.state::<AppState>();
+    if state.is_capturing() {
         return Err(IpcError::new(
-            codes::ALREADY_RECORDING,
+            ErrorCode::AlreadyRecording,
             "a recording is already running",
         ));
     }
-    let state = app.state::<AppState>();
     let mut settings = state.settings();
     let source = match source.filter(|s| !s.trim().is_empty()) {
         Some(s) => s,
         None => match settings.source.clone() {
             Some(s) => s,
             None => tokio::task::spawn_blocking(|| spool_capture::list(None))
-                .await
-                .map_err(|e| IpcError::new(codes::INTERNAL, e.to_string()))??
+                .await??
                 .into_iter()
                 .next()
                 .map(|t| t.source)
-                .ok_or_else(|| IpcError::new(codes::SOURCE, "nothing to record was found"))?,
+                .ok_or_else(|| IpcError::new(ErrorCode::Source, "nothing to record was found"))?,
         },
     };
     let mut rec_settings = settings.recorder(state.paths.recordings.clone(), &source)?;
     let target = state.target().await?;
     let title = crate::controls::title_or_default(title)?;
-    let generation = new_view_generation();
+    let generation = state.new_view_generation();
     let seconds = settings.countdown();
-    if seconds > 0 && !crate::controls::count_down(app, generation, seconds, &title).await {
-        let idle = RecordingView {
-            state: "idle".into(),
-            ..RecordingView::default()
-        };
-        publish(app, generation, idle.clone());
+    if seconds > 0 && !crate::controls::count_down(&state, generation, seconds, &title).await {
+        let idle = RecordingView::default();
+        state.publish_for(generation, idle.clone());
         return Ok(idle);
     }
     let mut audio = crate::audio::plan(&settings).await;
@@ -133,22 +102,18 @@ pub async fn start(
         if let Err(e) = settings.save(&state.paths.settings) {
             tracing::warn!(error = %e.message, "cannot remember the source");
         }
-        if let Ok(mut s) = state.settings.lock() {
-            s.source = settings.source.clone();
-        }
+        lock(&state.settings).source = settings.source.clone();
     }
 
     let (saved_tx, saved_rx) = watch::channel(false);
-    let active = Active {
+    let active = ActiveRecording {
         stop: recorder.stop_handle(),
         controls: recorder.controls(),
         has_audio: recorder.progress_handle().progress().audio.is_some(),
         upload_id: recorder.upload_id.clone(),
         saved: saved_rx,
     };
-    if let Ok(mut r) = state.recording.lock() {
-        *r = Some(active);
-    }
+    *lock(&state.recording) = Some(active);
     let capturing = Arc::new(AtomicBool::new(true));
     let base = RecordingView {
         upload_id: recorder.upload_id.clone(),
@@ -162,7 +127,7 @@ pub async fn start(
     }
     let progress = recorder.progress_handle();
     let first = view_of(&progress.progress(), &base, true);
-    publish(app, generation, first.clone());
+    state.publish_for(generation, first.clone());
     let done = CancellationToken::new();
     let pump = tauri::async_runtime::spawn(pump(
         app.clone(),
@@ -187,35 +152,34 @@ pub async fn start(
         },
     ));
     history_changed(app);
-    let _ = RecordingToggled { capturing: true }.emit(app);
+    toggled(app, true);
     Ok(first)
 }
 
-pub fn stop(app: &AppHandle) -> Result<(), IpcError> {
+pub fn stop(state: &AppState) -> Result<(), IpcError> {
     if crate::controls::cancel_countdown() {
         return Ok(());
     }
-    let state = app.state::<AppState>();
-    let r = state.recording.lock();
-    match r.as_ref().ok().and_then(|r| r.as_ref()) {
+    let r = lock(&state.recording);
+    match r.as_ref() {
         Some(active) => {
             active.stop.cancel();
             Ok(())
         }
         None => Err(IpcError::new(
-            codes::NOT_RECORDING,
+            ErrorCode::NotRecording,
             "nothing is being recorded",
         )),
     }
 }
 
-pub async fn toggle(app: &AppHandle) -> Result<bool, IpcError> {
+pub async fn toggle<R: Runtime>(app: &AppHandle<R>) -> Result<bool, IpcError> {
     if crate::controls::cancel_countdown() {
         return Ok(false);
     }
-    if is_capturing(app) {
-        stop(app)?;
-        let _ = RecordingToggled { capturing: false }.emit(app);
+    if app.state::<AppState>().is_capturing() {
+        stop(&app.state::<AppState>())?;
+        toggled(app, false);
         Ok(false)
     } else {
         start(app, None, None).await?;
@@ -225,11 +189,10 @@ pub async fn toggle(app: &AppHandle) -> Result<bool, IpcError> {
 
 /// Stops the recording for the app to quit: waits (bounded) until its last
 /// fragment is on disk and journaled, so the next launch uploads all of it.
-pub async fn stop_for_exit(app: &AppHandle) {
+pub async fn stop_for_exit(state: &AppState) {
     let saved = {
-        let state = app.state::<AppState>();
-        let r = state.recording.lock();
-        r.as_ref().ok().and_then(|r| r.as_ref()).map(|a| {
+        let r = lock(&state.recording);
+        r.as_ref().map(|a| {
             a.stop.cancel();
             a.saved.clone()
         })
@@ -247,11 +210,11 @@ pub async fn stop_for_exit(app: &AppHandle) {
 
 fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) -> RecordingView {
     let mut view = RecordingView {
-        state: p.state.clone(),
+        state: RecordingState::from_word(&p.state),
         capturing,
         paused: p.paused,
         paused_ms: p.paused_ms,
-        upload_state: p.upload_state.clone(),
+        upload_state: p.upload_state.as_deref().and_then(UploadPhase::from_word),
         // Whole seconds: the window shows mm:ss, and a view that differs only
         // in milliseconds is not worth a repaint.
         elapsed_ms: p.elapsed_ms / 1000 * 1000,
@@ -271,15 +234,9 @@ fn view_of(p: &spool_record::Progress, base: &RecordingView, capturing: bool) ->
     view
 }
 
-pub(crate) fn publish(app: &AppHandle, generation: u64, view: RecordingView) {
-    if VIEW_GENERATION.load(Ordering::Acquire) == generation {
-        app.state::<AppState>().publish(view);
-    }
-}
-
 /// Publishes the recording's progress at most every 100 ms, only changes.
-async fn pump(
-    app: AppHandle,
+async fn pump<R: Runtime>(
+    app: AppHandle<R>,
     generation: u64,
     progress: ProgressHandle,
     base: RecordingView,
@@ -292,7 +249,7 @@ async fn pump(
             &base,
             capturing.load(Ordering::Acquire),
         );
-        publish(&app, generation, view);
+        app.state::<AppState>().publish_for(generation, view);
         tokio::select! {
             _ = done.cancelled() => return,
             _ = tokio::time::sleep(PUBLISH_EVERY) => {}
@@ -314,7 +271,7 @@ struct Driver {
 
 /// Follows a recording to its end: capture and encoding, then its upload,
 /// which goes on in the background (a new recording may start meanwhile).
-async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
+async fn drive<R: Runtime>(app: AppHandle<R>, recorder: Recorder, d: Driver) {
     let state = app.state::<AppState>();
     let result = recorder.finish().await;
     d.capturing.store(false, Ordering::Release);
@@ -324,16 +281,14 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
         Err(e) => {
             tracing::error!(error = %e, "the recording failed");
             let _ = d.saved.send(true);
-            if let Ok(mut r) = state.recording.lock() {
-                *r = None;
-            }
+            *lock(&state.recording) = None;
             d.done.cancel();
             let _ = d.pump.await;
             let mut view = view_of(&d.progress.progress(), &d.base, false);
-            view.state = "failed".into();
+            view.state = RecordingState::Failed;
             view.error = Some(e.into());
-            publish(&app, d.generation, view);
-            let _ = RecordingToggled { capturing: false }.emit(&app);
+            state.publish_for(d.generation, view);
+            toggled(&app, false);
             history_changed(&app);
             return;
         }
@@ -346,10 +301,8 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
         state.track_upload(&upload_id, session);
     }
     let _ = d.saved.send(true);
-    if let Ok(mut r) = state.recording.lock() {
-        *r = None;
-    }
-    let _ = RecordingToggled { capturing: false }.emit(&app);
+    *lock(&state.recording) = None;
+    toggled(&app, false);
     history_changed(&app);
     tracing::info!(
         frames = recorded.frames,
@@ -374,224 +327,39 @@ async fn drive(app: AppHandle, recorder: Recorder, d: Driver) {
                 ms = recorded.stopped_at.elapsed().as_millis() as u64,
                 "link ready after Stop"
             );
-            view.state = "complete".into();
+            view.state = RecordingState::Complete;
             view.confirmed = c.bytes;
             view.backlog = 0;
             view.fragments_confirmed = view.fragments_recorded;
             // A plain TUS server has no share page: its upload URL is the link.
             view.share_url = c.share_url.or(Some(c.upload_url));
         }
-        Ok(None) => view.state = "saved".into(),
+        Ok(None) => view.state = RecordingState::Saved,
         Err(spool_record::RecordError::Upload(spool_client::ClientError::Stopped)) => {
             // Stopped on purpose: deleted, or handed to a fresh session by
             // Retry (the history follows that one); the window stops following.
             tracing::info!("the recording's upload was stopped");
-            view.state = "idle".into();
+            view.state = RecordingState::Idle;
         }
         Err(e) => {
             tracing::warn!(error = %e, "the upload did not complete");
-            view.state = "failed".into();
+            view.state = RecordingState::Failed;
             view.error = Some(e.into());
         }
     }
-    publish(&app, d.generation, view);
+    state.publish_for(d.generation, view);
     history_changed(&app);
 }
 
-/// Notifications and history updates from an upload's events.
-fn on_upload_event(app: &AppHandle, e: &spool_client::Event) {
-    match e {
-        spool_client::Event::Complete { share_url, .. } => {
-            notify(
-                "Link ready",
-                share_url.as_deref().unwrap_or("The upload is complete."),
-            );
-            history_changed(app);
-        }
-        spool_client::Event::Stalled { error } => {
-            notify(
-                "Upload stalled",
-                &format!("Spool keeps retrying; nothing is lost. ({error})"),
-            );
-            history_changed(app);
-        }
-        spool_client::Event::Reconnecting { .. }
-        | spool_client::Event::Recreated { .. }
-        | spool_client::Event::Created { .. } => history_changed(app),
-        spool_client::Event::Progress { .. } => {}
-    }
-}
-
-async fn forward_events(
-    app: AppHandle,
+async fn forward_events<R: Runtime>(
+    app: AppHandle<R>,
     mut events: tokio::sync::mpsc::Receiver<spool_record::Event>,
 ) {
     while let Some(e) = events.recv().await {
         match e {
-            spool_record::Event::Upload(e) => on_upload_event(&app, &e),
-            spool_record::Event::Audio(e) => crate::audio::on_event(&e),
+            spool_record::Event::Upload(e) => crate::uploads::on_upload_event(&app, &e),
+            spool_record::Event::Audio(e) => crate::audio::on_event(&app.state::<AppState>(), &e),
             _ => {}
         }
     }
-}
-
-/// Resumes every unfinished upload in the journal, in the background.
-pub fn resume_unfinished(app: AppHandle) {
-    tauri::async_runtime::spawn(async move {
-        let state = app.state::<AppState>();
-        let pending = match state.client.unfinished().await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the journal");
-                return;
-            }
-        };
-        for rec in pending {
-            // Failed ones wait for the user; deleted ones are the deleter's.
-            if matches!(rec.state, UploadState::Failed | UploadState::Deleting) {
-                continue;
-            }
-            match resume(&app, &rec.id, false).await {
-                Ok(()) => {}
-                // Another live process is producing it (it owns the entry):
-                // not ours to finish, and not failed either.
-                Err(e) if e.code == spool_proto::ErrorCode::RecordingInProgress.as_str() => {
-                    tracing::info!(id = %rec.id, "not resuming an upload another process is still recording");
-                }
-                Err(e) => {
-                    tracing::warn!(id = %rec.id, code = %e.code, error = %e.message, "cannot resume an upload");
-                }
-            }
-        }
-    });
-}
-
-/// Resumes an upload in the background; `retry_now` restarts one that is
-/// live but waiting out a backoff.
-pub async fn resume(app: &AppHandle, id: &str, retry_now: bool) -> Result<(), IpcError> {
-    let state = app.state::<AppState>();
-    if recording_upload(app).as_deref() == Some(id) {
-        return Ok(());
-    }
-    if let Some((status, stop)) = state.live_upload(id) {
-        use spool_client::State;
-        if !(retry_now && matches!(status.state, State::Reconnecting | State::Stalled)) {
-            return Ok(());
-        }
-        stop.cancel();
-        // The old worker saves its state and lets go of the upload.
-        for _ in 0..50 {
-            if state.live_upload(id).is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let rec = state.journaled(id).await?;
-    if rec.state == UploadState::Deleting {
-        return Err(IpcError::new(
-            codes::NOT_FOUND,
-            format!("recording {id} was deleted"),
-        ));
-    }
-    let target = state.target_for(&rec.target).await;
-    let mut session = state.client.resume_orphaned(id, target).await?;
-    if let Some(mut events) = session.take_events() {
-        let app = app.clone();
-        tauri::async_runtime::spawn(async move {
-            while let Some(e) = events.recv().await {
-                on_upload_event(&app, &e);
-            }
-        });
-    }
-    state.track_upload(id, &session);
-    history_changed(app);
-    let app = app.clone();
-    let id = id.to_owned();
-    tauri::async_runtime::spawn(async move {
-        let r = session.wait().await;
-        if let Err(e) = &r {
-            tracing::warn!(%id, error = %e, "resumed upload ended without completing");
-        }
-        app.state::<AppState>().untrack_upload(&id);
-        history_changed(&app);
-    });
-    Ok(())
-}
-
-/// The upload of the recording being captured, if any.
-pub(crate) fn recording_upload(app: &AppHandle) -> Option<String> {
-    let state = app.state::<AppState>();
-    let r = state.recording.lock().ok()?;
-    r.as_ref().and_then(|a| a.upload_id.clone())
-}
-
-pub(crate) fn local_path(source: &SourceRecord) -> PathBuf {
-    match source {
-        SourceRecord::File { path, .. } => path.clone(),
-        SourceRecord::Stream { label } => PathBuf::from(label),
-    }
-}
-
-pub async fn history(app: &AppHandle) -> Result<Vec<HistoryItem>, IpcError> {
-    let state = app.state::<AppState>();
-    let recs = state.client.journal().list().await?;
-    let recording = recording_upload(app);
-    let mut items: Vec<HistoryItem> = recs
-        .into_iter()
-        .map(|r| {
-            let live = state.live_upload(&r.id).map(|(status, _)| status);
-            let path = local_path(&r.source);
-            let (state_word, confirmed, error) = if r.state == UploadState::Deleting {
-                ("deleting", r.acked, r.last_error.clone())
-            } else if recording.as_deref() == Some(r.id.as_str()) {
-                ("recording", r.acked, None)
-            } else if let Some(s) = &live {
-                (
-                    spool_record::state_word(s.state),
-                    s.confirmed,
-                    s.last_error.clone(),
-                )
-            } else {
-                let w = match r.state {
-                    UploadState::Complete => "complete",
-                    UploadState::Failed => "failed",
-                    // Unfinished and not running: it needs a retry.
-                    _ => "stalled",
-                };
-                (w, r.acked, r.last_error.clone())
-            };
-            HistoryItem {
-                upload_id: r.id.clone(),
-                asset_id: r.asset_id.clone(),
-                title: r.title.clone(),
-                state: state_word.into(),
-                share_url: r.share_url.clone(),
-                local_exists: path.is_file(),
-                local_path: Some(path.display().to_string()),
-                recorded: r.produced,
-                confirmed,
-                created_at: r.created_at,
-                last_error: error,
-            }
-        })
-        .collect();
-    items.sort_by_key(|i| std::cmp::Reverse(i.created_at));
-    Ok(items)
-}
-
-pub async fn reveal(app: &AppHandle, id: &str) -> Result<(), IpcError> {
-    use tauri_plugin_opener::OpenerExt as _;
-    let state = app.state::<AppState>();
-    let rec = state.journaled(id).await?;
-    let path = local_path(&rec.source);
-    if !path.is_file() {
-        return Err(IpcError::new(
-            codes::LOCAL_FILE,
-            format!("{} is no longer there", path.display()),
-        ));
-    }
-    app.opener()
-        .reveal_item_in_dir(&path)
-        .map_err(|e| IpcError::new(codes::DESKTOP, format!("cannot show the file: {e}")))
 }

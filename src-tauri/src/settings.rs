@@ -9,50 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
-use crate::ipc::{IpcError, codes};
-
-/// Where recordings are uploaded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, specta::Type)]
-#[serde(rename_all = "snake_case")]
-pub enum Destination {
-    /// The server built into the app, on localhost: links with no account.
-    #[default]
-    Embedded,
-    /// A Spool server with an API token.
-    Remote,
-    /// Any TUS 1.0 creation endpoint (deferred length).
-    Endpoint,
-}
-
-/// What is saved in settings.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, specta::Type)]
-pub struct Settings {
-    pub destination: Destination,
-    pub server_url: String,
-    pub token_id: String,
-    pub endpoint_url: String,
-    pub fps: u32,
-    pub fragment_secs: f64,
-    /// libx264 CRF: lower is better quality, bigger files.
-    pub crf: u8,
-    /// Scale down to at most this many pixels tall.
-    pub max_height: Option<u32>,
-    /// The last source recorded.
-    pub source: Option<String>,
-    /// The embedded server listens on the local network too and its share
-    /// links use this computer's LAN address (off by default).
-    pub share_on_lan: bool,
-    /// Seconds counted down before capture starts: 0 (off), 3, 5 or 10.
-    pub countdown_secs: u32,
-    /// The microphone: "none", "default" (the default input), or an input's
-    /// name. Unset (not chosen yet): the default microphone if there is
-    /// one, else video only.
-    pub mic: Option<String>,
-    /// Records what the default output plays (off by default).
-    pub system_audio: bool,
-}
+use crate::error::{ErrorCode, IpcError};
+pub use crate::models::{Destination, SecretStorage, Settings, SettingsInput, SettingsView};
 
 impl Default for Settings {
     fn default() -> Self {
@@ -72,35 +30,6 @@ impl Default for Settings {
             system_audio: false,
         }
     }
-}
-
-/// Settings as the UI saves them: the secret only when typed (empty keeps the
-/// stored one).
-#[derive(Debug, Clone, Deserialize, specta::Type)]
-pub struct SettingsInput {
-    pub settings: Settings,
-    pub token_secret: Option<String>,
-}
-
-/// Settings as the UI shows them.
-#[derive(Debug, Clone, Serialize, specta::Type)]
-pub struct SettingsView {
-    pub settings: Settings,
-    /// A secret is known for the remote server (its value never leaves the app).
-    pub has_secret: bool,
-    /// "keyring", "memory" (no keyring answered: asked again next launch),
-    /// "environment", or "none".
-    pub secret_storage: String,
-    /// SPOOL_SERVER_URL overrides the destination for this run.
-    pub env_override: Option<String>,
-    /// The embedded server's address, when it runs.
-    pub embedded_url: Option<String>,
-    /// Where share links point on the local network, when shared there.
-    pub lan_url: Option<String>,
-    pub embedded_error: Option<String>,
-    pub data_dir: String,
-    pub recordings_dir: String,
-    pub log_dir: String,
 }
 
 impl Settings {
@@ -142,16 +71,18 @@ impl Settings {
     /// a crash is simply overwritten (the app is alone on its data folder).
     pub fn save(&self, path: &Path) -> Result<(), IpcError> {
         let err = |e: std::io::Error| {
-            IpcError::new(codes::LOCAL_FILE, format!("saving {}: {e}", path.display()))
+            IpcError::new(
+                ErrorCode::LocalFile,
+                format!("saving {}: {e}", path.display()),
+            )
         };
-        let bytes = serde_json::to_vec_pretty(self)
-            .map_err(|e| IpcError::new(codes::INTERNAL, e.to_string()))?;
+        let bytes = serde_json::to_vec_pretty(self).map_err(IpcError::internal)?;
         write_durably(path, &bytes).map_err(err)
     }
 
     /// Checks what a user can get wrong, with a message saying what to fix.
     pub fn validate(&self) -> Result<(), IpcError> {
-        let bad = |m: &str| Err(IpcError::new(codes::INVALID_SETTINGS, m));
+        let bad = |m: &str| Err(IpcError::new(ErrorCode::InvalidSettings, m));
         match self.destination {
             Destination::Embedded => {}
             Destination::Remote => {
@@ -171,7 +102,7 @@ impl Settings {
         if !Settings::COUNTDOWN_CHOICES.contains(&self.countdown_secs) {
             return bad("the countdown must be off, 3, 5 or 10 seconds");
         }
-        crate::audio::validate_mic(self.mic.as_deref())?;
+        validate_mic(self.mic.as_deref())?;
         let rec = self.recorder(PathBuf::new(), "synthetic")?;
         rec.validate().map_err(IpcError::from)
     }
@@ -184,7 +115,7 @@ impl Settings {
     ) -> Result<spool_record::Settings, IpcError> {
         if !self.fragment_secs.is_finite() {
             return Err(IpcError::new(
-                codes::INVALID_SETTINGS,
+                ErrorCode::InvalidSettings,
                 "the fragment duration must be a number of seconds",
             ));
         }
@@ -196,9 +127,20 @@ impl Settings {
             preset: spool_encode::Config::DEFAULT_PRESET.into(),
             crf: self.crf,
             output_dir,
-            // What sound to record is decided at Start (crate::audio::plan).
+            // What sound to record is decided at Start (audio.rs plans it).
             audio: Default::default(),
         })
+    }
+}
+
+/// Checks a microphone setting.
+pub fn validate_mic(mic: Option<&str>) -> Result<(), IpcError> {
+    match mic {
+        Some(m) if m.trim().is_empty() || m.len() > 512 => Err(IpcError::new(
+            ErrorCode::InvalidSettings,
+            "the microphone must be \"none\", \"default\" or a device name",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -256,7 +198,7 @@ impl Secrets {
             .unwrap_or_else(|e| Err(keyring::Error::PlatformFailure(Box::new(e))))
     }
 
-    pub async fn store(&self, server: &str, token_id: &str, secret: &str) -> &'static str {
+    pub async fn store(&self, server: &str, token_id: &str, secret: &str) -> SecretStorage {
         let key = account(server, token_id);
         if let Ok(mut m) = self.memory.lock() {
             *m = Some((key.clone(), secret.to_owned()));
@@ -288,7 +230,7 @@ impl Secrets {
         Some(secret)
     }
 
-    fn note<T>(&self, r: &keyring::Result<T>) -> &'static str {
+    fn note<T>(&self, r: &keyring::Result<T>) -> SecretStorage {
         let ok = match r {
             Ok(_) | Err(keyring::Error::NoEntry) => true,
             Err(e) => {
@@ -300,14 +242,18 @@ impl Secrets {
         if let Ok(mut k) = self.keyring_ok.lock() {
             *k = Some(ok);
         }
-        if ok { "keyring" } else { "memory" }
+        if ok {
+            SecretStorage::Keyring
+        } else {
+            SecretStorage::Memory
+        }
     }
 
-    pub fn storage(&self) -> &'static str {
+    pub fn storage(&self) -> SecretStorage {
         match self.keyring_ok.lock().ok().and_then(|k| *k) {
-            Some(true) => "keyring",
-            Some(false) => "memory",
-            None => "none",
+            Some(true) => SecretStorage::Keyring,
+            Some(false) => SecretStorage::Memory,
+            None => SecretStorage::None,
         }
     }
 }
@@ -334,7 +280,7 @@ mod tests {
         assert!(!std::fs::read_to_string(&path).unwrap().contains("secret"));
 
         s.server_url = "ftp://x".into();
-        assert_eq!(s.validate().unwrap_err().code, codes::INVALID_SETTINGS);
+        assert_eq!(s.validate().unwrap_err().code, ErrorCode::InvalidSettings);
         s.server_url = "http://localhost:1".into();
         s.token_id.clear();
         assert!(s.validate().is_err());
@@ -369,7 +315,10 @@ mod tests {
             mic: Some(" ".into()),
             ..Settings::default()
         };
-        assert_eq!(blank.validate().unwrap_err().code, codes::INVALID_SETTINGS);
+        assert_eq!(
+            blank.validate().unwrap_err().code,
+            ErrorCode::InvalidSettings
+        );
         std::fs::write(&path, b"{not json").unwrap();
         assert_eq!(Settings::load(&path), Settings::default());
         assert_eq!(http_url(" http://a:1/ "), Some("http://a:1".into()));

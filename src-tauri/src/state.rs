@@ -1,113 +1,62 @@
 //! The app's state: its folders, the upload journal, settings and secrets,
 //! the embedded server, and what is running (the recording, background
-//! uploads). SPOOL_DATA_DIR puts every file of the app (journal, settings,
-//! embedded server data, recordings, logs) under one folder, for isolated
-//! runs.
+//! uploads), plus the ways the modules above tell the window and the
+//! desktop about it (the progress view, the history-changed event,
+//! notifications queued for the desktop shell). SPOOL_DATA_DIR puts every
+//! file of the app (journal, settings, embedded server data, recordings,
+//! logs) under one folder, for isolated runs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use spool_client::journal::TargetRecord;
 use spool_client::{Client, Target};
 use tauri::ipc::Channel;
-use tauri::{AppHandle, Manager as _};
-use tokio::sync::watch;
+use tauri::{AppHandle, Runtime};
+use tauri_specta::Event as _;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::embedded::Embedded;
-use crate::ipc::{IpcError, Notice, RecordingView, codes};
+use crate::error::{ErrorCode, IpcError};
+use crate::models::{
+    HistoryChanged, Notice, NoticeKind, RecordingState, RecordingView, SecretStorage,
+};
+pub use crate::paths::{EnvServer, Paths, data_dir, isolated_data_dir};
 use crate::settings::{Destination, Secrets, Settings, SettingsInput, SettingsView, http_url};
-
-/// Where the app keeps its files.
-#[derive(Debug, Clone)]
-pub struct Paths {
-    pub data: PathBuf,
-    pub journal: PathBuf,
-    pub server: PathBuf,
-    pub recordings: PathBuf,
-    pub logs: PathBuf,
-    pub settings: PathBuf,
-}
-
-/// `SPOOL_DATA_DIR`, for isolated runs.
-fn isolated_data_dir() -> Option<PathBuf> {
-    std::env::var_os("SPOOL_DATA_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// The app's data folder: `SPOOL_DATA_DIR`, else the platform's data folder
-/// for the app's `identifier` — the very folder Tauri's `app_data_dir`
-/// names, known here before the app (and its window) exists, so the
-/// single-instance lock is taken first.
-pub fn data_dir(identifier: &str) -> anyhow::Result<PathBuf> {
-    match isolated_data_dir() {
-        Some(d) => Ok(d),
-        None => dirs::data_dir()
-            .map(|d| d.join(identifier))
-            .ok_or_else(|| anyhow::anyhow!("this system has no data folder for applications")),
-    }
-}
-
-impl Paths {
-    fn resolve(app: &AppHandle, data: PathBuf) -> anyhow::Result<Paths> {
-        let isolated = isolated_data_dir();
-        let logs = match &isolated {
-            Some(_) => data.join("logs"),
-            None => app.path().app_log_dir()?,
-        };
-        // Recordings are the user's videos unless the run is isolated.
-        let recordings = match (&isolated, app.path().video_dir()) {
-            (None, Ok(v)) => v.join("Spool"),
-            _ => data.join("recordings"),
-        };
-        let paths = Paths {
-            journal: data.join("journal"),
-            server: data.join("server"),
-            settings: data.join("settings.json"),
-            recordings,
-            logs,
-            data,
-        };
-        for d in [&paths.data, &paths.journal, &paths.recordings, &paths.logs] {
-            std::fs::create_dir_all(d)?;
-        }
-        Ok(paths)
-    }
-}
-
-/// The destination given by the environment for this run.
-#[derive(Clone)]
-pub struct EnvServer {
-    pub url: String,
-    pub token_id: String,
-    pub token_secret: String,
-}
-
-impl EnvServer {
-    fn from_env() -> Option<EnvServer> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-        let url = var("SPOOL_SERVER_URL")?;
-        let url = match http_url(&url) {
-            Some(u) => u,
-            None => {
-                tracing::error!(url, "SPOOL_SERVER_URL is not an http(s) URL; ignoring it");
-                return None;
-            }
-        };
-        Some(EnvServer {
-            url,
-            token_id: var("SPOOL_TOKEN_ID").unwrap_or_default(),
-            token_secret: var("SPOOL_TOKEN_SECRET").unwrap_or_default(),
-        })
-    }
-}
 
 /// An upload running in the background (a finished recording's, or a resumed one).
 pub struct LiveUpload {
     pub status: watch::Receiver<spool_client::Status>,
     pub stop: CancellationToken,
+}
+
+/// The recording being captured.
+pub struct ActiveRecording {
+    pub stop: CancellationToken,
+    pub controls: spool_record::Controls,
+    /// The recording has sound (Mute works).
+    pub has_audio: bool,
+    pub upload_id: Option<String>,
+    /// Turns true once the last fragment is on disk and the upload's length
+    /// is journaled.
+    pub saved: watch::Receiver<bool>,
+}
+
+/// A desktop notification for the shell to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub summary: String,
+    pub body: String,
+}
+
+/// Notifications queued for the desktop shell, which takes the receiver
+/// when it installs (a window-less test app has none: they are dropped).
+struct Notifications {
+    tx: mpsc::Sender<Notification>,
+    rx: Mutex<Option<mpsc::Receiver<Notification>>>,
 }
 
 pub struct AppState {
@@ -119,17 +68,24 @@ pub struct AppState {
     /// The embedded server; replaced when the local-network setting changes.
     pub embedded: Mutex<Option<Embedded>>,
     pub embedded_error: Mutex<Option<String>>,
-    pub recording: Mutex<Option<crate::recording::Active>>,
-    pub deletions: crate::deleting::Deletions,
+    pub recording: Mutex<Option<ActiveRecording>>,
     uploads: Mutex<HashMap<String, LiveUpload>>,
     notices: Mutex<Vec<Notice>>,
+    notifications: Notifications,
     progress: Mutex<(Option<Channel<RecordingView>>, RecordingView)>,
+    /// Which recording the main view follows; a newer one takes the view
+    /// over from an older one still uploading.
+    view_generation: AtomicU64,
     _log_guard: Option<tracing_appender::non_blocking::WorkerGuard>,
 }
 
 impl AppState {
-    pub fn open(app: &AppHandle, data: PathBuf) -> anyhow::Result<AppState> {
-        let paths = Paths::resolve(app, data)?;
+    pub fn open<R: Runtime>(
+        app: &AppHandle<R>,
+        data: PathBuf,
+        isolated: bool,
+    ) -> anyhow::Result<AppState> {
+        let paths = Paths::resolve(app, data, isolated)?;
         let log_guard = crate::logging::init(&paths.logs);
         tracing::info!(data = %paths.data.display(), "spool-desktop starting");
         let mut notices = Vec::new();
@@ -139,7 +95,7 @@ impl AppState {
         drop(journal);
         if let Some(aside) = set_aside {
             notices.push(Notice {
-                kind: "journal-set-aside".into(),
+                kind: NoticeKind::JournalSetAside,
                 message: format!(
                     "Spool's list of recordings could not be read, so a new one was started. \
                      Your recordings are still on disk in {}; the unreadable list was kept as {}.",
@@ -161,7 +117,7 @@ impl AppState {
                 tracing::error!(error = %e, "the embedded server did not start");
                 if env.is_none() && settings.destination == Destination::Embedded {
                     notices.push(Notice {
-                            kind: "embedded-server".into(),
+                            kind: NoticeKind::EmbeddedServer,
                             message: format!(
                                 "The server built into Spool did not start ({e}). \
                                  Recordings cannot be uploaded to it; choose a remote server in Settings."
@@ -180,16 +136,17 @@ impl AppState {
             embedded: Mutex::new(embedded),
             embedded_error: Mutex::new(embedded_error),
             recording: Mutex::new(None),
-            deletions: crate::deleting::Deletions::new()?,
             uploads: Mutex::new(HashMap::new()),
             notices: Mutex::new(notices),
-            progress: Mutex::new((
-                None,
-                RecordingView {
-                    state: "idle".into(),
-                    ..RecordingView::default()
-                },
-            )),
+            notifications: {
+                let (tx, rx) = mpsc::channel(32);
+                Notifications {
+                    tx,
+                    rx: Mutex::new(Some(rx)),
+                }
+            },
+            progress: Mutex::new((None, RecordingView::default())),
+            view_generation: AtomicU64::new(0),
             _log_guard: log_guard,
         })
     }
@@ -203,7 +160,7 @@ impl AppState {
     }
 
     pub fn settings(&self) -> Settings {
-        self.settings.lock().map(|s| s.clone()).unwrap_or_default()
+        lock(&self.settings).clone()
     }
 
     /// Where new recordings are uploaded now.
@@ -219,7 +176,7 @@ impl AppState {
         match s.destination {
             Destination::Embedded => self.embedded_target().ok_or_else(|| {
                 IpcError::new(
-                    codes::NO_DESTINATION,
+                    ErrorCode::NoDestination,
                     format!(
                         "the embedded server is not running ({}); choose a remote server in Settings",
                         self.embedded_error().as_deref().unwrap_or("unknown error")
@@ -227,7 +184,12 @@ impl AppState {
                 )
             }),
             Destination::Remote => {
-                let server = http_url(&s.server_url).unwrap_or_default();
+                let server = http_url(&s.server_url).ok_or_else(|| {
+                    IpcError::new(
+                        ErrorCode::InvalidSettings,
+                        "the server URL in Settings is not an http(s) address",
+                    )
+                })?;
                 match self.secrets.load(&server, &s.token_id).await {
                     Some(secret) => Ok(Target::OnDemand {
                         server,
@@ -235,13 +197,18 @@ impl AppState {
                         token_secret: secret,
                     }),
                     None => Err(IpcError::new(
-                        codes::NO_DESTINATION,
+                        ErrorCode::NoDestination,
                         "the token secret for the remote server is not known: enter it in Settings",
                     )),
                 }
             }
             Destination::Endpoint => Ok(Target::Endpoint {
-                url: http_url(&s.endpoint_url).unwrap_or_default(),
+                url: http_url(&s.endpoint_url).ok_or_else(|| {
+                    IpcError::new(
+                        ErrorCode::InvalidSettings,
+                        "the TUS endpoint in Settings is not an http(s) address",
+                    )
+                })?,
                 headers: Vec::new(),
             }),
         }
@@ -297,9 +264,9 @@ impl AppState {
         SettingsView {
             has_secret,
             secret_storage: if self.env.is_some() {
-                "environment".into()
+                SecretStorage::Environment
             } else {
-                self.secrets.storage().into()
+                self.secrets.storage()
             },
             env_override: self.env.as_ref().map(|e| e.url.clone()),
             embedded_url: self.with_embedded(|e| e.url.clone()),
@@ -334,16 +301,16 @@ impl AppState {
     /// while recording; uploads in flight reconnect (their URLs name
     /// loopback, which the server keeps serving either way).
     async fn set_lan_sharing(&self, lan: bool) -> Result<(), IpcError> {
-        if self.recording.lock().map(|r| r.is_some()).unwrap_or(false) {
+        if self.is_capturing() {
             return Err(IpcError::new(
-                codes::INVALID_SETTINGS,
+                ErrorCode::InvalidSettings,
                 "stop the recording before changing local-network sharing",
             ));
         }
         // Checked first, so a machine without a network keeps its server.
         if lan && crate::embedded::lan_address().is_none() {
             return Err(IpcError::new(
-                codes::INVALID_SETTINGS,
+                ErrorCode::InvalidSettings,
                 "this computer is not on a local network: there is no address to share on",
             ));
         }
@@ -376,7 +343,7 @@ impl AppState {
             *err = Some(e.clone());
         }
         Err(IpcError::new(
-            codes::INTERNAL,
+            ErrorCode::Internal,
             format!("the embedded server did not restart: {e}"),
         ))
     }
@@ -400,7 +367,7 @@ impl AppState {
                 .is_none()
         {
             return Err(IpcError::new(
-                codes::INVALID_SETTINGS,
+                ErrorCode::InvalidSettings,
                 "enter the token secret for this server and token id",
             ));
         }
@@ -447,10 +414,51 @@ impl AppState {
             .unwrap_or(false);
         if shown {
             self.publish(RecordingView {
-                state: "idle".into(),
+                state: RecordingState::Idle,
                 ..RecordingView::default()
             });
         }
+    }
+
+    /// A fresh view generation: the caller's views now take the window over.
+    pub fn new_view_generation(&self) -> u64 {
+        self.view_generation.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Publishes `view` if its generation still owns the window.
+    pub fn publish_for(&self, generation: u64, view: RecordingView) {
+        if self.view_generation.load(Ordering::Acquire) == generation {
+            self.publish(view);
+        }
+    }
+
+    /// Queues a desktop notification (dropped, and logged, when the shell
+    /// is not keeping up or there is none).
+    pub fn notify(&self, summary: &str, body: &str) {
+        let n = Notification {
+            summary: summary.to_owned(),
+            body: body.to_owned(),
+        };
+        if let Err(e) = self.notifications.tx.try_send(n) {
+            tracing::debug!(error = %e, "notification not shown");
+        }
+    }
+
+    /// The notifications' receiver, for the desktop shell (once).
+    pub fn take_notifications(&self) -> Option<mpsc::Receiver<Notification>> {
+        self.notifications.rx.lock().ok()?.take()
+    }
+
+    /// A recording is being captured (or counted down to: Start holds it).
+    pub fn is_capturing(&self) -> bool {
+        lock(&self.recording).is_some()
+    }
+
+    /// The upload of the recording being captured, if any.
+    pub fn recording_upload(&self) -> Option<String> {
+        lock(&self.recording)
+            .as_ref()
+            .and_then(|a| a.upload_id.clone())
     }
 
     /// Follows a running upload (its live status overrides the journal's).
@@ -480,10 +488,25 @@ impl AppState {
 
     /// The journal's record of upload `id`, or `ERR_NOT_FOUND`.
     pub async fn journaled(&self, id: &str) -> Result<spool_client::UploadRecord, IpcError> {
-        self.client
-            .journal()
-            .get(id)
-            .await?
-            .ok_or_else(|| IpcError::new(codes::NOT_FOUND, format!("no recording {id}")))
+        self.client.journal().get(id).await?.ok_or_else(|| {
+            IpcError::new(ErrorCode::RecordingNotFound, format!("no recording {id}"))
+        })
     }
+}
+
+/// Tells the window its history changed (a state, a new recording, a deletion).
+pub fn history_changed<R: Runtime>(app: &AppHandle<R>) {
+    if let Err(e) = HistoryChanged.emit(app) {
+        tracing::debug!(error = %e, "history-changed not delivered");
+    }
+}
+
+/// Locks `m`; a lock poisoned by a panicking holder still guards whole
+/// values here (every critical section replaces or reads a value), so it is
+/// taken over — never read as empty or as not held.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| {
+        tracing::error!("a lock was poisoned by a panic; going on with its value");
+        poisoned.into_inner()
+    })
 }

@@ -76,15 +76,22 @@ export type AudioDevicesView = {
 
 /**  What Delete did on the server. */
 export type Deleted = {
-	/**
-	 *  "deleted" (on the server too), "deleting" (the server could not be
-	 *  reached or refused: retried in the background and at every launch
-	 *  until it is deleted there), or "nothing" (nothing was uploaded).
-	 */
-	on_server: string,
+	on_server: DeletedOnServer,
 	/**  Why it is not deleted on the server yet, when "deleting". */
 	error: string | null,
 };
+
+/**  What Delete did on the server. */
+export type DeletedOnServer = 
+/**  Deleted there too. */
+"deleted" | 
+/**
+ *  Not yet (unreachable or refused): retried in the background and at
+ *  every launch until it is.
+ */
+"deleting" | 
+/**  Nothing was uploaded. */
+"nothing";
 
 /**  Where recordings are uploaded. */
 export type Destination = 
@@ -95,6 +102,123 @@ export type Destination =
 /**  Any TUS 1.0 creation endpoint (deferred length). */
 "endpoint";
 
+/**
+ *  One stable error code with its HTTP status. It serialises as its
+ *  wire form (`"ERR_…"`); with the `specta` feature the desktop app's
+ *  TypeScript bindings get it as a union of those strings.
+ */
+export type ErrorCode = 
+/** Missing or wrong API credentials and no valid upload signature. */
+"ERR_UNAUTHORIZED" | 
+/** The upload URL's signature is malformed, forged, or for another upload. */
+"ERR_INVALID_SIGNATURE" | 
+/** The upload URL expired before the upload received its first byte. */
+"ERR_SIGNATURE_EXPIRED" | 
+/** The request body is not the JSON this endpoint expects. */
+"ERR_INVALID_JSON" | 
+/** A request field has a value outside what the endpoint accepts. */
+"ERR_INVALID_REQUEST" | 
+/** Tus-Resumable is missing or names a protocol version this server does not speak. */
+"ERR_UNSUPPORTED_VERSION" | 
+/** A PATCH body must be sent as application/offset+octet-stream. */
+"ERR_INVALID_CONTENT_TYPE" | 
+/** Upload-Offset is missing, not a number, or negative. */
+"ERR_INVALID_OFFSET" | 
+/** Upload-Offset differs from the server's offset; HEAD for the current one. */
+"ERR_MISMATCHED_OFFSET" | 
+/** Upload-Length or Upload-Defer-Length is malformed, missing, or both were sent. */
+"ERR_INVALID_LENGTH" | 
+/** The upload's length was already declared with another value; it can be set once. */
+"ERR_LENGTH_ALREADY_SET" | 
+/** The declared Upload-Length is smaller than the bytes already received. */
+"ERR_LENGTH_BELOW_OFFSET" | 
+/** The upload would grow past the server's maximum size (Tus-Max-Size). */
+"ERR_MAX_SIZE_EXCEEDED" | 
+/** The body carries more bytes than the upload's declared length leaves room for. */
+"ERR_UPLOAD_SIZE_EXCEEDED" | 
+/** Upload-Metadata is malformed: bad base64, a bad key, or a duplicate key. */
+"ERR_INVALID_METADATA" | 
+/** Upload-Checksum is malformed or names an unsupported algorithm. */
+"ERR_INVALID_CHECKSUM" | 
+/** The body's checksum differs from Upload-Checksum; nothing was stored. */
+"ERR_CHECKSUM_MISMATCH" | 
+/** Upload-Concat is malformed, or names parts that are unknown, unfinished or not partial. */
+"ERR_INVALID_CONCAT" | 
+/** A final concatenated upload cannot be patched. */
+"ERR_MODIFY_FINAL" | 
+/** No upload has this id. */
+"ERR_UPLOAD_NOT_FOUND" | 
+/** The upload expired after a period without activity. */
+"ERR_UPLOAD_EXPIRED" | 
+/** The upload was terminated. */
+"ERR_UPLOAD_TERMINATED" | 
+/** The upload has not received all of its bytes yet. */
+"ERR_UPLOAD_INCOMPLETE" | 
+/** The upload is already complete; it takes no more bytes. */
+"ERR_UPLOAD_COMPLETE" | 
+/** Another request is writing to this upload right now; retry shortly. */
+"ERR_UPLOAD_LOCKED" | 
+/** This request was interrupted by a newer one for the same upload; what arrived was saved. */
+"ERR_UPLOAD_INTERRUPTED" | 
+/** The request body stalled; what arrived was saved. */
+"ERR_REQUEST_TIMEOUT" | 
+/** The request body is larger than this endpoint accepts. */
+"ERR_BODY_TOO_LARGE" | 
+/** No asset has this id. */
+"ERR_ASSET_NOT_FOUND" | 
+/** The asset's bytes are not complete yet. */
+"ERR_ASSET_NOT_READY" | 
+/** The Range header does not fit the resource. */
+"ERR_RANGE_NOT_SATISFIABLE" | 
+/** This resource does not answer that method. */
+"ERR_METHOD_NOT_ALLOWED" | 
+/** No such route. */
+"ERR_NOT_FOUND" | 
+/** The server is shutting down; what arrived was saved. Retry. */
+"ERR_SHUTTING_DOWN" | 
+/** An internal error; the details are in the log (the server's, or the app's). */
+"ERR_INTERNAL" | 
+/** The credentials or signed URL are valid but do not allow this request (e.g. an upload URL after its upload completed). */
+"ERR_FORBIDDEN" | 
+/** The server is keeping its free-space reserve; nothing of this chunk was stored. Retry later. */
+"ERR_INSUFFICIENT_STORAGE" | 
+/** The server's storage lost acknowledged bytes of this upload (found at startup); it was marked errored rather than filled with anything else. Create a new upload and send it again. */
+"ERR_UPLOAD_DAMAGED" | 
+/** The recording is still being produced by a live process; it cannot be resumed or finished from here. */
+"ERR_RECORDING_IN_PROGRESS" | 
+/** The server is at its connection limit with every connection serving a request; retry shortly. */
+"ERR_SERVER_BUSY" | 
+/** The upload is not a video the server can play (no video stream it can read); its original stays downloadable. */
+"ERR_UNSUPPORTED_MEDIA" | 
+/** Processing the upload into a playable video failed after every retry; its original stays downloadable. */
+"ERR_PROCESSING_FAILED" | 
+/** Sound was asked for but cannot be recorded: no audio server answers, or it has no such device. Nothing was recorded. */
+"ERR_AUDIO_UNAVAILABLE" | 
+/** A setting or argument has a value outside what it accepts (a title too long, a bad URL, a missing token secret). */
+"ERR_INVALID_SETTINGS" | 
+/** A recording is already running; stop it first. */
+"ERR_ALREADY_RECORDING" | 
+/** Nothing is being recorded. */
+"ERR_NOT_RECORDING" | 
+/** The screen, window or region to record cannot be captured (no display, no such window). */
+"ERR_SOURCE" | 
+/** The video could not be encoded. */
+"ERR_ENCODE" | 
+/** There is nowhere to upload to: the embedded server is not running, or the remote server's token secret is not known. */
+"ERR_NO_DESTINATION" | 
+/** No recording has this id here (never recorded, or deleted). */
+"ERR_RECORDING_NOT_FOUND" | 
+/** A local file could not be read or written. */
+"ERR_LOCAL_FILE" | 
+/** This computer's disk is full: the recording stopped where it was, what was recorded is kept. */
+"ERR_DISK_FULL" | 
+/** The desktop refused (no clipboard, no browser, no file manager). */
+"ERR_DESKTOP" | 
+/** The server cannot be reached (connection refused, no network, DNS); what was recorded is kept and the upload resumes. */
+"ERR_SERVER_UNREACHABLE" | 
+/** The upload failed with an answer that has no code of its own (e.g. a proxy's error page). */
+"ERR_UPLOAD";
+
 /**  The history changed (a state, a new recording, a deletion). */
 export type HistoryChanged = null;
 
@@ -103,12 +227,8 @@ export type HistoryItem = {
 	upload_id: string,
 	asset_id: string | null,
 	title: string | null,
-	/**
-	 *  "recording", "uploading", "reconnecting", "stalled", "complete",
-	 *  "failed", or "deleting" (deleted here; being deleted on the server,
-	 *  retried until it is — `last_error` says why it has not been yet).
-	 */
-	state: string,
+	/**  `last_error` says why a deleting one is not deleted there yet. */
+	state: HistoryState,
 	share_url: string | null,
 	local_path: string | null,
 	local_exists: boolean,
@@ -119,21 +239,34 @@ export type HistoryItem = {
 	last_error: string | null,
 };
 
+/**  A recording's state in the history. */
+export type HistoryState = "recording" | "uploading" | "reconnecting" | "stalled" | "complete" | "failed" | 
+/**  Deleted here; being deleted on the server, retried until it is. */
+"deleting";
+
 /**  An error as the UI sees it. */
 export type IpcError = {
-	code: string,
+	code: ErrorCode,
 	message: string,
 };
 
 /**  Something the user must be told once (on the launch it happened). */
 export type Notice = {
-	/**
-	 *  "journal-set-aside" (the journal was unreadable: kept under another
-	 *  name, and a new one started) or "embedded-server" (it did not start).
-	 */
-	kind: string,
+	kind: NoticeKind,
 	message: string,
 };
+
+/**  What a launch notice is about. */
+export type NoticeKind = 
+/**  The journal was unreadable: kept under another name, a new one started. */
+"journal-set-aside" | 
+/**  The embedded server did not start. */
+"embedded-server";
+
+/**  A recording's state, as the main view shows it. */
+export type RecordingState = "idle" | "countdown" | "recording" | "paused" | "uploading" | "reconnecting" | "stalled" | "complete" | "failed" | 
+/**  Recorded locally only (no destination). */
+"saved";
 
 /**
  *  The recording was started or stopped from outside the window (tray,
@@ -148,12 +281,7 @@ export type RecordingToggled = {
  *  Byte counts are numbers (exact up to 2^53 bytes).
  */
 export type RecordingView = {
-	/**
-	 *  "idle", "countdown", "recording", "paused", "uploading",
-	 *  "reconnecting", "stalled", "complete", "failed" or "saved" (recorded
-	 *  locally only).
-	 */
-	state: string,
+	state: RecordingState,
 	/**  Capture is running (Stop is possible; also while paused). */
 	capturing: boolean,
 	/**  Capture is paused: the elapsed time stands still. */
@@ -164,10 +292,10 @@ export type RecordingView = {
 	/**  Seconds left before capture starts, while counting down. */
 	countdown: number | null,
 	/**
-	 *  The upload's own state word while capturing (`state` says "paused"
-	 *  or "recording"; this says "uploading", "reconnecting", …).
+	 *  The upload's own state while capturing (`state` says paused or
+	 *  recording; this says uploading, reconnecting, …).
 	 */
-	upload_state: string | null,
+	upload_state: UploadPhase | null,
 	title: string | null,
 	upload_id: string | null,
 	/**  Elapsed recording time, in whole seconds (as milliseconds). */
@@ -201,12 +329,9 @@ export type RecordingView = {
 	 */
 	mic_level: number | null,
 	system_level: number | null,
-	/**
-	 *  Each source's state: "active", "lost" (recording silence in its
-	 *  place) or "restored" (absent: not recorded).
-	 */
-	mic_state: string | null,
-	system_state: string | null,
+	/**  Each source's state (absent: not recorded). */
+	mic_state: SoundState | null,
+	system_state: SoundState | null,
 	/**
 	 *  Why the microphone is not recorded though the settings would have it
 	 *  (no audio server, no input): the recording is video only.
@@ -217,15 +342,30 @@ export type RecordingView = {
 /**  What Rename did. */
 export type Renamed = {
 	title: string,
-	/**
-	 *  "renamed" (here and on the server), "local" (the destination is a
-	 *  plain TUS endpoint, which has no titles: renamed in Spool only), or
-	 *  "failed" (renamed here; the server could not be updated — `error`
-	 *  says why).
-	 */
-	on_server: string,
+	/**  `error` says why a failed one failed. */
+	on_server: RenamedOnServer,
 	error: string | null,
 };
+
+/**  What Rename did on the server. */
+export type RenamedOnServer = 
+/**  Renamed here and on the server. */
+"renamed" | 
+/**  A plain TUS endpoint has no titles: renamed in Spool only. */
+"local" | 
+/**  Renamed here; the server could not be updated. */
+"failed";
+
+/**  Where the remote token secret is kept. */
+export type SecretStorage = 
+/**  The OS keyring. */
+"keyring" | 
+/**  No keyring answered: memory, asked again next launch. */
+"memory" | 
+/**  SPOOL_TOKEN_SECRET. */
+"environment" | 
+/**  None stored yet. */
+"none";
 
 /**  What is saved in settings.json. */
 export type Settings = {
@@ -272,11 +412,7 @@ export type SettingsView = {
 	settings: Settings,
 	/**  A secret is known for the remote server (its value never leaves the app). */
 	has_secret: boolean,
-	/**
-	 *  "keyring", "memory" (no keyring answered: asked again next launch),
-	 *  "environment", or "none".
-	 */
-	secret_storage: string,
+	secret_storage: SecretStorage,
 	/**  SPOOL_SERVER_URL overrides the destination for this run. */
 	env_override: string | null,
 	/**  The embedded server's address, when it runs. */
@@ -289,6 +425,13 @@ export type SettingsView = {
 	log_dir: string,
 };
 
+/**  A sound source's state while recording. */
+export type SoundState = "active" | 
+/**  Gone: silence is recorded in its place. */
+"lost" | 
+/**  Back after being lost. */
+"restored";
+
 /**  Something that can be recorded, for the source picker. */
 export type SourceInfo = {
 	/**  What to pass to `start_recording`. */
@@ -296,9 +439,14 @@ export type SourceInfo = {
 	name: string,
 	width: number,
 	height: number,
-	/**  "display" or "window". */
-	kind: string,
+	kind: SourceKind,
 };
+
+/**  What kind of thing a source is. */
+export type SourceKind = "display" | "window";
+
+/**  An upload's own state (while capturing, beside the recording's). */
+export type UploadPhase = "uploading" | "reconnecting" | "stalled" | "complete" | "failed";
 
 /* Tauri Specta runtime */
 async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {

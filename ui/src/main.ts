@@ -71,6 +71,38 @@ function refreshDefaultTitle() {
 ui.title.addEventListener("input", () => (titleTyped = ui.title.value.trim() !== ""));
 
 /** What the upload does while the recording is paused. */
+/** The status line for each state (exhaustive: a new state is a type error). */
+function statusText(v: RecordingView): string {
+  switch (v.state) {
+    case "idle":
+      return "ready";
+    case "countdown":
+      return `starting in ${v.countdown ?? 0}…`;
+    case "recording":
+      return "recording";
+    case "paused":
+      return `paused — ${uploadDetail(v)}`;
+    case "reconnecting": {
+      const retry = v.next_retry_in_ms != null ? `, next try in ${Math.ceil(v.next_retry_in_ms / 1000)} s` : "";
+      return `reconnecting… (attempt ${v.attempt}${retry})`;
+    }
+    case "stalled":
+      return "stalled — still retrying, nothing is lost";
+    case "uploading":
+      return "uploading the last fragment…";
+    case "complete":
+      return "complete";
+    case "failed":
+      return "failed";
+    case "saved":
+      return "saved locally";
+    default: {
+      const unknown: never = v.state;
+      return String(unknown);
+    }
+  }
+}
+
 function uploadDetail(v: RecordingView): string {
   switch (v.upload_state) {
     case "reconnecting": {
@@ -113,26 +145,7 @@ function render(v: RecordingView) {
   else if (ui.elapsed.hasAttribute("data-duration-ms")) ui.elapsed.removeAttribute("data-duration-ms");
   if (ui.elapsed.classList.contains("paused") !== v.paused) ui.elapsed.classList.toggle("paused", v.paused);
 
-  const word = v.state === "idle" ? "ready" : v.state;
-  let text = word;
-  if (v.state === "paused") {
-    text = `paused — ${uploadDetail(v)}`;
-  } else if (counting) {
-    text = `starting in ${v.countdown ?? 0}…`;
-  } else if (v.state === "reconnecting") {
-    const retry = v.next_retry_in_ms != null ? `, next try in ${Math.ceil(v.next_retry_in_ms / 1000)} s` : "";
-    text = `reconnecting… (attempt ${v.attempt}${retry})`;
-  } else if (v.state === "stalled") {
-    text = "stalled — still retrying, nothing is lost";
-  } else if (v.state === "uploading") {
-    text = "uploading the last fragment…";
-  } else if (v.state === "complete") {
-    text = "complete";
-  } else if (v.state === "failed") {
-    text = "failed";
-  } else if (v.state === "saved") {
-    text = "saved locally";
-  }
+  const text = statusText(v);
   setText(ui.status, text);
   setAttr(ui.status, "class", `status ${v.state}`);
   if (v.last_error && (v.state === "reconnecting" || v.state === "stalled")) {

@@ -2,6 +2,7 @@
 // minimal DOM writes, and unwrapping typed command results into shown errors.
 
 import type { IpcError } from "./bindings";
+import { describe } from "./errors";
 
 export const $ = <T extends HTMLElement = HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -38,9 +39,9 @@ export function showError(el: HTMLElement, e: IpcError | string | null) {
     delete el.dataset.code;
     return;
   }
-  const err = typeof e === "string" ? { code: "ERR_INTERNAL", message: e } : e;
+  const err: IpcError = typeof e === "string" ? { code: "ERR_INTERNAL", message: e } : e;
   el.hidden = false;
-  el.textContent = err.message;
+  el.textContent = describe(err.code, err.message);
   el.dataset.code = err.code;
 }
 

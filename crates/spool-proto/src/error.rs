@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 
 macro_rules! error_codes {
     ($($variant:ident = ($code:literal, $status:literal, $doc:literal)),* $(,)?) => {
-        /// One stable error code with its HTTP status.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        /// One stable error code with its HTTP status. It serialises as its
+        /// wire form (`"ERR_…"`); with the `specta` feature the desktop app's
+        /// TypeScript bindings get it as a union of those strings.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "specta", derive(specta::Type))]
         pub enum ErrorCode {
-            $(#[doc = $doc] $variant,)*
+            $(#[doc = $doc] #[serde(rename = $code)] $variant,)*
         }
 
         impl ErrorCode {
@@ -76,7 +79,7 @@ error_codes! {
     MethodNotAllowed = ("ERR_METHOD_NOT_ALLOWED", 405, "This resource does not answer that method."),
     NotFound = ("ERR_NOT_FOUND", 404, "No such route."),
     ShuttingDown = ("ERR_SHUTTING_DOWN", 503, "The server is shutting down; what arrived was saved. Retry."),
-    Internal = ("ERR_INTERNAL", 500, "An internal error; the details are in the server's log."),
+    Internal = ("ERR_INTERNAL", 500, "An internal error; the details are in the log (the server's, or the app's)."),
     Forbidden = ("ERR_FORBIDDEN", 403, "The credentials or signed URL are valid but do not allow this request (e.g. an upload URL after its upload completed)."),
     InsufficientStorage = ("ERR_INSUFFICIENT_STORAGE", 507, "The server is keeping its free-space reserve; nothing of this chunk was stored. Retry later."),
     UploadDamaged = ("ERR_UPLOAD_DAMAGED", 410, "The server's storage lost acknowledged bytes of this upload (found at startup); it was marked errored rather than filled with anything else. Create a new upload and send it again."),
@@ -85,6 +88,20 @@ error_codes! {
     UnsupportedMedia = ("ERR_UNSUPPORTED_MEDIA", 415, "The upload is not a video the server can play (no video stream it can read); its original stays downloadable."),
     ProcessingFailed = ("ERR_PROCESSING_FAILED", 500, "Processing the upload into a playable video failed after every retry; its original stays downloadable."),
     AudioUnavailable = ("ERR_AUDIO_UNAVAILABLE", 503, "Sound was asked for but cannot be recorded: no audio server answers, or it has no such device. Nothing was recorded."),
+    // The recorder's own codes (the CLI, the desktop app's IPC and its UI):
+    // never answered by the server; the status is the closest HTTP one.
+    InvalidSettings = ("ERR_INVALID_SETTINGS", 400, "A setting or argument has a value outside what it accepts (a title too long, a bad URL, a missing token secret)."),
+    AlreadyRecording = ("ERR_ALREADY_RECORDING", 409, "A recording is already running; stop it first."),
+    NotRecording = ("ERR_NOT_RECORDING", 409, "Nothing is being recorded."),
+    Source = ("ERR_SOURCE", 503, "The screen, window or region to record cannot be captured (no display, no such window)."),
+    Encode = ("ERR_ENCODE", 500, "The video could not be encoded."),
+    NoDestination = ("ERR_NO_DESTINATION", 409, "There is nowhere to upload to: the embedded server is not running, or the remote server's token secret is not known."),
+    RecordingNotFound = ("ERR_RECORDING_NOT_FOUND", 404, "No recording has this id here (never recorded, or deleted)."),
+    LocalFile = ("ERR_LOCAL_FILE", 500, "A local file could not be read or written."),
+    DiskFull = ("ERR_DISK_FULL", 507, "This computer's disk is full: the recording stopped where it was, what was recorded is kept."),
+    Desktop = ("ERR_DESKTOP", 500, "The desktop refused (no clipboard, no browser, no file manager)."),
+    ServerUnreachable = ("ERR_SERVER_UNREACHABLE", 502, "The server cannot be reached (connection refused, no network, DNS); what was recorded is kept and the upload resumes."),
+    Upload = ("ERR_UPLOAD", 502, "The upload failed with an answer that has no code of its own (e.g. a proxy's error page)."),
 }
 
 impl ErrorCode {
@@ -108,12 +125,6 @@ impl ErrorCode {
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for ErrorCode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
     }
 }
 

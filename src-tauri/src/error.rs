@@ -1,0 +1,201 @@
+//! The app's one error type, a leaf every module depends on. An error
+//! crosses IPC as `{code, message}` where `code` is a
+//! [`spool_proto::ErrorCode`] — the same list the server answers with and
+//! the CLI prints, typed in the generated bindings — carried through
+//! unchanged from wherever it arose: a remote server's `ERR_UNAUTHORIZED`
+//! reaches the window as `ERR_UNAUTHORIZED`, never as a catch-all.
+
+use serde::{Deserialize, Serialize};
+pub use spool_proto::ErrorCode;
+
+/// An error as the UI sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct IpcError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub type IpcResult<T> = Result<T, IpcError>;
+
+impl IpcError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        IpcError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A failure of the app's own plumbing (a task that panicked, a value
+    /// that would not serialise): ERR_INTERNAL.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        IpcError::new(ErrorCode::Internal, e.to_string())
+    }
+}
+
+/// The code of a recorder's error.
+pub fn record_code(e: &spool_record::RecordError) -> ErrorCode {
+    use spool_capture::audio::AudioError;
+    use spool_record::RecordError as E;
+    match e {
+        E::Invalid(_) | E::Audio(AudioError::Invalid(_)) => ErrorCode::InvalidSettings,
+        E::Capture(_) => ErrorCode::Source,
+        E::Audio(AudioError::Unavailable(_)) => ErrorCode::AudioUnavailable,
+        E::Encode(_) => ErrorCode::Encode,
+        E::Upload(c) => client_code(c),
+        E::NoProgress(_) => ErrorCode::Upload,
+        E::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
+        E::Io { .. } => ErrorCode::LocalFile,
+        E::Internal(_) => ErrorCode::Internal,
+    }
+}
+
+/// The code of an upload client's error: the server's own where it sent
+/// one, else the class of the failure (unreachable, wrong credentials by
+/// status, a full disk), else ERR_UPLOAD.
+pub fn client_code(e: &spool_client::ClientError) -> ErrorCode {
+    use spool_client::ClientError as C;
+    if let Some(code) = e.code() {
+        return code;
+    }
+    match e {
+        C::Network(_) | C::Unreachable(_) => ErrorCode::ServerUnreachable,
+        C::Server { status: 401, .. } => ErrorCode::Unauthorized,
+        C::Server { status: 403, .. } => ErrorCode::Forbidden,
+        C::Server { status: 507, .. } => ErrorCode::InsufficientStorage,
+        C::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
+        C::Io { .. } | C::LocalDataChanged(_) => ErrorCode::LocalFile,
+        C::Invalid(_) => ErrorCode::InvalidSettings,
+        C::Journal(_) | C::Internal(_) => ErrorCode::Internal,
+        _ => ErrorCode::Upload,
+    }
+}
+
+impl From<spool_record::RecordError> for IpcError {
+    fn from(e: spool_record::RecordError) -> Self {
+        IpcError::new(record_code(&e), e.to_string())
+    }
+}
+
+impl From<&spool_client::ClientError> for IpcError {
+    fn from(e: &spool_client::ClientError) -> Self {
+        IpcError::new(client_code(e), e.to_string())
+    }
+}
+
+impl From<spool_client::ClientError> for IpcError {
+    fn from(e: spool_client::ClientError) -> Self {
+        IpcError::from(&e)
+    }
+}
+
+impl From<spool_capture::CaptureError> for IpcError {
+    fn from(e: spool_capture::CaptureError) -> Self {
+        IpcError::new(ErrorCode::Source, e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for IpcError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        IpcError::internal(e)
+    }
+}
+
+/// ENOSPC (and its quota twin): the disk is full.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::{ErrorCode, IpcError};
+
+    /// The UI sees the protocol's code of a client error, not a catch-all.
+    #[test]
+    fn client_errors_keep_their_codes_across_ipc() {
+        use spool_client::ClientError as C;
+        let code = |e: C| IpcError::from(e).code;
+        assert_eq!(
+            code(C::RecordingInProgress("recorded by pid 7".into())),
+            ErrorCode::RecordingInProgress
+        );
+        assert_eq!(
+            code(C::Terminated("deleted".into())),
+            ErrorCode::UploadTerminated
+        );
+        assert_eq!(
+            code(C::Server {
+                status: 507,
+                code: Some(ErrorCode::InsufficientStorage),
+                message: "full".into(),
+                retry_after: None,
+            }),
+            ErrorCode::InsufficientStorage
+        );
+        // A remote server's refusal of the credentials reaches the user.
+        assert_eq!(
+            code(C::Server {
+                status: 401,
+                code: Some(ErrorCode::Unauthorized),
+                message: "wrong secret".into(),
+                retry_after: None,
+            }),
+            ErrorCode::Unauthorized
+        );
+        // An unreachable server is said so, not "upload failed".
+        assert_eq!(
+            code(C::Network("connection reset".into())),
+            ErrorCode::ServerUnreachable
+        );
+        assert_eq!(
+            code(C::Unreachable("refused".into())),
+            ErrorCode::ServerUnreachable
+        );
+        // Without a code of its own, a server's answer is classed by status.
+        assert_eq!(
+            code(C::Server {
+                status: 401,
+                code: None,
+                message: "proxy auth".into(),
+                retry_after: None,
+            }),
+            ErrorCode::Unauthorized
+        );
+        assert_eq!(
+            code(C::Server {
+                status: 502,
+                code: None,
+                message: "bad gateway".into(),
+                retry_after: None,
+            }),
+            ErrorCode::Upload
+        );
+        // Sound that cannot be recorded keeps its protocol code.
+        let e = spool_record::RecordError::Audio(spool_capture::audio::AudioError::Unavailable(
+            "no such device".into(),
+        ));
+        assert_eq!(IpcError::from(e).code, ErrorCode::AudioUnavailable);
+        // Also when it comes through the recorder.
+        let e = spool_record::RecordError::Upload(C::Terminated("deleted".into()));
+        assert_eq!(IpcError::from(e).code, ErrorCode::UploadTerminated);
+        // A full disk is told as such.
+        let e = spool_record::RecordError::Io {
+            context: "writing /x".into(),
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        };
+        assert_eq!(IpcError::from(e).code, ErrorCode::DiskFull);
+    }
+
+    /// On the wire the code is its `ERR_*` string, as every other client sees it.
+    #[test]
+    fn the_code_crosses_as_its_wire_string() {
+        let e = IpcError::new(ErrorCode::NoDestination, "nowhere");
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["code"], "ERR_NO_DESTINATION");
+        assert_eq!(serde_json::from_value::<IpcError>(v).unwrap(), e);
+    }
+}
