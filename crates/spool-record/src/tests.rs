@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// Waits (up to 20 s, polling every 20 ms) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn settings(dir: &Path) -> Settings {
     Settings {
         source: spool_capture::SourceSpec::parse("synthetic:320x240", None).unwrap(),
@@ -22,7 +31,7 @@ async fn records_locally_and_counts_fragments() {
     let mut events = rec.take_events().unwrap();
     let progress = rec.progress_handle();
     assert_eq!(rec.progress().state, "recording");
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    until("three fragments", || progress.progress().fragments_recorded >= 3).await;
     rec.stop();
     let mut recorded = rec.finish().await.unwrap();
     assert!(recorded.fragments >= 3, "{} fragments", recorded.fragments);
