@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use spool_capture::{Rect, SourceSpec, X11Target};
-use spool_e2e::Xvfb;
+use spool_testkit::Xvfb;
 
 fn mean_bgr(buf: &[u8]) -> [u32; 3] {
     let n = (buf.len() / 4) as u64;

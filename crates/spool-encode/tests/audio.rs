@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use spool_capture::audio::{AudioKind, CHANNELS, Mixer, SAMPLE_RATE};
 use spool_capture::{Frame, Source, Synthetic};
-use spool_e2e::audio::{decode, power, window};
-use spool_e2e::ffprobe;
 use spool_encode::{Config, Encoder, Event};
+use spool_testkit::audio::{decode, power, window};
+use spool_testkit::ffprobe;
 
 fn sine(hz: f64, from: u64, frames: u64) -> Vec<f32> {
     (from..from + frames)

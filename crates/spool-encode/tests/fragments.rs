@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use spool_capture::{Frame, Source, Synthetic};
-use spool_e2e::{ffprobe, keyframe_times};
 use spool_encode::{Config, Encoder, Event};
+use spool_testkit::{ffprobe, keyframe_times};
 
 fn config(path: &std::path::Path, fps: u32, fragment_ms: u64) -> Config {
     Config {
@@ -234,6 +234,6 @@ fn stopping_while_paused_leaves_nothing_to_send() {
         })
         .collect();
     assert_eq!(reasons, [spool_encode::Cut::Pause]);
-    let d = spool_e2e::duration_s(&path);
+    let d = spool_testkit::duration_s(&path);
     assert!((d - 1.23).abs() < 0.02, "{d}");
 }
