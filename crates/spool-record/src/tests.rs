@@ -31,7 +31,10 @@ async fn records_locally_and_counts_fragments() {
     let mut events = rec.take_events().unwrap();
     let progress = rec.progress_handle();
     assert_eq!(rec.progress().state, "recording");
-    until("three fragments", || progress.progress().fragments_recorded >= 3).await;
+    until("three fragments", || {
+        progress.progress().fragments_recorded >= 3
+    })
+    .await;
     rec.stop();
     let mut recorded = rec.finish().await.unwrap();
     assert!(recorded.fragments >= 3, "{} fragments", recorded.fragments);
