@@ -33,53 +33,15 @@ impl IpcError {
     }
 }
 
-/// The code of a recorder's error.
-pub fn record_code(e: &spool_record::RecordError) -> ErrorCode {
-    use spool_capture::audio::AudioError;
-    use spool_record::RecordError as E;
-    match e {
-        E::Invalid(_) | E::Audio(AudioError::Invalid(_)) => ErrorCode::InvalidSettings,
-        E::Capture(_) => ErrorCode::Source,
-        E::Audio(AudioError::Unavailable(_)) => ErrorCode::AudioUnavailable,
-        E::Encode(_) => ErrorCode::Encode,
-        E::Upload(c) => client_code(c),
-        E::NoProgress(_) => ErrorCode::Upload,
-        E::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
-        E::Io { .. } => ErrorCode::LocalFile,
-        E::Internal(_) => ErrorCode::Internal,
-    }
-}
-
-/// The code of an upload client's error: the server's own where it sent
-/// one, else the class of the failure (unreachable, wrong credentials by
-/// status, a full disk), else ERR_UPLOAD.
-pub fn client_code(e: &spool_client::ClientError) -> ErrorCode {
-    use spool_client::ClientError as C;
-    if let Some(code) = e.code() {
-        return code;
-    }
-    match e {
-        C::Network(_) | C::Unreachable(_) => ErrorCode::ServerUnreachable,
-        C::Server { status: 401, .. } => ErrorCode::Unauthorized,
-        C::Server { status: 403, .. } => ErrorCode::Forbidden,
-        C::Server { status: 507, .. } => ErrorCode::InsufficientStorage,
-        C::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
-        C::Io { .. } | C::LocalDataChanged(_) => ErrorCode::LocalFile,
-        C::Invalid(_) => ErrorCode::InvalidSettings,
-        C::Journal(_) | C::Internal(_) => ErrorCode::Internal,
-        _ => ErrorCode::Upload,
-    }
-}
-
 impl From<spool_record::RecordError> for IpcError {
     fn from(e: spool_record::RecordError) -> Self {
-        IpcError::new(record_code(&e), e.to_string())
+        IpcError::new(e.error_code(), e.to_string())
     }
 }
 
 impl From<&spool_client::ClientError> for IpcError {
     fn from(e: &spool_client::ClientError) -> Self {
-        IpcError::new(client_code(e), e.to_string())
+        IpcError::new(spool_record::codes::client_code(e), e.to_string())
     }
 }
 
@@ -99,14 +61,6 @@ impl From<tokio::task::JoinError> for IpcError {
     fn from(e: tokio::task::JoinError) -> Self {
         IpcError::internal(e)
     }
-}
-
-/// ENOSPC (and its quota twin): the disk is full.
-pub fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    )
 }
 
 #[cfg(test)]

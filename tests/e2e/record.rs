@@ -8,6 +8,8 @@
 mod audio;
 #[path = "record/controls.rs"]
 mod controls;
+#[path = "record/exit_codes.rs"]
+mod exit_codes;
 
 use std::path::Path;
 use std::process::Command;

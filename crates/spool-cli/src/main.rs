@@ -2,6 +2,7 @@
 //! crates together and presents results. `spool serve` runs the upload
 //! server; `spool upload`, `resume` and `uploads` drive the resumable client.
 
+mod exit;
 mod record;
 mod secret;
 mod upload;
@@ -60,7 +61,7 @@ struct SourcesArgs {
 /// `spool sources --audio`: the audio server's inputs and outputs.
 fn audio_sources(json: bool) -> anyhow::Result<()> {
     let devices = spool_capture::audio::devices()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", spool_proto::ErrorCode::AudioUnavailable))?;
+        .map_err(|e| exit::coded(spool_proto::ErrorCode::AudioUnavailable, e))?;
     for (kind, list) in [("input", &devices.inputs), ("output", &devices.outputs)] {
         for d in list {
             if json {
@@ -410,9 +411,6 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("spool: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => exit::fail(&e),
     }
 }

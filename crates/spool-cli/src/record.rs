@@ -190,21 +190,21 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
         .ok();
     if args.countdown > 0 && !countdown(args.countdown, json).await {
         // Interrupted during the countdown: nothing was recorded.
-        bail!("cancelled before recording started");
+        return Err(crate::exit::coded(
+            spool_proto::ErrorCode::Interrupted,
+            "cancelled before recording started",
+        ));
     }
     let mut recorder = match Recorder::start(settings, upload).await {
         Ok(r) => r,
-        Err(e) => match e.code() {
-            Some(code) => {
-                if json {
-                    json_line(
-                        serde_json::json!({"event": "error", "code": code.as_str(), "message": e.to_string()}),
-                    );
-                }
-                bail!("{code}: {e}");
+        Err(e) => {
+            if json {
+                json_line(
+                    serde_json::json!({"event": "error", "code": e.error_code().as_str(), "message": e.to_string()}),
+                );
             }
-            None => return Err(e.into()),
-        },
+            return Err(e.into());
+        }
     };
     let path = recorder.path.clone();
     let upload_id = recorder.upload_id.clone();
@@ -247,11 +247,12 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
                 let _ = p.await;
             }
             eprintln!(
-                "spool: the recording is saved at {}; its upload did not complete ({e:#}) — run `spool resume` to finish it (upload {})",
+                "spool: {}: the recording is saved at {}; its upload did not complete ({e:#}) — run `spool resume` to finish it (upload {})",
+                e.error_code(),
                 path.display(),
                 upload_id.as_deref().unwrap_or("?")
             );
-            std::process::exit(3);
+            std::process::exit(i32::from(crate::exit::KEPT_NOT_UPLOADED));
         }
     };
     if let Some(p) = printer {

@@ -102,6 +102,7 @@ error_codes! {
     Desktop = ("ERR_DESKTOP", 500, "The desktop refused (no clipboard, no browser, no file manager)."),
     ServerUnreachable = ("ERR_SERVER_UNREACHABLE", 502, "The server cannot be reached (connection refused, no network, DNS); what was recorded is kept and the upload resumes."),
     Upload = ("ERR_UPLOAD", 502, "The upload failed with an answer that has no code of its own (e.g. a proxy's error page)."),
+    Interrupted = ("ERR_INTERRUPTED", 499, "Stopped by the user (Ctrl-C, SIGTERM) before it was done; what was done is kept."),
 }
 
 impl ErrorCode {

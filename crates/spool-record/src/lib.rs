@@ -193,6 +193,7 @@ pub struct Recorded {
 }
 
 mod audio;
+pub mod codes;
 mod controls;
 mod progress;
 

@@ -1,0 +1,155 @@
+//! How `spool` fails: every error is printed as `spool: ERR_…: message`
+//! with the stable code from spool-proto's one list, and the exit status
+//! says the class of the failure, so scripts can branch without parsing
+//! messages. The table (also in the README):
+//!
+//! | status | class | codes |
+//! |---|---|---|
+//! | 0 | success | |
+//! | 1 | anything else (capture, encoding, sound, a local file, internal) | `ERR_SOURCE`, `ERR_ENCODE`, `ERR_AUDIO_UNAVAILABLE`, `ERR_LOCAL_FILE`, `ERR_INTERNAL`, … |
+//! | 2 | bad arguments (as clap's usage errors) | `ERR_INVALID_SETTINGS` |
+//! | 3 | `spool record`: the recording is kept, its upload did not complete (`spool resume` finishes it) | any |
+//! | 4 | the server cannot be reached | `ERR_SERVER_UNREACHABLE` |
+//! | 5 | the credentials or the signed URL were refused | `ERR_UNAUTHORIZED`, `ERR_INVALID_SIGNATURE`, `ERR_SIGNATURE_EXPIRED`, `ERR_FORBIDDEN` |
+//! | 6 | no space, here or on the server | `ERR_DISK_FULL`, `ERR_INSUFFICIENT_STORAGE` |
+//! | 7 | the server refused or failed the request | every other server code, `ERR_UPLOAD` |
+//! | 8 | the upload is gone from the server | `ERR_UPLOAD_TERMINATED`, `ERR_UPLOAD_EXPIRED`, `ERR_UPLOAD_NOT_FOUND`, `ERR_UPLOAD_DAMAGED`, `ERR_ASSET_NOT_FOUND` |
+//! | 9 | another process owns it | `ERR_RECORDING_IN_PROGRESS` |
+//! | 130 | interrupted (Ctrl-C, SIGTERM) | `ERR_INTERRUPTED` |
+
+use std::process::ExitCode;
+
+use spool_proto::ErrorCode;
+
+/// An error the CLI raises itself, with its code.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Coded {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// An `anyhow` error with `code`.
+pub fn coded(code: ErrorCode, message: impl std::fmt::Display) -> anyhow::Error {
+    Coded {
+        code,
+        message: message.to_string(),
+    }
+    .into()
+}
+
+/// `spool record`'s status when the recording is kept but not uploaded.
+pub const KEPT_NOT_UPLOADED: u8 = 3;
+
+/// The code of an error: the first typed error in its chain that has one;
+/// an I/O error is a local file's (or a full disk); anything else the CLI
+/// raised is about its arguments.
+pub fn code_of(e: &anyhow::Error) -> ErrorCode {
+    for cause in e.chain() {
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.code;
+        }
+        if let Some(r) = cause.downcast_ref::<spool_record::RecordError>() {
+            return r.error_code();
+        }
+        if let Some(c) = cause.downcast_ref::<spool_client::ClientError>() {
+            return spool_record::codes::client_code(c);
+        }
+        if cause.is::<spool_capture::CaptureError>() {
+            return ErrorCode::Source;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return if spool_record::codes::is_disk_full(io) {
+                ErrorCode::DiskFull
+            } else {
+                ErrorCode::LocalFile
+            };
+        }
+    }
+    ErrorCode::InvalidSettings
+}
+
+/// The exit status of a failure with `code`.
+pub fn status(code: ErrorCode) -> u8 {
+    use ErrorCode as C;
+    match code {
+        C::InvalidSettings => 2,
+        C::ServerUnreachable => 4,
+        C::Unauthorized | C::InvalidSignature | C::SignatureExpired | C::Forbidden => 5,
+        C::DiskFull | C::InsufficientStorage => 6,
+        C::UploadTerminated
+        | C::UploadExpired
+        | C::UploadNotFound
+        | C::UploadDamaged
+        | C::AssetNotFound => 8,
+        C::RecordingInProgress => 9,
+        C::Interrupted => 130,
+        C::Source
+        | C::Encode
+        | C::AudioUnavailable
+        | C::LocalFile
+        | C::Internal
+        | C::Desktop
+        | C::AlreadyRecording
+        | C::NotRecording
+        | C::NoDestination
+        | C::RecordingNotFound => 1,
+        // Every other code is the server's answer to a request.
+        _ => 7,
+    }
+}
+
+/// Prints `spool: ERR_…: message` and gives the exit status of its class.
+pub fn fail(e: &anyhow::Error) -> ExitCode {
+    let code = code_of(e);
+    eprintln!("spool: {code}: {e:#}");
+    ExitCode::from(status(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_class_has_its_status() {
+        assert_eq!(status(ErrorCode::AudioUnavailable), 1);
+        assert_eq!(status(ErrorCode::InvalidSettings), 2);
+        assert_eq!(status(ErrorCode::ServerUnreachable), 4);
+        assert_eq!(status(ErrorCode::Unauthorized), 5);
+        assert_eq!(status(ErrorCode::DiskFull), 6);
+        assert_eq!(status(ErrorCode::MismatchedOffset), 7);
+        assert_eq!(status(ErrorCode::Upload), 7);
+        assert_eq!(status(ErrorCode::UploadTerminated), 8);
+        assert_eq!(status(ErrorCode::RecordingInProgress), 9);
+        assert_eq!(status(ErrorCode::Interrupted), 130);
+        // 3 is `spool record`'s own (kept, not uploaded): no code maps to it.
+        assert!(
+            ErrorCode::ALL
+                .iter()
+                .all(|&c| status(c) != KEPT_NOT_UPLOADED && status(c) != 0)
+        );
+    }
+
+    #[test]
+    fn the_code_is_found_through_the_chain() {
+        let e = anyhow::Error::new(spool_client::ClientError::Server {
+            status: 401,
+            code: Some(ErrorCode::Unauthorized),
+            message: "wrong secret".into(),
+            retry_after: None,
+        })
+        .context("uploading");
+        assert_eq!(code_of(&e), ErrorCode::Unauthorized);
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("reading x");
+        assert_eq!(code_of(&e), ErrorCode::LocalFile);
+        assert_eq!(
+            code_of(&anyhow::anyhow!("--fps must be positive")),
+            ErrorCode::InvalidSettings
+        );
+        assert_eq!(
+            code_of(&coded(ErrorCode::Interrupted, "interrupted")),
+            ErrorCode::Interrupted
+        );
+    }
+}
