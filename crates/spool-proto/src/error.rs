@@ -163,6 +163,18 @@ impl ErrorBody {
 mod tests {
     use super::*;
 
+    /// The README's error table lists every code with its status.
+    #[test]
+    fn the_readme_lists_every_code() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md");
+        for &code in ErrorCode::ALL {
+            let row = format!("| `{}` | {} |", code.as_str(), code.status());
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
+    }
+
     #[test]
     fn codes_are_unique_and_round_trip() {
         let mut seen = std::collections::HashSet::new();
