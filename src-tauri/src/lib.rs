@@ -22,6 +22,7 @@ mod recording;
 mod settings;
 pub mod single;
 pub mod state;
+mod sync;
 mod uploads;
 mod window;
 

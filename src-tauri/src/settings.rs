@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 use crate::error::{ErrorCode, IpcError};
 pub use crate::models::{Destination, SecretStorage, Settings, SettingsInput, SettingsView};
+use crate::sync::lock;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -200,7 +201,8 @@ impl Secrets {
 
     pub async fn store(&self, server: &str, token_id: &str, secret: &str) -> SecretStorage {
         let key = account(server, token_id);
-        if let Ok(mut m) = self.memory.lock() {
+        {
+            let mut m = lock(&self.memory);
             *m = Some((key.clone(), secret.to_owned()));
         }
         let secret = secret.to_owned();
@@ -213,8 +215,7 @@ impl Secrets {
 
     pub async fn load(&self, server: &str, token_id: &str) -> Option<String> {
         let key = account(server, token_id);
-        if let Ok(m) = self.memory.lock()
-            && let Some((k, s)) = m.as_ref()
+        if let Some((k, s)) = lock(&self.memory).as_ref()
             && *k == key
         {
             return Some(s.clone());
@@ -224,7 +225,8 @@ impl Secrets {
             Self::keyring(move || keyring::Entry::new(KEYRING_SERVICE, &k)?.get_password()).await;
         self.note(&r);
         let secret = r.ok()?;
-        if let Ok(mut m) = self.memory.lock() {
+        {
+            let mut m = lock(&self.memory);
             *m = Some((key, secret.clone()));
         }
         Some(secret)
@@ -239,7 +241,8 @@ impl Secrets {
                 false
             }
         };
-        if let Ok(mut k) = self.keyring_ok.lock() {
+        {
+            let mut k = lock(&self.keyring_ok);
             *k = Some(ok);
         }
         if ok {
@@ -250,7 +253,7 @@ impl Secrets {
     }
 
     pub fn storage(&self) -> SecretStorage {
-        match self.keyring_ok.lock().ok().and_then(|k| *k) {
+        match *lock(&self.keyring_ok) {
             Some(true) => SecretStorage::Keyring,
             Some(false) => SecretStorage::Memory,
             None => SecretStorage::None,

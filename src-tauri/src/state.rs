@@ -26,6 +26,7 @@ use crate::models::{
 };
 pub use crate::paths::{EnvServer, Paths, data_dir, isolated_data_dir};
 use crate::settings::{Destination, Secrets, Settings, SettingsInput, SettingsView, http_url};
+pub use crate::sync::lock;
 
 /// An upload running in the background (a finished recording's, or a resumed one).
 pub struct LiveUpload {
@@ -153,10 +154,7 @@ impl AppState {
 
     /// The notices not yet given to the window (each is given once).
     pub fn take_notices(&self) -> Vec<Notice> {
-        self.notices
-            .lock()
-            .map(|mut n| std::mem::take(&mut *n))
-            .unwrap_or_default()
+        std::mem::take(&mut *lock(&self.notices))
     }
 
     pub fn settings(&self) -> Settings {
@@ -166,6 +164,13 @@ impl AppState {
     /// Where new recordings are uploaded now.
     pub async fn target(&self) -> Result<Target, IpcError> {
         if let Some(env) = &self.env {
+            // Never an upload signed with an empty key: say what is missing.
+            if env.token_id.is_empty() || env.token_secret.is_empty() {
+                return Err(IpcError::new(
+                    ErrorCode::NoDestination,
+                    "SPOOL_SERVER_URL is set without SPOOL_TOKEN_ID and SPOOL_TOKEN_SECRET",
+                ));
+            }
             return Ok(Target::OnDemand {
                 server: env.url.clone(),
                 token_id: env.token_id.clone(),
@@ -280,7 +285,7 @@ impl AppState {
     }
 
     fn with_embedded<R>(&self, f: impl FnOnce(&Embedded) -> R) -> Option<R> {
-        self.embedded.lock().ok()?.as_ref().map(f)
+        lock(&self.embedded).as_ref().map(f)
     }
 
     fn embedded_target(&self) -> Option<Target> {
@@ -288,7 +293,7 @@ impl AppState {
     }
 
     fn embedded_error(&self) -> Option<String> {
-        self.embedded_error.lock().ok()?.clone()
+        lock(&self.embedded_error).clone()
     }
 
     /// Stops the embedded server (app exit): in-flight PATCHes save what
@@ -314,7 +319,7 @@ impl AppState {
                 "this computer is not on a local network: there is no address to share on",
             ));
         }
-        let old = self.embedded.lock().ok().and_then(|mut e| e.take());
+        let old = lock(&self.embedded).take();
         if let Some(old) = old {
             old.shut_down().await;
         }
@@ -324,10 +329,12 @@ impl AppState {
             match Embedded::start(&self.paths.server, lan).await {
                 Ok(e) => {
                     tracing::info!(lan, url = ?e.lan_url, "embedded server restarted");
-                    if let Ok(mut slot) = self.embedded.lock() {
+                    {
+                        let mut slot = lock(&self.embedded);
                         *slot = Some(e);
                     }
-                    if let Ok(mut err) = self.embedded_error.lock() {
+                    {
+                        let mut err = lock(&self.embedded_error);
                         *err = None;
                     }
                     return Ok(());
@@ -339,7 +346,8 @@ impl AppState {
             }
         }
         let e = last.unwrap_or_default();
-        if let Ok(mut err) = self.embedded_error.lock() {
+        {
+            let mut err = lock(&self.embedded_error);
             *err = Some(e.clone());
         }
         Err(IpcError::new(
@@ -375,7 +383,8 @@ impl AppState {
             self.set_lan_sharing(s.share_on_lan).await?;
         }
         s.save(&self.paths.settings)?;
-        if let Ok(mut cur) = self.settings.lock() {
+        {
+            let mut cur = lock(&self.settings);
             *cur = s;
         }
         tracing::info!("settings saved");
@@ -384,7 +393,8 @@ impl AppState {
 
     /// The window's progress subscription; it gets the latest view at once.
     pub fn set_progress_channel(&self, channel: Channel<RecordingView>) {
-        if let Ok(mut p) = self.progress.lock() {
+        {
+            let mut p = lock(&self.progress);
             let _ = channel.send(p.1.clone());
             p.0 = Some(channel);
         }
@@ -392,7 +402,8 @@ impl AppState {
 
     /// Sends a view when it differs from the last one sent.
     pub fn publish(&self, view: RecordingView) {
-        if let Ok(mut p) = self.progress.lock() {
+        {
+            let mut p = lock(&self.progress);
             if p.1 == view {
                 return;
             }
@@ -407,11 +418,7 @@ impl AppState {
 
     /// A deleted recording leaves the main view (its link no longer works).
     pub fn forget_view_of(&self, upload_id: &str) {
-        let shown = self
-            .progress
-            .lock()
-            .map(|p| p.1.upload_id.as_deref() == Some(upload_id))
-            .unwrap_or(false);
+        let shown = lock(&self.progress).1.upload_id.as_deref() == Some(upload_id);
         if shown {
             self.publish(RecordingView {
                 state: RecordingState::Idle,
@@ -446,7 +453,7 @@ impl AppState {
 
     /// The notifications' receiver, for the desktop shell (once).
     pub fn take_notifications(&self) -> Option<mpsc::Receiver<Notification>> {
-        self.notifications.rx.lock().ok()?.take()
+        lock(&self.notifications.rx).take()
     }
 
     /// A recording is being captured (or counted down to: Start holds it).
@@ -463,7 +470,8 @@ impl AppState {
 
     /// Follows a running upload (its live status overrides the journal's).
     pub fn track_upload(&self, id: &str, session: &spool_client::Session) {
-        if let Ok(mut u) = self.uploads.lock() {
+        {
+            let mut u = lock(&self.uploads);
             u.insert(
                 id.to_owned(),
                 LiveUpload {
@@ -476,14 +484,14 @@ impl AppState {
 
     /// A followed upload's live status and the token that stops it.
     pub fn live_upload(&self, id: &str) -> Option<(spool_client::Status, CancellationToken)> {
-        let u = self.uploads.lock().ok()?;
+        let u = lock(&self.uploads);
         u.get(id)
             .map(|l| (l.status.borrow().clone(), l.stop.clone()))
     }
 
     /// Stops following an upload; what was followed, if anything.
     pub fn untrack_upload(&self, id: &str) -> Option<LiveUpload> {
-        self.uploads.lock().ok().and_then(|mut u| u.remove(id))
+        lock(&self.uploads).remove(id)
     }
 
     /// The journal's record of upload `id`, or `ERR_NOT_FOUND`.
@@ -499,14 +507,4 @@ pub fn history_changed<R: Runtime>(app: &AppHandle<R>) {
     if let Err(e) = HistoryChanged.emit(app) {
         tracing::debug!(error = %e, "history-changed not delivered");
     }
-}
-
-/// Locks `m`; a lock poisoned by a panicking holder still guards whole
-/// values here (every critical section replaces or reads a value), so it is
-/// taken over — never read as empty or as not held.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| {
-        tracing::error!("a lock was poisoned by a panic; going on with its value");
-        poisoned.into_inner()
-    })
 }

@@ -217,7 +217,9 @@ export type ErrorCode =
 /** The server cannot be reached (connection refused, no network, DNS); what was recorded is kept and the upload resumes. */
 "ERR_SERVER_UNREACHABLE" | 
 /** The upload failed with an answer that has no code of its own (e.g. a proxy's error page). */
-"ERR_UPLOAD";
+"ERR_UPLOAD" | 
+/** Stopped by the user (Ctrl-C, SIGTERM) before it was done; what was done is kept. */
+"ERR_INTERRUPTED";
 
 /**  The history changed (a state, a new recording, a deletion). */
 export type HistoryChanged = null;

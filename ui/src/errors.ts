@@ -68,6 +68,7 @@ const HEADLINES: Record<ErrorCode, string | null> = {
   ERR_ALREADY_RECORDING: null,
   ERR_NOT_RECORDING: null,
   ERR_DESKTOP: null,
+  ERR_INTERRUPTED: null,
 };
 
 /** The error as shown: its class's headline, then its own message. */
