@@ -5,6 +5,17 @@
 import { commands, type Deleted, type HistoryItem, type Renamed } from "./bindings";
 import { $, bytes, call } from "./util";
 
+/** The badge of each history state (a new state is a type error here). */
+const STATE_WORDS: Record<HistoryState, string> = {
+  recording: "recording",
+  uploading: "uploading",
+  reconnecting: "reconnecting",
+  stalled: "stalled",
+  complete: "complete",
+  failed: "failed",
+  deleting: "deleting on the server…",
+};
+
 const ui = {
   historyList: $<HTMLUListElement>("history-list"),
   historyEmpty: $("history-empty"),
@@ -107,7 +118,7 @@ function historyItem(h: HistoryItem): HTMLLIElement {
   const state = document.createElement("span");
   state.className = `badge ${h.state}`;
   state.dataset.testid = "history-state";
-  state.textContent = h.state === "deleting" ? "deleting on the server…" : h.state;
+  state.textContent = STATE_WORDS[h.state];
   const size = document.createElement("span");
   size.className = "size";
   size.textContent = h.state === "complete" ? bytes(h.recorded) : `${bytes(h.confirmed)} of ${bytes(h.recorded)}`;
