@@ -88,7 +88,7 @@ impl Embedded {
                 }
                 Err(e) => {
                     tracing::warn!(port, error = %format!("{e:#}"), "the embedded server cannot start on this port");
-                    last_error = Some(e);
+                    last_error = Some(anyhow::Error::new(e));
                 }
             }
         }

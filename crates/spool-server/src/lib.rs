@@ -11,6 +11,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -30,13 +31,13 @@ pub mod share;
 pub mod space;
 pub mod store;
 pub mod tus;
+pub mod uploads;
 pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -46,6 +47,7 @@ use tokio_util::task::TaskTracker;
 
 pub use app::{App, CredentialSource};
 pub use config::{Config, Credentials, WebhookConfig};
+pub use error::Error;
 
 async fn not_found() -> error::ApiError {
     error::ApiError::new(spool_proto::ErrorCode::NotFound, "no such route")
@@ -121,7 +123,7 @@ fn default_public_url(addr: SocketAddr) -> String {
 impl Server {
     /// Raises the open-file limit, binds the listener and opens the data
     /// directory.
-    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+    pub async fn bind(config: Config) -> Result<Server, Error> {
         let fd_limit = listener::raise_nofile_limit();
         let limits = listener::Limits {
             header_timeout: config.header_timeout,
@@ -130,8 +132,10 @@ impl Server {
             max_connections: listener::fit_to_fd_limit(config.max_connections, fd_limit),
         };
         let listener = listener::bind(config.listen, listener::backlog_for(limits.max_connections))
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr()?;
+            .map_err(|e| Error::bind(config.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::bind(config.listen, e))?;
         let public_url = config
             .public_url
             .as_ref()
@@ -153,7 +157,7 @@ impl Server {
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let Server {
             app,
             listener,
@@ -174,7 +178,7 @@ impl Server {
                     _ = sweep_app.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(period) => {}
                 }
-                if let Err(e) = tus::sweep_expired(&sweep_app).await {
+                if let Err(e) = uploads::sweep_expired(&sweep_app).await {
                     tracing::error!(code = %e.code, "expiry sweep failed");
                 }
             }
@@ -205,7 +209,7 @@ impl Server {
             connections.clone(),
         ));
         app.shutdown.cancelled().await;
-        accept.await.context("the accept loop")?;
+        accept.await.map_err(Error::Serve)?;
         connections.close();
         if tokio::time::timeout(grace, connections.wait())
             .await

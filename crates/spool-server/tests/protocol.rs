@@ -712,7 +712,7 @@ async fn an_upload_receiving_bytes_never_expires_an_idle_one_does() {
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(t.head(&url).await.status, StatusCode::GONE);
-    spool_server::tus::sweep_expired(&t.app).await.unwrap();
+    spool_server::uploads::sweep_expired(&t.app).await.unwrap();
     assert_eq!(t.asset(&asset).await["status"], "errored");
 }
 
@@ -733,7 +733,7 @@ async fn one_long_patch_keeps_the_upload_alive() {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
-        spool_server::tus::sweep_expired(&t.app).await.unwrap();
+        spool_server::uploads::sweep_expired(&t.app).await.unwrap();
         assert_eq!(t.head(&url).await.status, StatusCode::OK);
     }
     drop(tx);
