@@ -223,3 +223,23 @@ impl Server {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A taken port is told apart from other failures, so an embedding
+    /// caller can retry on another port.
+    #[tokio::test]
+    async fn a_taken_port_is_port_in_use() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().join("data"));
+        config.listen = taken.local_addr().unwrap();
+        let Err(e) = Server::bind(config).await else {
+            panic!("bound a port that is taken");
+        };
+        assert!(e.is_addr_in_use(), "{e:?}");
+        assert!(matches!(e, Error::PortInUse { addr, .. } if addr == taken.local_addr().unwrap()));
+    }
+}

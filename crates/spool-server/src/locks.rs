@@ -210,4 +210,21 @@ mod tests {
         let _second = locks.acquire("a", Mode::Force).await.unwrap();
         holder.await.unwrap();
     }
+
+    /// A lock table poisoned by a panic answers neither "held" nor "free".
+    #[tokio::test]
+    async fn a_poisoned_table_is_an_error_not_held() {
+        let locks = Arc::new(Locks::default());
+        let l = locks.clone();
+        let _ = std::thread::spawn(move || {
+            let _map = l.map.lock().unwrap();
+            panic!("poison the table");
+        })
+        .join();
+        assert_eq!(locks.is_held("a"), Err(LockError::Poisoned));
+        assert!(matches!(
+            locks.acquire("a", Mode::Try).await,
+            Err(LockError::Poisoned)
+        ));
+    }
 }
