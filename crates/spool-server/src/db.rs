@@ -4,8 +4,9 @@
 //! transactional outbox), so an event is never lost nor sent for a change that
 //! did not happen. The tables and their migrations are in [`schema`], the
 //! upload rows and their state changes in [`uploads`], the assets in
-//! [`assets`] (the outbox queries are [`crate::outbox`]). All access goes through [`Db::call`], which runs the
-//! closure on the blocking pool so SQLite never stalls the async runtime.
+//! [`assets`] and the webhook outbox in [`outbox`]. All access goes through
+//! [`Db::call`], which runs the closure on the blocking pool so SQLite never
+//! stalls the async runtime.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,7 @@ mod assets;
 mod max_size;
 mod media;
 mod metadata;
+pub mod outbox;
 mod schema;
 mod uploads;
 mod view;

@@ -23,7 +23,7 @@ pub mod listener;
 pub mod live;
 pub mod locks;
 pub mod media;
-pub mod outbox;
+
 pub mod outputs;
 pub mod process;
 pub mod repair;

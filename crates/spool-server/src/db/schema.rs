@@ -105,7 +105,7 @@ fn baseline(tx: &Transaction<'_>) -> Result<(), DbError> {
     add_missing_columns(tx, "uploads", ADDED_UPLOAD_COLUMNS)?;
     add_missing_columns(tx, "assets", ADDED_ASSET_COLUMNS)?;
     super::max_size::migrate(tx)?;
-    crate::outbox::migrate(tx)?;
+    super::outbox::migrate(tx)?;
     crate::jobs::migrate(tx)?;
     Ok(())
 }
