@@ -4,9 +4,11 @@
 //! them into a [`store::Store`] and acknowledges only what is durable; the
 //! asset's life is recorded in SQLite ([`db`]) and announced through signed
 //! webhooks from a durable outbox ([`webhooks`]); anyone with the share link
-//! watches it on [`share`]'s page. [`Server`] binds, reconciles state with the
-//! disk after a crash, runs the background tasks, and serves until shutdown
-//! through [`listener`], which bounds what each connection may hold.
+//! watches it on [`share`]'s page. [`uploads`] is the upload lifecycle the
+//! TUS endpoint and the API share. [`Server`] binds, reconciles state with
+//! the disk after a crash, runs the background tasks, and serves until
+//! shutdown through [`listener`], which bounds what each connection may
+//! hold; it fails with [`Error`] (e.g. [`Error::PortInUse`]).
 
 pub mod api;
 pub mod app;
