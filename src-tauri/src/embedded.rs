@@ -43,14 +43,6 @@ pub fn lan_address() -> Option<std::net::IpAddr> {
         })
 }
 
-/// The bind failed because another process has the port.
-fn port_taken(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::AddrInUse)
-    })
-}
-
 impl Embedded {
     /// Starts the server on its remembered port; with `lan`, on every
     /// interface with share links on the LAN address (an error if the
@@ -97,11 +89,13 @@ impl Embedded {
                 // Only a taken port is worth another one: any other failure
                 // (the data folder locked, unreadable, full) would fail on
                 // every port, and is the one to report.
-                Err(e) if port_taken(&e) => {
-                    tracing::warn!(port, error = %format!("{e:#}"), "the embedded server's port is taken");
-                    last_error = Some(e);
+                Err(e) if e.is_addr_in_use() => {
+                    tracing::warn!(port, error = %e, "the embedded server's port is taken");
+                    last_error = Some(anyhow::Error::new(e));
                 }
-                Err(e) => return Err(e.context("the embedded server did not start")),
+                Err(e) => {
+                    return Err(anyhow::Error::new(e).context("the embedded server did not start"));
+                }
             }
         }
         let server = match (server, last_error) {

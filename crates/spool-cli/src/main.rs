@@ -352,7 +352,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
-    server.run(shutdown).await
+    Ok(server.run(shutdown).await?)
 }
 
 /// The server logs at info; client commands only warn, so their own output

@@ -1,13 +1,17 @@
 //! Spool's wire rules, shared by the upload client and the upload server so
 //! that both sides agree byte for byte. [`error::ErrorCode`] is the one list of
 //! stable `ERR_*` codes with their HTTP statuses; [`tus`] holds the TUS 1.0.0
-//! header names and the parsers for their values; [`metadata`] is the
-//! `Upload-Metadata` codec; [`token`] signs and verifies the upload URLs that
+//! header names and the parsers for their values; [`checksum`] the checksum
+//! extension's algorithms and hashers; [`metadata`] is the `Upload-Metadata`
+//! codec and the metadata key rule; [`ondemand`] the signed-URL answer of
+//! `POST /v1/on-demand`; [`token`] signs and verifies the upload URLs that
 //! scope a recorder to one upload; [`webhook`] signs deliveries in the Standard
 //! Webhooks format. Nothing here performs I/O.
 
+pub mod checksum;
 pub mod error;
 pub mod metadata;
+pub mod ondemand;
 pub mod token;
 pub mod tus;
 pub mod webhook;

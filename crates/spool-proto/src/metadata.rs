@@ -22,8 +22,22 @@ pub enum MetadataError {
     ExtraField,
 }
 
-fn key_is_valid(key: &str) -> bool {
+/// Whether `key` may be an `Upload-Metadata` key: non-empty, printable
+/// ASCII with no space or comma (the header's separators).
+pub fn is_valid_key(key: &str) -> bool {
     !key.is_empty() && key.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
+/// The longest key asset metadata may have, in bytes (on creation and on
+/// update alike).
+pub const MAX_ASSET_KEY_LEN: usize = 128;
+
+/// Whether `key` may be an asset metadata key: 1 to
+/// [`MAX_ASSET_KEY_LEN`] bytes. Asset keys are wider than TUS keys (any
+/// UTF-8); only those that are also [`is_valid_key`] travel as
+/// `Upload-Metadata`.
+pub fn is_valid_asset_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_ASSET_KEY_LEN
 }
 
 /// Decodes a header value. An empty or all-whitespace header is no metadata.
@@ -35,7 +49,7 @@ pub fn decode(header: &str) -> Result<Metadata, MetadataError> {
     for pair in header.split(',') {
         let mut fields = pair.trim().split(' ');
         let key = fields.next().unwrap_or_default();
-        if !key_is_valid(key) {
+        if !is_valid_key(key) {
             return Err(MetadataError::BadKey);
         }
         let value = match fields.next() {

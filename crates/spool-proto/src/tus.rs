@@ -3,9 +3,6 @@
 //! sign, spaces inside, or an overflow is an error, because a lenient parse of
 //! an offset is how uploads get corrupted.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-
 /// The protocol version Spool speaks, for `Tus-Resumable` and `Tus-Version`.
 pub const TUS_VERSION: &str = "1.0.0";
 /// Every extension the server implements, for `Tus-Extension`.
@@ -62,82 +59,7 @@ pub fn parse_u64(value: &str) -> Result<u64, NumberError> {
     value.parse::<u64>().map_err(|_| NumberError::Overflow)
 }
 
-/// A checksum algorithm of the checksum extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumAlgorithm {
-    Sha1,
-    Sha256,
-}
-
-impl ChecksumAlgorithm {
-    /// The name on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ChecksumAlgorithm::Sha1 => "sha1",
-            ChecksumAlgorithm::Sha256 => "sha256",
-        }
-    }
-
-    /// Digest length in bytes.
-    pub fn digest_len(self) -> usize {
-        match self {
-            ChecksumAlgorithm::Sha1 => 20,
-            ChecksumAlgorithm::Sha256 => 32,
-        }
-    }
-
-    /// Parses a wire name (case-insensitive).
-    pub fn parse(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "sha1" => Some(ChecksumAlgorithm::Sha1),
-            "sha256" => Some(ChecksumAlgorithm::Sha256),
-            _ => None,
-        }
-    }
-}
-
-/// A parsed `Upload-Checksum` header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checksum {
-    pub algorithm: ChecksumAlgorithm,
-    pub digest: Vec<u8>,
-}
-
-impl Checksum {
-    /// The header value, `<algorithm> <base64 digest>`.
-    pub fn to_header(&self) -> String {
-        format!(
-            "{} {}",
-            self.algorithm.as_str(),
-            STANDARD.encode(&self.digest)
-        )
-    }
-}
-
-/// Why an `Upload-Checksum` header was refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChecksumError {
-    #[error("unsupported checksum algorithm (supported: sha1, sha256)")]
-    UnknownAlgorithm,
-    #[error("malformed Upload-Checksum: expected '<algorithm> <base64 digest>'")]
-    Malformed,
-}
-
-/// Parses `Upload-Checksum: <algorithm> <base64>`, checking the digest length.
-pub fn parse_checksum(value: &str) -> Result<Checksum, ChecksumError> {
-    let (name, digest) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(ChecksumError::Malformed)?;
-    let algorithm = ChecksumAlgorithm::parse(name).ok_or(ChecksumError::UnknownAlgorithm)?;
-    let digest = STANDARD
-        .decode(digest.trim())
-        .map_err(|_| ChecksumError::Malformed)?;
-    if digest.len() != algorithm.digest_len() {
-        return Err(ChecksumError::Malformed);
-    }
-    Ok(Checksum { algorithm, digest })
-}
+pub use crate::checksum::{Checksum, ChecksumAlgorithm, ChecksumError, parse_checksum};
 
 /// A parsed `Upload-Concat` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,23 +105,6 @@ mod tests {
             assert_eq!(parse_u64(bad), Err(NumberError::NotDigits), "{bad:?}");
         }
         assert_eq!(parse_u64(""), Err(NumberError::Empty));
-    }
-
-    #[test]
-    fn checksum_header() {
-        let c = parse_checksum("sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=").unwrap();
-        assert_eq!(c.algorithm, ChecksumAlgorithm::Sha1);
-        assert_eq!(c.to_header(), "sha1 Kq5sNclPz7QV2+lfQIuc6R7oRu0=");
-        assert_eq!(
-            parse_checksum("md5 1B2M2Y8AsgTpgAmY7PhCfg=="),
-            Err(ChecksumError::UnknownAlgorithm)
-        );
-        assert_eq!(
-            parse_checksum("sha256 Kq5sNclPz7QV2+lfQIuc6R7oRu0="),
-            Err(ChecksumError::Malformed)
-        );
-        assert_eq!(parse_checksum("sha1"), Err(ChecksumError::Malformed));
-        assert_eq!(parse_checksum("sha1 !!!"), Err(ChecksumError::Malformed));
     }
 
     #[test]

@@ -13,13 +13,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use spool_proto::ErrorCode;
+use spool_proto::ondemand::OnDemandResponse;
 
 use crate::app::App;
 use crate::auth::require_basic;
 use crate::db::{AssetStatus, AssetView, MetadataUpdate, NewAsset, UploadState, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::http_util::{serve_bytes, sniff_content_type};
-use crate::tus::{create_upload, end_upload};
+use crate::uploads::{create_upload, end_upload};
 
 /// The largest on-demand request body accepted.
 const MAX_JSON: usize = 64 * 1024;
@@ -83,9 +84,13 @@ fn check_metadata(
             "metadata value of {k:?} must be {allowed}"
         )));
     }
-    if let Some(k) = metadata.keys().find(|k| k.is_empty() || k.len() > 128) {
+    if let Some(k) = metadata
+        .keys()
+        .find(|k| !spool_proto::metadata::is_valid_asset_key(k))
+    {
         return Err(invalid(format!(
-            "metadata key {k:?} must be 1 to 128 characters"
+            "metadata key {k:?} must be 1 to {} characters",
+            spool_proto::metadata::MAX_ASSET_KEY_LEN
         )));
     }
     Ok(())
@@ -158,7 +163,7 @@ pub async fn on_demand(
     let tus_metadata: Vec<(String, Vec<u8>)> = req
         .metadata
         .iter()
-        .filter(|(k, _)| k.bytes().all(|b| b.is_ascii_graphic() && b != b','))
+        .filter(|(k, _)| spool_proto::metadata::is_valid_key(k))
         .map(|(k, v)| {
             (
                 k.clone(),
@@ -186,16 +191,19 @@ pub async fn on_demand(
         app.db.call(move |ops| ops.set_max_size(&id, max)).await?;
     }
     app.events_enqueued();
-    let expires_at = chrono::DateTime::from_timestamp(row.sig_exp as i64, 0).unwrap_or_default();
-    let mut body = serde_json::json!({
-        "asset_id": asset.id,
-        "upload_url": app.signed_upload_url(&row.id, row.sig_exp),
-        "expires_at": expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "share_url": app.db.share_url(&asset.id),
-    });
-    if let (Some(max), Some(o)) = (max_size, body.as_object_mut()) {
-        o.insert("max_size".into(), max.into());
-    }
+    let expires_at = i64::try_from(row.sig_exp)
+        .ok()
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .ok_or_else(|| {
+            ApiError::internal(format!("signature expiry {} is out of range", row.sig_exp))
+        })?;
+    let body = OnDemandResponse {
+        asset_id: asset.id.clone(),
+        expires_at: expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        max_size,
+        share_url: app.db.share_url(&asset.id),
+        upload_url: app.signed_upload_url(&row.id, row.sig_exp),
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 

@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Credentials};
 use crate::db::Db;
+use crate::error::Error;
 use crate::locks::Locks;
 use crate::space::Reserve;
 use crate::store::{FsStore, Store};
@@ -20,15 +20,25 @@ use crate::store::{FsStore, Store};
 /// Signing keys for upload URLs: the current one signs, all verify.
 pub struct SigningKeys {
     pub current_kid: String,
+    /// The current key's secret, kept apart so signing can never fall back
+    /// to an empty key.
+    current_secret: Vec<u8>,
     pub keys: HashMap<String, Vec<u8>>,
 }
 
 impl SigningKeys {
+    /// The keys oldest first; the newest signs. `None` without any key.
+    pub fn new(keys: Vec<(String, Vec<u8>)>) -> Option<Self> {
+        let (current_kid, current_secret) = keys.last().cloned()?;
+        Some(SigningKeys {
+            current_kid,
+            current_secret,
+            keys: keys.into_iter().collect(),
+        })
+    }
+
     pub fn current_secret(&self) -> &[u8] {
-        self.keys
-            .get(&self.current_kid)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
+        &self.current_secret
     }
 }
 
@@ -175,7 +185,7 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn resolve_credentials(config: &Config) -> anyhow::Result<(Credentials, CredentialSource)> {
+fn resolve_credentials(config: &Config) -> Result<(Credentials, CredentialSource), Error> {
     if let Some(c) = &config.credentials {
         return Ok((c.clone(), CredentialSource::Configured));
     }
@@ -185,7 +195,7 @@ fn resolve_credentials(config: &Config) -> anyhow::Result<(Credentials, Credenti
             let (id, secret) = s
                 .trim()
                 .split_once(':')
-                .with_context(|| format!("{} is not 'id:secret'", path.display()))?;
+                .ok_or_else(|| Error::Credentials(path.display().to_string()))?;
             Ok((
                 Credentials {
                     token_id: id.to_owned(),
@@ -203,25 +213,23 @@ fn resolve_credentials(config: &Config) -> anyhow::Result<(Credentials, Credenti
                 &path,
                 &format!("{}:{}\n", creds.token_id, creds.token_secret),
             )
-            .with_context(|| format!("writing {}", path.display()))?;
+            .map_err(Error::io(format!("writing {}", path.display())))?;
             Ok((creds, CredentialSource::Generated(path)))
         }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()))(e)),
     }
 }
 
 impl App {
     /// Opens the data directory and prepares the state; `public_url` is the
     /// base URL clients use (already resolved against the bound address).
-    pub async fn open(config: Config, public_url: &str) -> anyhow::Result<(App, CredentialSource)> {
+    pub async fn open(config: Config, public_url: &str) -> Result<(App, CredentialSource), Error> {
         let data_lock = lock_data_dir(&config.data_dir)?;
         #[cfg(unix)]
-        private_db_files(&config.data_dir).with_context(|| {
-            format!(
-                "making the database in {} private",
-                config.data_dir.display()
-            )
-        })?;
+        private_db_files(&config.data_dir).map_err(Error::io(format!(
+            "making the database in {} private",
+            config.data_dir.display()
+        )))?;
         let (credentials, source) = resolve_credentials(&config)?;
         let share_base = config
             .share_url
@@ -232,8 +240,7 @@ impl App {
             &config.data_dir.join(DB_FILE),
             &share_base,
             config.webhook.is_some(),
-        )
-        .context("opening the database")?;
+        )?;
         let keys = db
             .call(|ops| {
                 let mut keys = ops.signing_keys()?;
@@ -246,23 +253,24 @@ impl App {
                 Ok(keys)
             })
             .await?;
-        let current_kid = keys.last().map(|(k, _)| k.clone()).unwrap_or_default();
+        // Never sign with an empty key: the table always has one by now.
+        let keys = SigningKeys::new(keys)
+            .ok_or_else(|| Error::Db(crate::db::DbError::Corrupt("no signing key".into())))?;
         let store: Arc<dyn Store> = Arc::new(
-            FsStore::open(config.data_dir.join("uploads")).context("opening the upload store")?,
+            FsStore::open(config.data_dir.join("uploads"))
+                .map_err(Error::io("opening the upload store"))?,
         );
         let space = Reserve::open(store.clone(), config.min_free_space).await;
+        let locks = Arc::new(Locks::new(config.clock.clone()));
         let app = App(Arc::new(AppInner {
             public_url: public_url.trim_end_matches('/').to_owned(),
             config,
             credentials,
-            keys: SigningKeys {
-                current_kid,
-                keys: keys.into_iter().collect(),
-            },
+            keys,
             db,
             store,
             space,
-            locks: Arc::new(Locks::default()),
+            locks,
             shutdown: CancellationToken::new(),
             webhook_wake: Notify::new(),
             process_wake: Notify::new(),
@@ -277,8 +285,15 @@ impl App {
     /// unfinished upload's offset is brought in line with the bytes in
     /// storage, every complete upload is checked to still have its bytes,
     /// and storage no live upload owns is removed. See [`crate::repair`].
-    async fn reconcile(&self) -> anyhow::Result<()> {
-        crate::repair::run(self).await
+    async fn reconcile(&self) -> Result<(), Error> {
+        crate::repair::run(self)
+            .await
+            .map_err(|e| Error::Repair(e.into()))
+    }
+
+    /// The current time in Unix ms, from the configured clock.
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
     }
 
     pub fn expiry_ms(&self) -> i64 {

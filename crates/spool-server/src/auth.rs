@@ -146,16 +146,18 @@ pub fn check_signature_scope(auth: &UploadAuth, method: &Method, row: &UploadRow
 
 /// A signature past its expiry still works for an upload that has started
 /// receiving bytes (so long recordings are never cut off), has a writer
-/// streaming into it right now, or is complete (HEAD only, by the scope rule).
+/// streaming into it right now, or is complete (HEAD only, by the scope rule);
+/// `now_ms` is the current time in Unix ms.
 pub fn check_signature_time(
     auth: &UploadAuth,
     row: &UploadRow,
     writer_active: bool,
+    now_ms: i64,
 ) -> ApiResult<()> {
     match auth {
         UploadAuth::Credentials => Ok(()),
         UploadAuth::Signature(t) => {
-            let now = chrono::Utc::now().timestamp().max(0) as u64;
+            let now = (now_ms / 1000).max(0) as u64;
             if now <= t.exp || writer_active || row.first_byte_at.is_some() || row.is_complete() {
                 Ok(())
             } else {

@@ -36,6 +36,9 @@ pub struct WebhookConfig {
 pub struct Config {
     /// Address to listen on; port 0 picks a free port.
     pub listen: SocketAddr,
+    /// Where expiry, signed-URL lifetimes and the stall test read the
+    /// time: the system clock, or a [`ManualClock`](crate::clock::ManualClock) in tests.
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Directory for the SQLite database and the uploaded bytes.
     pub data_dir: PathBuf,
     /// Base URL clients reach the server at (for upload and share URLs);
@@ -228,6 +231,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            clock: std::sync::Arc::new(crate::clock::SystemClock),
             data_dir: data_dir.into(),
             public_url: None,
             share_url: None,

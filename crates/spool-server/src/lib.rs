@@ -4,13 +4,16 @@
 //! them into a [`store::Store`] and acknowledges only what is durable; the
 //! asset's life is recorded in SQLite ([`db`]) and announced through signed
 //! webhooks from a durable outbox ([`webhooks`]); anyone with the share link
-//! watches it on [`share`]'s page. [`Server`] binds, reconciles state with the
-//! disk after a crash, runs the background tasks, and serves until shutdown
-//! through [`listener`], which bounds what each connection may hold.
+//! watches it on [`share`]'s page. [`uploads`] is the upload lifecycle the
+//! TUS endpoint and the API share. [`Server`] binds, reconciles state with
+//! the disk after a crash, runs the background tasks, and serves until
+//! shutdown through [`listener`], which bounds what each connection may
+//! hold; it fails with [`Error`] (e.g. [`Error::PortInUse`]).
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
@@ -22,7 +25,7 @@ pub mod listener;
 pub mod live;
 pub mod locks;
 pub mod media;
-pub mod outbox;
+
 pub mod outputs;
 pub mod process;
 pub mod repair;
@@ -30,13 +33,13 @@ pub mod share;
 pub mod space;
 pub mod store;
 pub mod tus;
+pub mod uploads;
 pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -46,6 +49,7 @@ use tokio_util::task::TaskTracker;
 
 pub use app::{App, CredentialSource};
 pub use config::{Config, Credentials, WebhookConfig};
+pub use error::Error;
 
 async fn not_found() -> error::ApiError {
     error::ApiError::new(spool_proto::ErrorCode::NotFound, "no such route")
@@ -121,7 +125,7 @@ fn default_public_url(addr: SocketAddr) -> String {
 impl Server {
     /// Raises the open-file limit, binds the listener and opens the data
     /// directory.
-    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+    pub async fn bind(config: Config) -> Result<Server, Error> {
         let fd_limit = listener::raise_nofile_limit();
         let limits = listener::Limits {
             header_timeout: config.header_timeout,
@@ -130,8 +134,10 @@ impl Server {
             max_connections: listener::fit_to_fd_limit(config.max_connections, fd_limit),
         };
         let listener = listener::bind(config.listen, listener::backlog_for(limits.max_connections))
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr()?;
+            .map_err(|e| Error::bind(config.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| Error::bind(config.listen, e))?;
         let public_url = config
             .public_url
             .as_ref()
@@ -153,7 +159,7 @@ impl Server {
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), Error> {
         let Server {
             app,
             listener,
@@ -174,7 +180,7 @@ impl Server {
                     _ = sweep_app.shutdown.cancelled() => return,
                     _ = tokio::time::sleep(period) => {}
                 }
-                if let Err(e) = tus::sweep_expired(&sweep_app).await {
+                if let Err(e) = uploads::sweep_expired(&sweep_app).await {
                     tracing::error!(code = %e.code, "expiry sweep failed");
                 }
             }
@@ -205,7 +211,7 @@ impl Server {
             connections.clone(),
         ));
         app.shutdown.cancelled().await;
-        accept.await.context("the accept loop")?;
+        accept.await.map_err(Error::Serve)?;
         connections.close();
         if tokio::time::timeout(grace, connections.wait())
             .await
@@ -217,5 +223,25 @@ impl Server {
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), tasks.wait()).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A taken port is told apart from other failures, so an embedding
+    /// caller can retry on another port.
+    #[tokio::test]
+    async fn a_taken_port_is_port_in_use() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::new(dir.path().join("data"));
+        config.listen = taken.local_addr().unwrap();
+        let Err(e) = Server::bind(config).await else {
+            panic!("bound a port that is taken");
+        };
+        assert!(e.is_addr_in_use(), "{e:?}");
+        assert!(matches!(e, Error::PortInUse { addr, .. } if addr == taken.local_addr().unwrap()));
     }
 }

@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+
 struct Holder {
     /// Cancelled to ask the holder to save what it has and release.
     interrupt: CancellationToken,
@@ -25,9 +27,16 @@ struct Holder {
 }
 
 /// The lock table.
-#[derive(Default)]
 pub struct Locks {
     map: Mutex<HashMap<String, Arc<Holder>>>,
+    /// What "stalled for the grace" is measured with.
+    clock: Arc<dyn Clock>,
+}
+
+impl Default for Locks {
+    fn default() -> Self {
+        Locks::new(Arc::new(crate::clock::SystemClock))
+    }
 }
 
 /// Why the lock was not had.
@@ -35,6 +44,9 @@ pub struct Locks {
 pub enum LockError {
     /// Another live writer holds it.
     Locked,
+    /// A panic poisoned the lock table: who holds what is unknown, so no
+    /// answer (held or free) can be trusted.
+    Poisoned,
 }
 
 /// Held while writing; releases on drop.
@@ -54,7 +66,7 @@ impl WriteGuard {
     pub fn touch(&self) {
         self.holder
             .last_progress
-            .store(crate::db::now_ms(), Ordering::Relaxed);
+            .store(self.locks.clock.now_ms(), Ordering::Relaxed);
     }
 }
 
@@ -86,22 +98,32 @@ pub enum Mode {
 const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 impl Locks {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Locks {
+            map: Mutex::default(),
+            clock,
+        }
+    }
+
     /// Whether a writer holds `id` now.
-    pub fn is_held(&self, id: &str) -> bool {
-        self.map.lock().map(|m| m.contains_key(id)).unwrap_or(true)
+    pub fn is_held(&self, id: &str) -> Result<bool, LockError> {
+        self.map
+            .lock()
+            .map(|m| m.contains_key(id))
+            .map_err(|_| LockError::Poisoned)
     }
 
     /// Takes the lock of upload `id` under `mode`.
     pub async fn acquire(self: &Arc<Self>, id: &str, mode: Mode) -> Result<WriteGuard, LockError> {
         loop {
             let current = {
-                let mut map = self.map.lock().map_err(|_| LockError::Locked)?;
+                let mut map = self.map.lock().map_err(|_| LockError::Poisoned)?;
                 match map.get(id) {
                     None => {
                         let holder = Arc::new(Holder {
                             interrupt: CancellationToken::new(),
                             released: CancellationToken::new(),
-                            last_progress: AtomicI64::new(crate::db::now_ms()),
+                            last_progress: AtomicI64::new(self.clock.now_ms()),
                         });
                         map.insert(id.to_owned(), holder.clone());
                         return Ok(WriteGuard {
@@ -117,7 +139,7 @@ impl Locks {
                 Mode::Force => true,
                 Mode::Try => false,
                 Mode::InterruptStalled { grace } => {
-                    let idle = crate::db::now_ms() - current.last_progress.load(Ordering::Relaxed);
+                    let idle = self.clock.now_ms() - current.last_progress.load(Ordering::Relaxed);
                     idle >= grace.as_millis() as i64
                 }
             };
@@ -172,9 +194,9 @@ mod tests {
             .await
             .unwrap();
         holder.await.unwrap();
-        assert!(locks.is_held("a"));
+        assert!(locks.is_held("a").unwrap());
         drop(second);
-        assert!(!locks.is_held("a"));
+        assert!(!locks.is_held("a").unwrap());
     }
 
     #[tokio::test]
@@ -187,5 +209,22 @@ mod tests {
         });
         let _second = locks.acquire("a", Mode::Force).await.unwrap();
         holder.await.unwrap();
+    }
+
+    /// A lock table poisoned by a panic answers neither "held" nor "free".
+    #[tokio::test]
+    async fn a_poisoned_table_is_an_error_not_held() {
+        let locks = Arc::new(Locks::default());
+        let l = locks.clone();
+        let _ = std::thread::spawn(move || {
+            let _map = l.map.lock().unwrap();
+            panic!("poison the table");
+        })
+        .join();
+        assert_eq!(locks.is_held("a"), Err(LockError::Poisoned));
+        assert!(matches!(
+            locks.acquire("a", Mode::Try).await,
+            Err(LockError::Poisoned)
+        ));
     }
 }

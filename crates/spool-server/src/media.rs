@@ -40,7 +40,7 @@ fn finish(result: ApiResult<Response>, app: &App) -> Response {
 }
 
 async fn asset(app: &App, id: &str) -> ApiResult<AssetView> {
-    match load(app, id).await {
+    match load(app, id).await? {
         Some(a) if a.status == AssetStatus::Deleted => Err(ApiError::new(
             ErrorCode::AssetNotFound,
             "the asset was deleted",

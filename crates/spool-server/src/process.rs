@@ -344,7 +344,9 @@ fn normalize(
         if last.elapsed() >= Duration::from_millis(500) {
             last = Instant::now();
             let aid = asset_id.to_owned();
-            let _ = db_blocking(app, move |ops| ops.set_progress(&aid, p * 0.95));
+            if let Err(e) = db_blocking(app, move |ops| ops.set_progress(&aid, p * 0.95)) {
+                tracing::warn!(asset = %asset_id, error = ?e, "recording processing progress failed");
+            }
         }
     };
     let plan = spool_media::normalize::normalize(path, &tmp, &probe, &mut report, cancel)?;
@@ -403,7 +405,9 @@ pub fn provisional_poster(app: &App, asset_id: &str, upload_id: &str, duration_m
         match poster {
             Ok(p) if still_live && outputs.write(POSTER, &p.jpeg).is_ok() => {
                 let aid2 = aid.clone();
-                let _ = db_blocking(&app, move |ops| ops.set_poster(&aid2, true));
+                if let Err(e) = db_blocking(&app, move |ops| ops.set_poster(&aid2, true)) {
+                    tracing::warn!(asset = %aid, error = ?e, "recording the provisional poster failed");
+                }
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(asset = %aid, error = %e, "no provisional poster yet"),

@@ -30,7 +30,7 @@ async fn mark_damaged(app: &App, id: &str, message: String) -> anyhow::Result<()
 }
 
 /// Runs every repair step; see the module docs.
-pub async fn run(app: &App) -> anyhow::Result<()> {
+pub(crate) async fn run(app: &App) -> anyhow::Result<()> {
     unfinished(app)
         .await
         .context("repairing unfinished uploads")?;

@@ -118,12 +118,14 @@ pub(crate) fn protect(resp: &mut Response, app: &App, page: bool) {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
 }
 
-pub(crate) async fn load(app: &App, id: &str) -> Option<AssetView> {
+/// The asset behind a share link; a database failure is an error (500),
+/// never "no such asset".
+pub(crate) async fn load(app: &App, id: &str) -> crate::error::ApiResult<Option<AssetView>> {
     if !crate::ids::is_valid_id(id) {
-        return None;
+        return Ok(None);
     }
     let aid = id.to_owned();
-    app.db.call(move |ops| ops.asset(&aid)).await.ok().flatten()
+    Ok(app.db.call(move |ops| ops.asset(&aid)).await?)
 }
 
 /// What `status.json` tells the page: the public part of an asset. Never
@@ -169,17 +171,18 @@ impl<'a> PublicStatus<'a> {
 /// script; never cached. Deleted: 410 `{"status":"deleted"}`; unknown: 404.
 pub async fn status_json(State(app): State<App>, Path(id): Path<String>) -> Response {
     let mut resp = match load(&app, &id).await {
-        None => crate::error::ApiError::new(
+        Err(e) => e.into_response(),
+        Ok(None) => crate::error::ApiError::new(
             spool_proto::ErrorCode::AssetNotFound,
             "no asset has this id",
         )
         .into_response(),
-        Some(a) if a.status == AssetStatus::Deleted => (
+        Ok(Some(a)) if a.status == AssetStatus::Deleted => (
             StatusCode::GONE,
             Json(serde_json::json!({"status": "deleted"})),
         )
             .into_response(),
-        Some(a) => Json(PublicStatus::of(&a)).into_response(),
+        Ok(Some(a)) => Json(PublicStatus::of(&a)).into_response(),
     };
     protect(&mut resp, &app, false);
     resp.headers_mut()
@@ -189,7 +192,10 @@ pub async fn status_json(State(app): State<App>, Path(id): Path<String>) -> Resp
 
 /// `GET /v/{id}`.
 pub async fn share_page(State(app): State<App>, Path(id): Path<String>) -> Response {
-    let mut resp = page_for(load(&app, &id).await);
+    let mut resp = match load(&app, &id).await {
+        Ok(asset) => page_for(asset),
+        Err(e) => e.into_response(),
+    };
     protect(&mut resp, &app, true);
     resp
 }

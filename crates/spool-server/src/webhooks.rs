@@ -17,7 +17,7 @@ use spool_proto::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 use crate::app::App;
 use crate::config::WebhookConfig;
 use crate::db::now_ms;
-use crate::outbox::PendingEvent;
+use crate::db::outbox::PendingEvent;
 
 const MAX_DELAY: Duration = Duration::from_secs(3600);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);

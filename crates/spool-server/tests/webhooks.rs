@@ -114,7 +114,7 @@ impl Receiver {
 struct Running {
     base: String,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    task: tokio::task::JoinHandle<Result<(), spool_server::Error>>,
 }
 
 impl Running {

@@ -80,7 +80,8 @@ const PRUNE_DEAD_SQL: &str = "DELETE FROM outbox WHERE dead_at IS NOT NULL AND d
 /// pending events a full `--webhook-max-age` rather than dead-lettering them
 /// at once) and `dead_at`, then the indexes.
 pub(crate) fn migrate(conn: &Connection) -> Result<(), DbError> {
-    let tx = conn.unchecked_transaction()?;
+    // Runs inside the schema migration's transaction (see crate::db::schema).
+    let tx = conn;
     tx.execute_batch(SCHEMA)?;
     let columns: Vec<String> = {
         let mut stmt = tx.prepare("SELECT name FROM pragma_table_info('outbox')")?;
@@ -95,7 +96,6 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), DbError> {
         tx.execute_batch("ALTER TABLE outbox ADD COLUMN dead_at INTEGER")?;
     }
     tx.execute_batch(INDEXES)?;
-    tx.commit()?;
     Ok(())
 }
 
