@@ -4,10 +4,13 @@
 //! header names and the parsers for their values; [`metadata`] is the
 //! `Upload-Metadata` codec; [`token`] signs and verifies the upload URLs that
 //! scope a recorder to one upload; [`webhook`] signs deliveries in the Standard
-//! Webhooks format. Nothing here performs I/O.
+//! Webhooks format; [`retry`] parses `Retry-After` and [`backoff`] is the retry
+//! delay formula. Nothing here performs I/O.
 
+pub mod backoff;
 pub mod error;
 pub mod metadata;
+pub mod retry;
 pub mod token;
 pub mod tus;
 pub mod webhook;
