@@ -19,7 +19,7 @@ pub mod tus;
 
 use std::path::Path;
 
-pub use error::{ClientError, Result};
+pub use error::{ClientError, FailureClass, Result};
 pub use journal::{Journal, SourceRecord, UploadRecord, UploadState};
 pub use owner::OwnerLock;
 pub use session::{Checksum, Completed, Event, Options, Session, State, Status, Target};
