@@ -22,7 +22,9 @@ use std::path::Path;
 pub use error::{ClientError, FailureClass, Result};
 pub use journal::{Journal, SourceRecord, UploadRecord, UploadState};
 pub use owner::OwnerLock;
-pub use session::{Checksum, Completed, Event, Options, Session, State, Status, Target};
+pub use session::{
+    Checksum, Completed, Event, Options, Session, State, Status, StopHandle, Target,
+};
 
 /// The entry point: a journal plus sessions over it.
 #[derive(Clone)]
