@@ -85,6 +85,17 @@ pub enum SourceRecord {
     Stream { label: String },
 }
 
+impl SourceRecord {
+    /// The local file the bytes come from: the file itself, or a stream's
+    /// label, which recorders set to the recording's path.
+    pub fn local_path(&self) -> &Path {
+        match self {
+            SourceRecord::File { path, .. } => path,
+            SourceRecord::Stream { label } => Path::new(label),
+        }
+    }
+}
+
 /// Per-upload options that must survive a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptionsRecord {
