@@ -443,7 +443,11 @@ async fn print_events(mut rx: tokio::sync::mpsc::Receiver<RecEvent>, json: bool)
             RecEvent::Upload(Event::Complete { .. }) => {}
             RecEvent::Upload(e) => {
                 if json {
-                    println!("{}", serde_json::to_value(&e).unwrap_or_default());
+                    // An event that cannot be serialised is said, not printed as `null`.
+                    match serde_json::to_value(&e) {
+                        Ok(v) => println!("{v}"),
+                        Err(why) => eprintln!("spool: cannot print an event: {why}"),
+                    }
                 } else if let Event::Reconnecting { attempt, error, .. } = &e {
                     eprintln!("upload reconnecting (attempt {attempt}): {error}");
                 } else if let Event::Stalled { error } = &e {

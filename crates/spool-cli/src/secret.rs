@@ -16,7 +16,15 @@ pub fn resolve(
     secret: Option<String>,
     file: Option<&Path>,
 ) -> anyhow::Result<(Option<String>, Option<String>)> {
+    // An empty id or secret (`SPOOL_TOKEN_SECRET=` in a script) would
+    // authenticate with an empty key: refused, not sent.
+    if id.as_deref().is_some_and(str::is_empty) {
+        bail!("the token id is empty (--token-id or SPOOL_TOKEN_ID)");
+    }
     let Some(path) = file else {
+        if secret.as_deref().is_some_and(str::is_empty) {
+            bail!("the token secret is empty (--token-secret or SPOOL_TOKEN_SECRET)");
+        }
         return Ok((id, secret));
     };
     if secret.is_some() {
@@ -47,6 +55,17 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn empty_credentials_are_refused() {
+        assert!(resolve(Some("id".into()), Some(String::new()), None).is_err());
+        assert!(resolve(Some(String::new()), Some("s".into()), None).is_err());
+        assert_eq!(
+            resolve(None, None, None).unwrap(),
+            (None, None),
+            "nothing given is not an error"
+        );
+    }
 
     #[test]
     fn secret_alone_or_with_its_id() {

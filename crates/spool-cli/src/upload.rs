@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use clap::parser::ValueSource;
-use spool_client::{Checksum, Client, Event, Options, Session, SourceRecord, Target, UploadState};
+use spool_client::{
+    Checksum, Client, Event, Options, Resumption, Session, Skip, SourceRecord, Target, UploadState,
+};
 
 /// Where uploads go.
 #[derive(Args, Debug, Clone)]
@@ -208,7 +210,14 @@ async fn print_events(mut rx: tokio::sync::mpsc::Receiver<Event>, json: bool, id
     let mut err = std::io::stderr();
     while let Some(e) = rx.recv().await {
         if json {
-            let mut v = serde_json::to_value(&e).unwrap_or_default();
+            // An event that cannot be serialised is said, not printed as `null`.
+            let mut v = match serde_json::to_value(&e) {
+                Ok(v) => v,
+                Err(why) => {
+                    let _ = writeln!(err, "spool: cannot print an event: {why}");
+                    continue;
+                }
+            };
             if let (Some(id), Some(o)) = (&id, v.as_object_mut()) {
                 o.insert("id".into(), id.clone().into());
             }
@@ -322,36 +331,50 @@ pub async fn upload(args: UploadArgs, matches: &clap::ArgMatches) -> anyhow::Res
 
 pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     let client = Client::open(&args.state.dir()?)?;
-    let pending = client.unfinished().await?;
     let json = args.state.json;
-    if pending.is_empty() {
+    // Credentials given wrongly (a --server without its secret, a secret
+    // file that cannot be read) are said, not silently dropped.
+    let creds = args
+        .target
+        .target()
+        .context("the credentials given to resume with")?;
+    let resumed = client
+        .resume_unfinished(true, |_| std::future::ready(creds.clone()))
+        .await?;
+    if resumed.is_empty() {
         if !json {
             println!("nothing to resume");
         }
         return Ok(());
     }
-    let creds = args.target.target().ok().flatten();
     let mut tasks = Vec::new();
-    for rec in pending {
-        let session = match client.resume_orphaned(&rec.id, creds.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
+    for r in resumed {
+        let (rec, session) = match r {
+            Resumption::Started { record, session } => (record, session),
+            Resumption::Skipped { record, reason } => {
                 // A live owner (a recorder still capturing, another
                 // `spool resume`) keeps its entry: skipped, said, and the
                 // exit status says not everything was resumed.
+                let e = match reason {
+                    Skip::Error(e) => e,
+                    // Neither happens here: failed ones are included, and
+                    // nothing else runs in this process.
+                    Skip::Failed | Skip::Running => continue,
+                };
                 if json {
                     println!(
                         "{}",
                         serde_json::json!({
                             "event": "error",
-                            "id": rec.id,
+                            "id": record.id,
                             "code": e.code().map(|c| c.as_str()),
+                            "class": e.class().as_str(),
                             "error": e.to_string(),
                         })
                     );
                 }
-                eprintln!("spool: upload {}: {e}", rec.id);
-                let why = format!("upload {}: {e}", rec.id);
+                eprintln!("spool: upload {}: {e}", record.id);
+                let why = format!("upload {}: {e}", record.id);
                 tasks.push(tokio::spawn(async move {
                     Err::<(), anyhow::Error>(anyhow::anyhow!(why))
                 }));
@@ -423,10 +446,7 @@ pub async fn list(args: ListArgs) -> anyhow::Result<()> {
     let client = Client::open(&args.state.dir()?)?;
     let records = client.journal().list().await?;
     for r in records {
-        let source = match &r.source {
-            SourceRecord::File { path, .. } => path.display().to_string(),
-            SourceRecord::Stream { label } => label.clone(),
-        };
+        let source = r.source.local_path().display().to_string();
         // The signature stays out of listings.
         let url = r
             .upload_url

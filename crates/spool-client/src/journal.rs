@@ -14,38 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{ClientError, Result};
 
+mod schema;
 mod set_aside;
-
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS uploads (
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    target TEXT NOT NULL,
-    source TEXT NOT NULL,
-    options TEXT NOT NULL,
-    upload_url TEXT,
-    asset_id TEXT,
-    share_url TEXT,
-    acked INTEGER NOT NULL DEFAULT 0,
-    produced INTEGER NOT NULL DEFAULT 0,
-    finished INTEGER NOT NULL DEFAULT 0,
-    length_declared INTEGER NOT NULL DEFAULT 0,
-    sha256 TEXT,
-    last_error TEXT,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pieces (
-    upload_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    file_offset INTEGER NOT NULL,
-    len INTEGER NOT NULL,
-    start INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    PRIMARY KEY (upload_id, seq)
-);
-"#;
 
 /// Where an upload is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +85,17 @@ pub enum SourceRecord {
     Stream { label: String },
 }
 
+impl SourceRecord {
+    /// The local file the bytes come from: the file itself, or a stream's
+    /// label, which recorders set to the recording's path.
+    pub fn local_path(&self) -> &Path {
+        match self {
+            SourceRecord::File { path, .. } => path,
+            SourceRecord::Stream { label } => Path::new(label),
+        }
+    }
+}
+
 /// Per-upload options that must survive a restart.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OptionsRecord {
@@ -180,8 +161,11 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_default()
+/// A record's JSON column. A value that cannot be serialised is an error,
+/// never an empty column that would fail to load on resume.
+fn json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v)
+        .map_err(|e| ClientError::Internal(format!("journal record not serialisable: {e}")))
 }
 
 fn from_json<T: for<'de> Deserialize<'de>>(s: &str) -> rusqlite::Result<T> {
@@ -212,18 +196,6 @@ fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UploadRecord> {
     })
 }
 
-/// Columns added after the first release: a journal written by an older
-/// version gains them, empty.
-fn add_columns(conn: &Connection) -> rusqlite::Result<()> {
-    let has_title = conn
-        .prepare("SELECT 1 FROM pragma_table_info('uploads') WHERE name = 'title'")?
-        .exists([])?;
-    if !has_title {
-        conn.execute_batch("ALTER TABLE uploads ADD COLUMN title TEXT")?;
-    }
-    Ok(())
-}
-
 impl Journal {
     /// Opens (creating) the journal under `dir`.
     pub fn open(dir: &Path) -> Result<Journal> {
@@ -234,12 +206,11 @@ impl Journal {
             // Upload URLs are capabilities: keep the journal private.
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
         }
-        let conn = Connection::open(dir.join("journal.db"))?;
+        let mut conn = Connection::open(dir.join("journal.db"))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
-        add_columns(&conn)?;
+        schema::migrate(&mut conn)?;
         Ok(Journal {
             conn: Arc::new(Mutex::new(conn)),
             dir: dir.to_path_buf(),
@@ -276,7 +247,7 @@ impl Journal {
         title: Option<&str>,
     ) -> Result<()> {
         let (id, target, source, options) =
-            (id.to_owned(), json(target), json(source), json(options));
+            (id.to_owned(), json(target)?, json(source)?, json(options)?);
         let title = title.map(str::to_owned);
         self.call(move |c| {
             let now = now_ms();
@@ -531,7 +502,7 @@ mod tests {
         // A journal from before titles: the table without the column.
         {
             let c = Connection::open(dir.path().join("journal.db")).unwrap();
-            c.execute_batch(SCHEMA).unwrap();
+            c.execute_batch(schema::V1).unwrap();
             c.execute_batch("INSERT INTO uploads(id, state, target, source, options, created_at, updated_at) VALUES ('old', 'complete', '{\"kind\":\"endpoint\",\"url\":\"http://t\"}', '{\"kind\":\"stream\",\"label\":\"x\"}', '{\"chunk_size\":null,\"min_chunk\":0,\"checksum\":null}', 1, 1)")
                 .unwrap();
         }

@@ -6,7 +6,9 @@
 //! flight, in chunks sized by [`policy::ChunkSizer`]; after any failure it
 //! asks the server (HEAD) where it stands and goes on from there, backing
 //! off per [`policy::RetryPolicy`]. [`Client`] opens the journal, starts
-//! sessions, and resumes every unfinished upload after a crash or restart.
+//! sessions, resumes every unfinished upload after a crash or restart, and
+//! follows the ones running in the background ([`Uploads`]); every failure
+//! has a [`FailureClass`] for front ends to act on.
 
 pub mod error;
 pub mod journal;
@@ -16,26 +18,37 @@ pub mod remote;
 pub mod session;
 pub mod source;
 pub mod tus;
+pub mod uploads;
 
 use std::path::Path;
 
-pub use error::{ClientError, Result};
+pub use error::{ClientError, FailureClass, Result};
 pub use journal::{Journal, SourceRecord, UploadRecord, UploadState};
 pub use owner::OwnerLock;
-pub use session::{Checksum, Completed, Event, Options, Session, State, Status, Target};
+pub use session::{
+    Checksum, Completed, Event, Options, Session, State, Status, StopHandle, Target,
+};
+pub use uploads::{HistoryEntry, HistoryState, LiveUpload, Resumed, Resumption, Skip, Uploads};
 
 /// The entry point: a journal plus sessions over it.
 #[derive(Clone)]
 pub struct Client {
     journal: Journal,
+    uploads: Uploads,
 }
 
 impl Client {
     /// Opens the journal in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<Client> {
-        Ok(Client {
-            journal: Journal::open(state_dir)?,
-        })
+        Ok(Client::new(Journal::open(state_dir)?))
+    }
+
+    /// A client over an open journal, following no uploads yet.
+    pub fn new(journal: Journal) -> Client {
+        Client {
+            journal,
+            uploads: Uploads::new(),
+        }
     }
 
     pub fn journal(&self) -> &Journal {

@@ -42,29 +42,18 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// The wait before retry `attempt` (1-based).
+    /// The wait before retry `attempt` (1-based): the shared formula
+    /// ([`spool_proto::backoff::delay`]) with a fresh random jitter.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-            .min(self.max_delay);
-        let jitter = exp.mul_f64(rand::thread_rng().gen_range(0.0..0.2));
-        let d = exp + jitter;
-        match retry_after {
-            Some(ra) => d.max(ra.min(Duration::from_secs(300))),
-            None => d,
-        }
+        let unit = rand::thread_rng().gen_range(0.0..1.0);
+        spool_proto::backoff::delay(self.base, self.max_delay, attempt, unit, retry_after)
     }
 
     /// The wait between retries once stalled by a condition that does not
     /// clear within seconds (507): the capped interval, or the server's
     /// `Retry-After` if longer (itself capped at 5 minutes).
     pub fn stalled_delay(&self, retry_after: Option<Duration>) -> Duration {
-        self.max_delay.max(
-            retry_after
-                .unwrap_or_default()
-                .min(Duration::from_secs(300)),
-        )
+        spool_proto::backoff::stalled_delay(self.max_delay, retry_after)
     }
 }
 

@@ -14,7 +14,6 @@
 //! to a small limit, and no message names a signed URL.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use spool_proto::tus as h;
 use spool_proto::{ErrorBody, ErrorCode};
@@ -164,12 +163,7 @@ impl Remote {
     /// body read within the response timeout.
     async fn error_of(&self, mut resp: reqwest::Response) -> ClientError {
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::tus::retry_after(resp.headers());
         let mut body = Vec::new();
         let read = async {
             while let Ok(Some(chunk)) = resp.chunk().await {
@@ -217,6 +211,7 @@ fn asset_url(server: &str, asset_id: &str) -> Result<url::Url> {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use std::time::Duration;
 
     const ID: &str = "remote-test";
     const SECRET: &str = "remote-test-secret-0123";

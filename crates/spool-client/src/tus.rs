@@ -64,19 +64,10 @@ pub struct Tus {
 
 const READ_BLOCK: usize = 1024 * 1024;
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
-    }
-    httpdate::parse_http_date(v).ok().map(|t| {
-        t.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default()
-    })
+/// The answer's `Retry-After`, either form (see [`spool_proto::retry`]).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    spool_proto::retry::parse_retry_after(v, std::time::SystemTime::now())
 }
 
 /// The most of an error answer's body that is read: enough for any

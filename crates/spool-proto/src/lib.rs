@@ -6,12 +6,15 @@
 //! codec and the metadata key rule; [`ondemand`] the signed-URL answer of
 //! `POST /v1/on-demand`; [`token`] signs and verifies the upload URLs that
 //! scope a recorder to one upload; [`webhook`] signs deliveries in the Standard
-//! Webhooks format. Nothing here performs I/O.
+//! Webhooks format; [`retry`] parses `Retry-After` and [`backoff`] is the retry
+//! delay formula. Nothing here performs I/O.
 
+pub mod backoff;
 pub mod checksum;
 pub mod error;
 pub mod metadata;
 pub mod ondemand;
+pub mod retry;
 pub mod token;
 pub mod tus;
 pub mod webhook;
