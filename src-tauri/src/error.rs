@@ -41,7 +41,7 @@ impl From<spool_record::RecordError> for IpcError {
 
 impl From<&spool_client::ClientError> for IpcError {
     fn from(e: &spool_client::ClientError) -> Self {
-        IpcError::new(spool_record::codes::client_code(e), e.to_string())
+        IpcError::new(e.error_code(), e.to_string())
     }
 }
 

@@ -9,12 +9,12 @@
 //! | 1 | anything else (capture, encoding, sound, a local file, internal) | `ERR_SOURCE`, `ERR_ENCODE`, `ERR_AUDIO_UNAVAILABLE`, `ERR_LOCAL_FILE`, `ERR_INTERNAL`, … |
 //! | 2 | bad arguments (as clap's usage errors) | `ERR_INVALID_SETTINGS` |
 //! | 3 | `spool record`: the recording is kept, its upload did not complete (`spool resume` finishes it) | any |
-//! | 4 | the server cannot be reached | `ERR_SERVER_UNREACHABLE` |
-//! | 5 | the credentials or the signed URL were refused | `ERR_UNAUTHORIZED`, `ERR_INVALID_SIGNATURE`, `ERR_SIGNATURE_EXPIRED`, `ERR_FORBIDDEN` |
+//! | 4 | the server cannot be reached, or the connection broke | `ERR_SERVER_UNREACHABLE`, `ERR_REQUEST_TIMEOUT`, `ERR_CHECKSUM_MISMATCH` |
+//! | 5 | the credentials or the signed URL were refused | `ERR_UNAUTHORIZED`, `ERR_INVALID_SIGNATURE`, `ERR_FORBIDDEN` |
 //! | 6 | no space, here or on the server | `ERR_DISK_FULL`, `ERR_INSUFFICIENT_STORAGE` |
 //! | 7 | the server refused or failed the request | every other server code, `ERR_UPLOAD` |
-//! | 8 | the upload is gone from the server | `ERR_UPLOAD_TERMINATED`, `ERR_UPLOAD_EXPIRED`, `ERR_UPLOAD_NOT_FOUND`, `ERR_UPLOAD_DAMAGED`, `ERR_ASSET_NOT_FOUND` |
-//! | 9 | another process owns it | `ERR_RECORDING_IN_PROGRESS` |
+//! | 8 | not there, or gone from the server | `ERR_UPLOAD_TERMINATED`, `ERR_UPLOAD_EXPIRED`, `ERR_UPLOAD_NOT_FOUND`, `ERR_UPLOAD_DAMAGED`, `ERR_SIGNATURE_EXPIRED`, `ERR_ASSET_NOT_FOUND`, `ERR_NOT_FOUND` |
+//! | 9 | busy: another process or writer has it, or it is not ready | `ERR_RECORDING_IN_PROGRESS`, `ERR_UPLOAD_LOCKED`, `ERR_MISMATCHED_OFFSET`, … |
 //! | 130 | interrupted (Ctrl-C, SIGTERM) | `ERR_INTERRUPTED` |
 
 use std::process::ExitCode;
@@ -53,7 +53,7 @@ pub fn code_of(e: &anyhow::Error) -> ErrorCode {
             return r.error_code();
         }
         if let Some(c) = cause.downcast_ref::<spool_client::ClientError>() {
-            return spool_record::codes::client_code(c);
+            return c.error_code();
         }
         if cause.is::<spool_capture::CaptureError>() {
             return ErrorCode::Source;
@@ -69,20 +69,14 @@ pub fn code_of(e: &anyhow::Error) -> ErrorCode {
     ErrorCode::InvalidSettings
 }
 
-/// The exit status of a failure with `code`.
+/// The exit status of a failure with `code`: the recorder's own codes by
+/// their meaning, every other by the client's class of it (one
+/// classification of server answers, `spool_client::FailureClass`).
 pub fn status(code: ErrorCode) -> u8 {
     use ErrorCode as C;
+    use spool_client::FailureClass as F;
     match code {
         C::InvalidSettings => 2,
-        C::ServerUnreachable => 4,
-        C::Unauthorized | C::InvalidSignature | C::SignatureExpired | C::Forbidden => 5,
-        C::DiskFull | C::InsufficientStorage => 6,
-        C::UploadTerminated
-        | C::UploadExpired
-        | C::UploadNotFound
-        | C::UploadDamaged
-        | C::AssetNotFound => 8,
-        C::RecordingInProgress => 9,
         C::Interrupted => 130,
         C::Source
         | C::Encode
@@ -94,8 +88,15 @@ pub fn status(code: ErrorCode) -> u8 {
         | C::NotRecording
         | C::NoDestination
         | C::RecordingNotFound => 1,
-        // Every other code is the server's answer to a request.
-        _ => 7,
+        _ => match F::of_code(code) {
+            F::Unreachable => 4,
+            F::Unauthorized => 5,
+            F::DiskFull => 6,
+            F::Invalid | F::Server | F::Local | F::Internal => 7,
+            F::NotFound | F::Gone => 8,
+            F::Conflict => 9,
+            F::Stopped => 130,
+        },
     }
 }
 
@@ -117,7 +118,8 @@ mod tests {
         assert_eq!(status(ErrorCode::ServerUnreachable), 4);
         assert_eq!(status(ErrorCode::Unauthorized), 5);
         assert_eq!(status(ErrorCode::DiskFull), 6);
-        assert_eq!(status(ErrorCode::MismatchedOffset), 7);
+        assert_eq!(status(ErrorCode::MismatchedOffset), 9);
+        assert_eq!(status(ErrorCode::InvalidMetadata), 7);
         assert_eq!(status(ErrorCode::Upload), 7);
         assert_eq!(status(ErrorCode::UploadTerminated), 8);
         assert_eq!(status(ErrorCode::RecordingInProgress), 9);

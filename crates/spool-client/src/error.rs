@@ -92,6 +92,31 @@ impl ClientError {
         }
     }
 
+    /// The stable code a front end shows for this error: the server's own
+    /// (or the one its status alone implies), else its class's —
+    /// `ERR_SERVER_UNREACHABLE`, `ERR_DISK_FULL`, `ERR_LOCAL_FILE`, … — and
+    /// `ERR_UPLOAD` for a server's answer that says nothing more.
+    pub fn error_code(&self) -> ErrorCode {
+        if let Some(code) = self.code() {
+            return code;
+        }
+        match self.class() {
+            FailureClass::Unauthorized => ErrorCode::Unauthorized,
+            FailureClass::Unreachable => ErrorCode::ServerUnreachable,
+            FailureClass::DiskFull if matches!(self, ClientError::Server { .. }) => {
+                ErrorCode::InsufficientStorage
+            }
+            FailureClass::DiskFull => ErrorCode::DiskFull,
+            FailureClass::NotFound => ErrorCode::UploadNotFound,
+            FailureClass::Gone => ErrorCode::UploadExpired,
+            FailureClass::Local => ErrorCode::LocalFile,
+            FailureClass::Invalid => ErrorCode::InvalidSettings,
+            FailureClass::Stopped => ErrorCode::Interrupted,
+            FailureClass::Internal => ErrorCode::Internal,
+            FailureClass::Conflict | FailureClass::Server => ErrorCode::Upload,
+        }
+    }
+
     /// What kind of failure this is, for a front end to pick an exit code or
     /// a message: decided by the error's code where it has one
     /// ([`ClientError::code`]), else by its status or its kind.
@@ -247,6 +272,15 @@ impl FailureClass {
             | C::RangeNotSatisfiable
             | C::MethodNotAllowed
             | C::UnsupportedMedia => FailureClass::Invalid,
+            // The recorder's own codes (never answered by a server).
+            C::ServerUnreachable => FailureClass::Unreachable,
+            C::DiskFull => FailureClass::DiskFull,
+            C::LocalFile | C::Source | C::Encode | C::Desktop => FailureClass::Local,
+            C::InvalidSettings | C::NoDestination => FailureClass::Invalid,
+            C::RecordingNotFound => FailureClass::NotFound,
+            C::AlreadyRecording | C::NotRecording => FailureClass::Conflict,
+            C::Interrupted => FailureClass::Stopped,
+            C::Upload => FailureClass::Server,
             #[allow(unreachable_patterns)]
             other => FailureClass::of_status(other.status()),
         }

@@ -1,11 +1,8 @@
-//! The one mapping from a recorder's or an upload's failure to its stable
-//! [`ErrorCode`], shared by the CLI (which prints it and picks its exit
-//! status from it) and the desktop app (which carries it over IPC): the
-//! server's own code where it sent one, else the class of the failure —
-//! unreachable, credentials refused (by status), a full disk — else
-//! `ERR_UPLOAD`.
+//! A recorder's failure as its stable [`ErrorCode`], shared by the CLI
+//! (which prints it and picks its exit status from it) and the desktop app
+//! (which carries it over IPC); an upload's failure keeps the client's own
+//! code ([`spool_client::ClientError::error_code`]).
 
-use spool_client::ClientError;
 use spool_proto::ErrorCode;
 
 use crate::RecordError;
@@ -16,27 +13,6 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
         e.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     )
-}
-
-/// The code of an upload client's error.
-pub fn client_code(e: &ClientError) -> ErrorCode {
-    use ClientError as C;
-    if let Some(code) = e.code() {
-        return code;
-    }
-    match e {
-        C::Network(_) | C::Unreachable(_) => ErrorCode::ServerUnreachable,
-        C::Server { status: 401, .. } => ErrorCode::Unauthorized,
-        C::Server { status: 403, .. } => ErrorCode::Forbidden,
-        C::Server { status: 507, .. } => ErrorCode::InsufficientStorage,
-        C::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
-        C::Io { .. } | C::LocalDataChanged(_) => ErrorCode::LocalFile,
-        C::Invalid(_) => ErrorCode::InvalidSettings,
-        C::Journal(_) | C::Internal(_) => ErrorCode::Internal,
-        C::Server { .. } | C::Protocol(_) | C::Gone(_) | C::Stopped => ErrorCode::Upload,
-        C::RecordingInProgress(_) => ErrorCode::RecordingInProgress,
-        C::Terminated(_) => ErrorCode::UploadTerminated,
-    }
 }
 
 impl RecordError {
@@ -50,7 +26,7 @@ impl RecordError {
             RecordError::Capture(_) => ErrorCode::Source,
             RecordError::Audio(AudioError::Unavailable(_)) => ErrorCode::AudioUnavailable,
             RecordError::Encode(_) => ErrorCode::Encode,
-            RecordError::Upload(c) => client_code(c),
+            RecordError::Upload(c) => c.error_code(),
             RecordError::NoProgress(_) => ErrorCode::Upload,
             RecordError::Io { source, .. } if is_disk_full(source) => ErrorCode::DiskFull,
             RecordError::Io { .. } => ErrorCode::LocalFile,
@@ -62,34 +38,27 @@ impl RecordError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spool_client::ClientError;
 
     #[test]
-    fn failures_are_classed_by_code_then_status() {
-        let server = |status, code| ClientError::Server {
-            status,
-            code,
-            message: String::new(),
-            retry_after: None,
-        };
-        assert_eq!(
-            client_code(&server(401, Some(ErrorCode::InvalidSignature))),
-            ErrorCode::InvalidSignature
-        );
-        assert_eq!(client_code(&server(401, None)), ErrorCode::Unauthorized);
-        assert_eq!(client_code(&server(502, None)), ErrorCode::Upload);
-        assert_eq!(
-            client_code(&ClientError::Unreachable("refused".into())),
-            ErrorCode::ServerUnreachable
-        );
-        let full = ClientError::Io {
-            path: "/x".into(),
-            source: std::io::ErrorKind::StorageFull.into(),
-        };
-        assert_eq!(client_code(&full), ErrorCode::DiskFull);
+    fn each_failure_has_its_code() {
         assert_eq!(RecordError::NoProgress(30).error_code(), ErrorCode::Upload);
         assert_eq!(
             RecordError::Upload(ClientError::Terminated("x".into())).error_code(),
             ErrorCode::UploadTerminated
+        );
+        assert_eq!(
+            RecordError::Upload(ClientError::Unreachable("refused".into())).error_code(),
+            ErrorCode::ServerUnreachable
+        );
+        let full = RecordError::Io {
+            context: "writing".into(),
+            source: std::io::ErrorKind::StorageFull.into(),
+        };
+        assert_eq!(full.error_code(), ErrorCode::DiskFull);
+        assert_eq!(
+            RecordError::Invalid("--fps".into()).error_code(),
+            ErrorCode::InvalidSettings
         );
     }
 }
