@@ -10,17 +10,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ff::format::Sample;
-use ff::format::sample::Type as SampleType;
-use ff::{ChannelLayout, Packet, Rational, codec, encoder, format, frame};
+use ff::{Packet, encoder, format};
 use ffmpeg_next as ff;
 use spool_capture::audio::{CHANNELS, Mixer, SAMPLE_RATE, frames_in};
+use spool_media::aac::{self, TIME_BASE};
 
 use crate::EncodeError;
 
+// The mix is what the AAC track takes, as it comes.
+const _: () = assert!(SAMPLE_RATE == aac::RATE && CHANNELS == aac::CHANNELS);
+
 const BIT_RATE: usize = 128_000;
-const FORMAT: Sample = Sample::F32(SampleType::Planar);
-const TIME_BASE: Rational = Rational(1, SAMPLE_RATE as i32);
 /// How long a fragment's close waits for the sources to deliver its last
 /// milliseconds (they run a read's latency behind real time).
 const WAIT: Duration = Duration::from_millis(250);
@@ -30,11 +30,8 @@ pub(crate) struct AudioTrack {
     mixer: Arc<Mixer>,
     encoder: encoder::Audio,
     stream: usize,
-    frame_size: usize,
-    /// Mixed samples not yet encoded, one Vec per channel.
-    fifo: [Vec<f32>; 2],
-    /// Where the next encoded frame starts (samples).
-    next_pts: i64,
+    /// Mixed samples not yet encoded, and where the next frame starts.
+    fifo: aac::Fifo,
     /// Samples encoded or queued: the track's length.
     samples: u64,
     /// Packets written since the last fragment was closed.
@@ -47,39 +44,15 @@ impl AudioTrack {
         octx: &mut format::context::Output,
         mixer: Arc<Mixer>,
     ) -> Result<AudioTrack, EncodeError> {
-        let aac = encoder::find_by_name("aac").ok_or_else(|| {
-            EncodeError::Invalid("the AAC encoder is not available in this FFmpeg".into())
+        let (encoder, stream, frame_size) = aac::open(octx, BIT_RATE).map_err(|e| match e {
+            aac::OpenError::Ffmpeg(e) => EncodeError::Ffmpeg(e),
+            e => EncodeError::Invalid(e.to_string()),
         })?;
-        let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-        let stream = octx.add_stream(aac)?.index();
-        let mut enc = codec::context::Context::new_with_codec(aac)
-            .encoder()
-            .audio()?;
-        enc.set_rate(SAMPLE_RATE as i32);
-        enc.set_channel_layout(ChannelLayout::STEREO);
-        enc.set_channels(CHANNELS as i32);
-        enc.set_format(FORMAT);
-        enc.set_bit_rate(BIT_RATE);
-        enc.set_time_base(TIME_BASE);
-        if global {
-            enc.set_flags(codec::Flags::GLOBAL_HEADER);
-        }
-        let encoder = enc
-            .open_as(aac)
-            .map_err(|e| EncodeError::Invalid(format!("opening the AAC encoder: {e}")))?;
-        let frame_size = (encoder.frame_size() as usize).max(1);
-        let mut ost = octx
-            .stream_mut(stream)
-            .ok_or_else(|| EncodeError::Invalid("the audio stream vanished".into()))?;
-        ost.set_parameters(&encoder);
-        ost.set_time_base(TIME_BASE);
         Ok(AudioTrack {
             mixer,
             encoder,
             stream,
-            frame_size,
-            fifo: [Vec::new(), Vec::new()],
-            next_pts: 0,
+            fifo: aac::Fifo::new(frame_size),
             samples: 0,
             pending: 0,
         })
@@ -98,10 +71,7 @@ impl AudioTrack {
         until: Duration,
     ) -> Result<(), EncodeError> {
         let mixed = self.mixer.take(frames_in(until), Instant::now() + WAIT);
-        for f in mixed.chunks_exact(CHANNELS) {
-            self.fifo[0].push(f[0]);
-            self.fifo[1].push(f[1]);
-        }
+        self.fifo.push_interleaved(&mixed);
         self.samples += (mixed.len() / CHANNELS) as u64;
         self.encode_fifo(octx, false)
     }
@@ -129,27 +99,11 @@ impl AudioTrack {
         octx: &mut format::context::Output,
         last: bool,
     ) -> Result<(), EncodeError> {
-        loop {
-            let have = self.fifo[0].len();
-            let n = if have >= self.frame_size {
-                self.frame_size
-            } else if last && have > 0 {
-                have
-            } else {
-                return Ok(());
-            };
-            let mut f = frame::Audio::new(FORMAT, n, ChannelLayout::STEREO);
-            f.set_channels(CHANNELS as u16);
-            f.set_rate(SAMPLE_RATE);
-            for (ch, buf) in self.fifo.iter_mut().enumerate() {
-                f.plane_mut::<f32>(ch)[..n].copy_from_slice(&buf[..n]);
-                buf.drain(..n);
-            }
-            f.set_pts(Some(self.next_pts));
-            self.next_pts += n as i64;
+        while let Some(f) = self.fifo.pop(last) {
             self.encoder.send_frame(&f)?;
             self.receive_packets(octx)?;
         }
+        Ok(())
     }
 
     fn receive_packets(&mut self, octx: &mut format::context::Output) -> Result<(), EncodeError> {

@@ -6,8 +6,11 @@
 //! segment + `sidx`) that makes the same bytes a progressive MP4 that seeks
 //! at once; [`probe`], [`normalize`] and [`poster`] use FFmpeg to read any
 //! upload, turn it into a fragmented MP4 the player needs (remux, or
-//! transcode to H.264), and pick a representative poster frame.
+//! transcode to H.264), and pick a representative poster frame; [`aac`] is
+//! the AAC encoder set-up and sample FIFO that normalizing and the
+//! recorder's sound track share.
 
+pub mod aac;
 pub mod hls;
 pub mod index;
 pub mod indexed;

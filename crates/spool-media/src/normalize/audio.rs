@@ -1,31 +1,27 @@
 //! Audio re-encoding for [`super::normalize`]: decode, resample to planar
 //! float 48 kHz stereo, and encode AAC-LC with FFmpeg's native encoder. The
 //! encoder takes exactly `frame_size` samples per frame, so resampled
-//! samples wait in a small FIFO and frames are stamped by sample count,
+//! samples wait in [`aac::Fifo`] and frames are stamped by sample count,
 //! which also keeps the audio gapless whatever the input's packetisation.
 
-use ff::format::Sample;
-use ff::format::sample::Type as SampleType;
 use ff::software::resampling;
 use ff::{ChannelLayout, Packet, Rational, Rescale, codec, decoder, encoder, format, frame};
 use ffmpeg_next as ff;
 
 use crate::MediaError;
+use crate::aac::{self, FORMAT as OUT_FORMAT, RATE};
 
-const RATE: u32 = 48_000;
 const BIT_RATE: usize = 160_000;
-const OUT_FORMAT: Sample = Sample::F32(SampleType::Planar);
 
 /// A decoder → resampler → AAC chain writing to one output stream.
 pub(super) struct AudioTranscoder {
     decoder: decoder::Audio,
     encoder: encoder::Audio,
     resampler: Option<resampling::Context>,
-    /// Resampled samples not yet encoded, one Vec per channel (L, R).
-    fifo: [Vec<f32>; 2],
-    frame_size: usize,
-    /// Where the next encoded frame starts, in 1/48000 s.
-    next_pts: Option<i64>,
+    /// Resampled samples not yet encoded.
+    fifo: aac::Fifo,
+    /// Whether the FIFO's timeline was set from the first decoded frame.
+    timed: bool,
     in_tb: Rational,
     /// The input's start time in `in_tb`, taken off every timestamp.
     start: i64,
@@ -42,40 +38,22 @@ impl AudioTranscoder {
         let decoder = codec::context::Context::from_parameters(ist.parameters())?
             .decoder()
             .audio()?;
-        let aac = encoder::find_by_name("aac")
-            .ok_or_else(|| MediaError::Ffmpeg("the aac encoder is not available".into()))?;
-        let global = octx.format().flags().contains(format::Flags::GLOBAL_HEADER);
-        let ost_index = octx.add_stream(aac)?.index();
-        let mut enc = codec::context::Context::new_with_codec(aac)
-            .encoder()
-            .audio()?;
-        enc.set_rate(RATE as i32);
-        enc.set_channel_layout(ChannelLayout::STEREO);
-        enc.set_channels(2);
-        enc.set_format(OUT_FORMAT);
-        enc.set_bit_rate(BIT_RATE);
-        enc.set_time_base(Rational(1, RATE as i32));
-        if global {
-            enc.set_flags(codec::Flags::GLOBAL_HEADER);
-        }
-        let encoder = enc
-            .open_as(aac)
-            .map_err(|e| MediaError::Ffmpeg(format!("opening the aac encoder: {e}")))?;
-        let frame_size = (encoder.frame_size() as usize).max(1);
-        let mut ost = octx
-            .stream_mut(ost_index)
-            .ok_or_else(|| MediaError::Ffmpeg("output stream vanished".into()))?;
-        ost.set_parameters(&encoder);
-        ost.set_time_base(Rational(1, RATE as i32));
+        let (encoder, ost_index, frame_size) = aac::open(octx, BIT_RATE).map_err(|e| match e {
+            aac::OpenError::Missing => {
+                MediaError::Ffmpeg("the aac encoder is not available".into())
+            }
+            aac::OpenError::Open(e) => MediaError::Ffmpeg(format!("opening the aac encoder: {e}")),
+            aac::OpenError::StreamVanished => MediaError::Ffmpeg("output stream vanished".into()),
+            aac::OpenError::Ffmpeg(e) => e.into(),
+        })?;
         Ok(AudioTranscoder {
             in_tb: ist.time_base(),
             start,
             decoder,
             encoder,
             resampler: None,
-            fifo: [Vec::new(), Vec::new()],
-            frame_size,
-            next_pts: None,
+            fifo: aac::Fifo::new(frame_size),
+            timed: false,
             ost_index,
         })
     }
@@ -100,7 +78,7 @@ impl AudioTranscoder {
         if let Some(r) = self.resampler.as_mut() {
             let mut out = frame::Audio::new(OUT_FORMAT, 4096, ChannelLayout::STEREO);
             if r.flush(&mut out).is_ok() && out.samples() > 0 {
-                self.append(&out);
+                self.fifo.push_planar(&out);
             }
         }
         self.encode_fifo(octx, true)?;
@@ -114,12 +92,14 @@ impl AudioTranscoder {
             if decoded.samples() == 0 {
                 continue;
             }
-            if self.next_pts.is_none() {
+            if !self.timed {
                 let start = decoded.timestamp().map_or(0, |t| (t - self.start).max(0));
-                self.next_pts = Some(start.rescale(self.in_tb, Rational(1, RATE as i32)));
+                self.fifo
+                    .set_next_pts(start.rescale(self.in_tb, aac::TIME_BASE));
+                self.timed = true;
             }
             let resampled = self.resample(&mut decoded)?;
-            self.append(&resampled);
+            self.fifo.push_planar(&resampled);
             self.encode_fifo(octx, false)?;
         }
         Ok(())
@@ -159,45 +139,22 @@ impl AudioTranscoder {
         Ok(out)
     }
 
-    fn append(&mut self, resampled: &frame::Audio) {
-        for (ch, buf) in self.fifo.iter_mut().enumerate() {
-            buf.extend_from_slice(&resampled.plane::<f32>(ch)[..resampled.samples()]);
-        }
-    }
-
     /// Encodes whole frames from the FIFO; at the end (`last`) also the
-    /// remainder, which the encoder accepts as a short final frame.
+    /// remainder.
     fn encode_fifo(
         &mut self,
         octx: &mut format::context::Output,
         last: bool,
     ) -> Result<(), MediaError> {
-        loop {
-            let have = self.fifo[0].len();
-            let n = if have >= self.frame_size {
-                self.frame_size
-            } else if last && have > 0 {
-                have
-            } else {
-                return Ok(());
-            };
-            let mut f = frame::Audio::new(OUT_FORMAT, n, ChannelLayout::STEREO);
-            f.set_channels(2);
-            f.set_rate(RATE);
-            for (ch, buf) in self.fifo.iter_mut().enumerate() {
-                f.plane_mut::<f32>(ch)[..n].copy_from_slice(&buf[..n]);
-                buf.drain(..n);
-            }
-            let pts = self.next_pts.unwrap_or(0);
-            f.set_pts(Some(pts));
-            self.next_pts = Some(pts + n as i64);
+        while let Some(f) = self.fifo.pop(last) {
             self.encoder.send_frame(&f)?;
             self.receive_packets(octx)?;
         }
+        Ok(())
     }
 
     fn receive_packets(&mut self, octx: &mut format::context::Output) -> Result<(), MediaError> {
-        let enc_tb = Rational(1, RATE as i32);
+        let enc_tb = aac::TIME_BASE;
         let ost_tb = octx
             .stream(self.ost_index)
             .map(|s| s.time_base())
