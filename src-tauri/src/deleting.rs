@@ -22,7 +22,6 @@ use tokio::sync::Notify;
 use crate::error::{ErrorCode, IpcError};
 use crate::models::{Deleted, DeletedOnServer};
 use crate::state::{AppState, history_changed, lock};
-use crate::uploads::local_path;
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -97,12 +96,11 @@ pub async fn delete<R: Runtime>(
         ));
     }
     let rec = state.journaled(id).await?;
-    if let Some(l) = state.untrack_upload(id) {
-        l.stop.cancel();
-    }
+    // Its upload stops first, and has let go of the entry when this returns.
+    state.client.uploads().stop(id).await?;
     if delete_file {
-        let path = local_path(&rec.source);
-        match std::fs::remove_file(&path) {
+        let path = rec.source.local_path();
+        match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {

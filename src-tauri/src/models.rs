@@ -118,6 +118,22 @@ impl From<UploadPhase> for HistoryState {
     }
 }
 
+impl From<spool_client::HistoryState> for HistoryState {
+    fn from(s: spool_client::HistoryState) -> Self {
+        use spool_client::HistoryState as C;
+        match s {
+            C::Deleting => HistoryState::Deleting,
+            C::Uploading => HistoryState::Uploading,
+            C::Reconnecting => HistoryState::Reconnecting,
+            C::Stalled => HistoryState::Stalled,
+            C::Complete => HistoryState::Complete,
+            C::Failed => HistoryState::Failed,
+            // Unfinished and not running: it needs a retry.
+            C::Waiting => HistoryState::Stalled,
+        }
+    }
+}
+
 /// What kind of thing a source is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 #[serde(rename_all = "lowercase")]

@@ -293,12 +293,13 @@ async fn drive<R: Runtime>(app: AppHandle<R>, recorder: Recorder, d: Driver) {
             return;
         }
     };
-    let upload_id = d.base.upload_id.clone().unwrap_or_default();
     if let Some(session) = &recorded.upload {
         if let Err(e) = session.finish().await {
             tracing::error!(error = %e, "declaring the upload's length failed");
         }
-        state.track_upload(&upload_id, session);
+        if let Err(e) = state.client.uploads().track(session) {
+            tracing::error!(error = %e, "cannot follow the recording's upload");
+        }
     }
     let _ = d.saved.send(true);
     *lock(&state.recording) = None;
@@ -313,7 +314,6 @@ async fn drive<R: Runtime>(app: AppHandle<R>, recorder: Recorder, d: Driver) {
     );
 
     let result = recorded.finish_upload(None).await;
-    state.untrack_upload(&upload_id);
     d.done.cancel();
     let _ = d.pump.await;
     let base = RecordingView {

@@ -6,7 +6,6 @@
 //! file of the app (journal, settings, embedded server data, recordings,
 //! logs) under one folder, for isolated runs.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,12 +26,6 @@ use crate::models::{
 pub use crate::paths::{EnvServer, Paths, data_dir, isolated_data_dir};
 use crate::settings::{Destination, Secrets, Settings, SettingsInput, SettingsView, http_url};
 pub use crate::sync::lock;
-
-/// An upload running in the background (a finished recording's, or a resumed one).
-pub struct LiveUpload {
-    pub status: watch::Receiver<spool_client::Status>,
-    pub stop: CancellationToken,
-}
 
 /// The recording being captured.
 pub struct ActiveRecording {
@@ -70,7 +63,6 @@ pub struct AppState {
     pub embedded: Mutex<Option<Embedded>>,
     pub embedded_error: Mutex<Option<String>>,
     pub recording: Mutex<Option<ActiveRecording>>,
-    uploads: Mutex<HashMap<String, LiveUpload>>,
     notices: Mutex<Vec<Notice>>,
     notifications: Notifications,
     progress: Mutex<(Option<Channel<RecordingView>>, RecordingView)>,
@@ -137,7 +129,6 @@ impl AppState {
             embedded: Mutex::new(embedded),
             embedded_error: Mutex::new(embedded_error),
             recording: Mutex::new(None),
-            uploads: Mutex::new(HashMap::new()),
             notices: Mutex::new(notices),
             notifications: {
                 let (tx, rx) = mpsc::channel(32);
@@ -466,32 +457,6 @@ impl AppState {
         lock(&self.recording)
             .as_ref()
             .and_then(|a| a.upload_id.clone())
-    }
-
-    /// Follows a running upload (its live status overrides the journal's).
-    pub fn track_upload(&self, id: &str, session: &spool_client::Session) {
-        {
-            let mut u = lock(&self.uploads);
-            u.insert(
-                id.to_owned(),
-                LiveUpload {
-                    status: session.status(),
-                    stop: session.stop_handle(),
-                },
-            );
-        }
-    }
-
-    /// A followed upload's live status and the token that stops it.
-    pub fn live_upload(&self, id: &str) -> Option<(spool_client::Status, CancellationToken)> {
-        let u = lock(&self.uploads);
-        u.get(id)
-            .map(|l| (l.status.borrow().clone(), l.stop.clone()))
-    }
-
-    /// Stops following an upload; what was followed, if anything.
-    pub fn untrack_upload(&self, id: &str) -> Option<LiveUpload> {
-        lock(&self.uploads).remove(id)
     }
 
     /// The journal's record of upload `id`, or `ERR_NOT_FOUND`.

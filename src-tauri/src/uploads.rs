@@ -3,14 +3,12 @@
 //! stalls, building the history from the journal plus what is live, and
 //! showing a recording's file.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
-use spool_client::{SourceRecord, UploadState};
+use spool_client::uploads::HistoryState as ClientHistory;
+use spool_client::{Resumed, Resumption, Skip, UploadState};
 use tauri::{AppHandle, Manager as _, Runtime};
 
 use crate::error::{ErrorCode, IpcError};
-use crate::models::{HistoryItem, HistoryState, UploadPhase};
+use crate::models::{HistoryItem, HistoryState};
 use crate::state::{AppState, history_changed};
 
 /// Notifications and history updates from an upload's events.
@@ -38,39 +36,72 @@ pub fn on_upload_event<R: Runtime>(app: &AppHandle<R>, e: &spool_client::Event) 
     }
 }
 
-/// Resumes every unfinished upload in the journal, in the background.
+/// Resumes every unfinished upload in the journal, in the background
+/// (spool-client decides; failed ones wait for the user).
 pub fn resume_unfinished<R: Runtime>(app: AppHandle<R>) {
     tauri::async_runtime::spawn(async move {
         let state = app.state::<AppState>();
-        let pending = match state.client.unfinished().await {
-            Ok(p) => p,
+        let resumed = state
+            .client
+            .resume_unfinished(false, |rec| {
+                let target = rec.target.clone();
+                let state = &state;
+                async move { state.target_for(&target).await }
+            })
+            .await;
+        let resumed = match resumed {
+            Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the journal");
                 return;
             }
         };
-        for rec in pending {
-            // Failed ones wait for the user; deleted ones are the deleter's.
-            if matches!(rec.state, UploadState::Failed | UploadState::Deleting) {
-                continue;
-            }
-            match resume(&app, &rec.id, false).await {
-                Ok(()) => {}
-                // Another live process is producing it (it owns the entry):
-                // not ours to finish, and not failed either.
-                Err(e) if e.code == ErrorCode::RecordingInProgress => {
-                    tracing::info!(id = %rec.id, "not resuming an upload another process is still recording");
-                }
-                Err(e) => {
-                    tracing::warn!(id = %rec.id, code = %e.code, error = %e.message, "cannot resume an upload");
-                }
+        for r in resumed {
+            match r {
+                Resumption::Started { record, session } => follow(&app, &record.id, session),
+                Resumption::Skipped { record, reason } => match reason {
+                    Skip::Failed | Skip::Running => {}
+                    // Deleted ones are the deleter's.
+                    Skip::Error(_) if record.state == UploadState::Deleting => {}
+                    // Another live process is producing it (it owns the
+                    // entry): not ours to finish, and not failed either.
+                    Skip::Error(e) if e.code() == Some(ErrorCode::RecordingInProgress) => {
+                        tracing::info!(id = %record.id, "not resuming an upload another process is still recording");
+                    }
+                    Skip::Error(e) => {
+                        tracing::warn!(id = %record.id, code = %e.error_code(), error = %e, "cannot resume an upload");
+                    }
+                },
             }
         }
     });
 }
 
+/// Follows a resumed upload: its events become notifications and history
+/// changes until it ends.
+fn follow<R: Runtime>(app: &AppHandle<R>, id: &str, mut session: spool_client::Session) {
+    if let Some(mut events) = session.take_events() {
+        let app = app.clone();
+        tauri::async_runtime::spawn(async move {
+            while let Some(e) = events.recv().await {
+                on_upload_event(&app, &e);
+            }
+        });
+    }
+    history_changed(app);
+    let app = app.clone();
+    let id = id.to_owned();
+    tauri::async_runtime::spawn(async move {
+        let r = session.wait().await;
+        if let Err(e) = &r {
+            tracing::warn!(%id, error = %e, "resumed upload ended without completing");
+        }
+        history_changed(&app);
+    });
+}
+
 /// Resumes an upload in the background; `retry_now` restarts one that is
-/// live but waiting out a backoff.
+/// live but waiting out a backoff (the old session's release is awaited).
 pub async fn resume<R: Runtime>(
     app: &AppHandle<R>,
     id: &str,
@@ -80,20 +111,6 @@ pub async fn resume<R: Runtime>(
     if state.recording_upload().as_deref() == Some(id) {
         return Ok(());
     }
-    if let Some((status, stop)) = state.live_upload(id) {
-        use spool_client::State;
-        if !(retry_now && matches!(status.state, State::Reconnecting | State::Stalled)) {
-            return Ok(());
-        }
-        stop.cancel();
-        // The old worker saves its state and lets go of the upload.
-        for _ in 0..50 {
-            if state.live_upload(id).is_none() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
     let rec = state.journaled(id).await?;
     if rec.state == UploadState::Deleting {
         return Err(IpcError::new(
@@ -102,88 +119,50 @@ pub async fn resume<R: Runtime>(
         ));
     }
     let target = state.target_for(&rec.target).await;
-    let mut session = state.client.resume_orphaned(id, target).await?;
-    if let Some(mut events) = session.take_events() {
-        let app = app.clone();
-        tauri::async_runtime::spawn(async move {
-            while let Some(e) = events.recv().await {
-                on_upload_event(&app, &e);
-            }
-        });
+    match state.client.resume_live(id, target, retry_now).await? {
+        Resumed::Running(_) => {}
+        Resumed::Started(session) => follow(app, id, session),
     }
-    state.track_upload(id, &session);
-    history_changed(app);
-    let app = app.clone();
-    let id = id.to_owned();
-    tauri::async_runtime::spawn(async move {
-        let r = session.wait().await;
-        if let Err(e) = &r {
-            tracing::warn!(%id, error = %e, "resumed upload ended without completing");
-        }
-        app.state::<AppState>().untrack_upload(&id);
-        history_changed(&app);
-    });
     Ok(())
 }
 
-pub(crate) fn local_path(source: &SourceRecord) -> PathBuf {
-    match source {
-        SourceRecord::File { path, .. } => path.clone(),
-        SourceRecord::Stream { label } => PathBuf::from(label),
-    }
-}
-
+/// The history: spool-client's (journal + live uploads), with the recording
+/// being captured marked as such.
 pub async fn history(state: &AppState) -> Result<Vec<HistoryItem>, IpcError> {
-    let recs = state.client.journal().list().await?;
     let recording = state.recording_upload();
-    let mut items: Vec<HistoryItem> = recs
+    let entries = state.client.history().await?;
+    Ok(entries
         .into_iter()
-        .map(|r| {
-            let live = state.live_upload(&r.id).map(|(status, _)| status);
-            let path = local_path(&r.source);
-            let (state_word, confirmed, error) = if r.state == UploadState::Deleting {
-                (HistoryState::Deleting, r.acked, r.last_error.clone())
-            } else if recording.as_deref() == Some(r.id.as_str()) {
-                (HistoryState::Recording, r.acked, None)
-            } else if let Some(s) = &live {
-                (
-                    UploadPhase::from(s.state).into(),
-                    s.confirmed,
-                    s.last_error.clone(),
-                )
-            } else {
-                let w = match r.state {
-                    UploadState::Complete => HistoryState::Complete,
-                    UploadState::Failed => HistoryState::Failed,
-                    // Unfinished and not running: it needs a retry.
-                    _ => HistoryState::Stalled,
-                };
-                (w, r.acked, r.last_error.clone())
+        .map(|e| {
+            let r = &e.record;
+            let capturing = recording.as_deref() == Some(r.id.as_str());
+            let (state, confirmed, last_error) = match e.state {
+                ClientHistory::Deleting => (HistoryState::Deleting, e.confirmed, e.last_error),
+                _ if capturing => (HistoryState::Recording, r.acked, None),
+                s => (s.into(), e.confirmed, e.last_error),
             };
             HistoryItem {
                 upload_id: r.id.clone(),
                 asset_id: r.asset_id.clone(),
                 title: r.title.clone(),
-                state: state_word,
+                state,
                 share_url: r.share_url.clone(),
-                local_exists: path.is_file(),
-                local_path: Some(path.display().to_string()),
+                local_exists: e.local_exists,
+                local_path: Some(e.local_path.display().to_string()),
                 recorded: r.produced,
                 confirmed,
                 created_at: r.created_at,
-                last_error: error,
+                last_error,
             }
         })
-        .collect();
-    items.sort_by_key(|i| std::cmp::Reverse(i.created_at));
-    Ok(items)
+        .collect())
 }
 
 pub async fn reveal<R: Runtime>(app: &AppHandle<R>, id: &str) -> Result<(), IpcError> {
     use tauri_plugin_opener::OpenerExt as _;
     let state = app.state::<AppState>();
     let rec = state.journaled(id).await?;
-    let path = local_path(&rec.source);
+    let path = rec.source.local_path();
     if !path.is_file() {
         return Err(IpcError::new(
             ErrorCode::LocalFile,
@@ -191,6 +170,6 @@ pub async fn reveal<R: Runtime>(app: &AppHandle<R>, id: &str) -> Result<(), IpcE
         ));
     }
     app.opener()
-        .reveal_item_in_dir(&path)
+        .reveal_item_in_dir(path)
         .map_err(|e| IpcError::new(ErrorCode::Desktop, format!("cannot show the file: {e}")))
 }
