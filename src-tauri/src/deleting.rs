@@ -47,10 +47,11 @@ struct Inner {
     swept: bool,
 }
 
+/// The wait after `failures` failed attempts: the one backoff formula
+/// (spool_proto::backoff), without jitter — one app's own deletions do
+/// not come back in a herd.
 fn backoff(failures: u32) -> Duration {
-    FIRST_RETRY
-        .saturating_mul(1 << failures.saturating_sub(1).min(16))
-        .min(MAX_RETRY)
+    spool_proto::backoff::delay(FIRST_RETRY, MAX_RETRY, failures, 0.0, None)
 }
 
 impl Deletions {

@@ -325,7 +325,10 @@ pub async fn upload(args: UploadArgs, matches: &clap::ArgMatches) -> anyhow::Res
             report_complete(&c, json);
             Ok(())
         }
-        _ = interrupted() => bail!("interrupted; upload {id} is kept in the journal: run `spool resume` to continue it"),
+        _ = interrupted() => Err(crate::exit::coded(
+            spool_proto::ErrorCode::Interrupted,
+            format!("interrupted; upload {id} is kept in the journal: run `spool resume` to continue it"),
+        )),
     }
 }
 
@@ -412,7 +415,10 @@ pub async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
     let all = futures_join(tasks);
     let results = tokio::select! {
         r = all => r,
-        _ = interrupted() => bail!("interrupted; the journal keeps every upload: run `spool resume` again"),
+        _ = interrupted() => return Err(crate::exit::coded(
+            spool_proto::ErrorCode::Interrupted,
+            "interrupted; the journal keeps every upload: run `spool resume` again",
+        )),
     };
     let failed: Vec<String> = results
         .into_iter()
