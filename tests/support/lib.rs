@@ -1,7 +1,7 @@
 //! Helpers for Spool's end-to-end suites: start and kill the real `spool`
 //! binary on its own data directory and port, run the third-party peers
 //! (npm and PyPI packages installed by `scripts/setup.sh`), make random
-//! source files, and speak minimal TUS over real HTTP.
+//! source files, and speak minimal TUS over real HTTP (`tus`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,9 +10,11 @@ pub mod chromium;
 pub mod media;
 pub mod proxy;
 pub mod timeline;
+pub mod tus;
 pub mod webdriver;
 
 pub use spool_testkit::{Xvfb, duration_s, ffprobe, frame_count, keyframe_times};
+pub use tus::{NodeTus, Tus, node_tus};
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
@@ -467,101 +469,6 @@ pub fn upload_id(url: &str) -> String {
         .to_owned()
 }
 
-/// Minimal TUS over HTTP for tests.
-#[derive(Clone)]
-pub struct Tus {
-    pub http: reqwest::Client,
-}
-
-impl Default for Tus {
-    fn default() -> Self {
-        Tus {
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(0)
-                .build()
-                .unwrap(),
-        }
-    }
-}
-
-impl Tus {
-    /// Creates an upload with the test credentials; `None` defers the length.
-    pub async fn create(&self, endpoint: &str, length: Option<u64>) -> String {
-        let mut req = self
-            .http
-            .post(endpoint)
-            .header("tus-resumable", "1.0.0")
-            .header("authorization", basic_auth());
-        req = match length {
-            Some(l) => req.header("upload-length", l),
-            None => req.header("upload-defer-length", "1"),
-        };
-        let resp = req.send().await.unwrap();
-        assert_eq!(resp.status(), 201, "{:?}", resp.text().await);
-        resp.headers()["location"].to_str().unwrap().to_owned()
-    }
-
-    /// HEAD: (status, offset, length).
-    pub async fn head(&self, url: &str) -> (u16, Option<u64>, Option<u64>) {
-        let resp = self
-            .http
-            .head(url)
-            .header("tus-resumable", "1.0.0")
-            .send()
-            .await
-            .unwrap();
-        let num = |h: &str| {
-            resp.headers()
-                .get(h)
-                .map(|v| v.to_str().unwrap().parse().unwrap())
-        };
-        (
-            resp.status().as_u16(),
-            num("upload-offset"),
-            num("upload-length"),
-        )
-    }
-
-    /// PATCH a whole body; returns (status, new offset).
-    pub async fn patch(
-        &self,
-        url: &str,
-        offset: u64,
-        data: Vec<u8>,
-        length: Option<u64>,
-    ) -> (u16, Option<u64>) {
-        let mut req = self
-            .http
-            .patch(url)
-            .header("tus-resumable", "1.0.0")
-            .header("content-type", "application/offset+octet-stream")
-            .header("upload-offset", offset);
-        if let Some(l) = length {
-            req = req.header("upload-length", l);
-        }
-        let resp = req.body(data).send().await.unwrap();
-        let off = resp
-            .headers()
-            .get("upload-offset")
-            .map(|v| v.to_str().unwrap().parse().unwrap());
-        (resp.status().as_u16(), off)
-    }
-
-    /// GET a completed upload's bytes, with the API credentials (an upload
-    /// URL alone authorises the upload protocol, not reading).
-    pub async fn get(&self, url: &str) -> Vec<u8> {
-        let resp = self
-            .http
-            .get(url)
-            .header("authorization", basic_auth())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.bytes().await.unwrap().to_vec()
-    }
-}
-
 /// Reads all of a child's stderr (for failure messages).
 pub fn stderr_of(child: &mut Child) -> String {
     let mut s = String::new();
@@ -569,39 +476,6 @@ pub fn stderr_of(child: &mut Child) -> String {
         let _ = e.read_to_string(&mut s);
     }
     s
-}
-
-/// @tus/server (npm) with its file store, on a free port.
-pub struct NodeTus {
-    pub proc: Proc,
-    pub base: String,
-    pub dir: PathBuf,
-}
-
-pub fn node_tus(dir: &Path) -> NodeTus {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut cmd = node("tus_node_server.mjs");
-    cmd.args(["0", dir.to_str().unwrap()]);
-    let mut proc = Proc::spawn(cmd);
-    let line = proc.wait_line(Duration::from_secs(20), |l| {
-        l.starts_with("listening on http://")
-    });
-    NodeTus {
-        proc,
-        base: line.trim_start_matches("listening on ").to_owned(),
-        dir: dir.to_path_buf(),
-    }
-}
-
-impl NodeTus {
-    /// The creation endpoint.
-    pub fn endpoint(&self) -> String {
-        format!("{}/files", self.base)
-    }
-    /// SHA-256 of what it stored for the upload at `url`.
-    pub fn stored_sha(&self, url: &str) -> String {
-        sha256_hex(&std::fs::read(self.dir.join(upload_id(url))).unwrap())
-    }
 }
 
 /// The one file in `dir`.
