@@ -2,7 +2,7 @@
 // title (renamed in place: here, and on the Spool server it went to), its
 // link and poster, and the actions that apply (resume, copy, show, delete).
 
-import { commands, type Deleted, type HistoryItem, type Renamed } from "./bindings";
+import { commands, type Deleted, type HistoryItem, type HistoryState, type Renamed } from "./bindings";
 import { $, bytes, call } from "./util";
 
 /** The badge of each history state (a new state is a type error here). */
