@@ -4,10 +4,11 @@
 use std::io::Cursor;
 
 use mp4_atom::{
-    Avc1, Avcc, Codec, Encode, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Mvex, Mvhd, Stbl, Stsd,
-    Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, Visual,
+    Avc1, Avcc, Codec, Encode, Ftyp, Hdlr, Mdat, Mdhd, Mdia, Mfhd, Minf, Moof, Moov, Mvex, Mvhd,
+    Stbl, Stsd, Tfdt, Tfhd, Tkhd, Traf, Trak, Trex, Trun, TrunEntry, TrunSamples, Visual,
 };
 
+use super::boxes::is_sync;
 use super::*;
 
 const SYNC: u32 = 0x0200_0000;
