@@ -13,6 +13,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use reqwest::header::HeaderMap;
 use sha1::Digest as _;
+use spool_proto::ondemand::OnDemandResponse;
 use spool_proto::tus as h;
 use spool_proto::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -312,15 +313,14 @@ impl Tus {
         if let Some(why) = cut {
             return Err(ClientError::Protocol(format!("on-demand answer: {why}")));
         }
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("on-demand answer is not JSON: {e}")))?;
-        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        // The server builds this answer from the same type, so a field it
+        // lacks is a protocol error rather than something to guess around.
+        let answer: OnDemandResponse = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("unreadable on-demand answer: {e}")))?;
         Ok(Created {
-            url: s("upload_url").ok_or_else(|| {
-                ClientError::Protocol("on-demand answer without upload_url".into())
-            })?,
-            asset_id: s("asset_id"),
-            share_url: s("share_url"),
+            url: answer.upload_url,
+            asset_id: Some(answer.asset_id),
+            share_url: Some(answer.share_url),
         })
     }
 
