@@ -264,6 +264,22 @@ mod tests {
         Remote::new(Timeouts::default()).unwrap()
     }
 
+    /// The client reads the server's on-demand answer through the shared
+    /// `OnDemandResponse`, so every field the server sends arrives.
+    #[tokio::test]
+    async fn the_client_reads_the_servers_on_demand_answer() {
+        let (base, _dir, _stop) = server().await;
+        let tus = crate::tus::Tus::new(Timeouts::default()).unwrap();
+        let created = tus
+            .on_demand(&base, ID, SECRET, &serde_json::json!({}))
+            .await
+            .unwrap();
+        assert!(created.url.starts_with(&base), "{}", created.url);
+        let asset = created.asset_id.unwrap();
+        assert!(!asset.is_empty());
+        assert!(created.share_url.unwrap().contains(&asset));
+    }
+
     #[tokio::test]
     async fn terminating_an_unfinished_upload_deletes_its_asset() {
         let (base, _dir, _stop) = server().await;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use futures_util::Stream;
 use reqwest::header::HeaderMap;
-use sha1::Digest as _;
+use spool_proto::checksum::{Checksum, ChecksumAlgorithm, Hasher};
+use spool_proto::ondemand::OnDemandResponse;
 use spool_proto::tus as h;
 use spool_proto::{ErrorBody, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -222,12 +222,13 @@ pub fn piece_stream(
     })
 }
 
-/// The checksum header of bytes [start, start+len) of the pieces.
+/// The `Upload-Checksum` value of bytes [start, start+len) of the pieces,
+/// hashed with the same [`Hasher`] the server verifies with.
 pub async fn checksum_of(
     pieces: &[Piece],
     start: u64,
     len: u64,
-    algorithm: &str,
+    algorithm: ChecksumAlgorithm,
 ) -> Result<String> {
     use futures_util::TryStreamExt;
     let progress = Arc::new(BodyProgress::default());
@@ -238,32 +239,18 @@ pub async fn checksum_of(
         progress,
         Instant::now()
     ));
-    enum H {
-        S1(sha1::Sha1),
-        S256(sha2::Sha256),
-    }
-    let mut hasher = if algorithm == "sha1" {
-        H::S1(sha1::Sha1::new())
-    } else {
-        H::S256(sha2::Sha256::new())
-    };
+    let mut hasher = Hasher::new(algorithm);
     while let Some(b) = stream.try_next().await.map_err(|e| ClientError::Io {
         path: "queued pieces".into(),
         source: e,
     })? {
-        match &mut hasher {
-            H::S1(h) => h.update(&b),
-            H::S256(h) => h.update(&b),
-        }
+        hasher.update(&b);
     }
-    let digest = match hasher {
-        H::S1(h) => h.finalize().to_vec(),
-        H::S256(h) => h.finalize().to_vec(),
+    let checksum = Checksum {
+        algorithm,
+        digest: hasher.finish(),
     };
-    Ok(format!(
-        "{algorithm} {}",
-        base64::engine::general_purpose::STANDARD.encode(digest)
-    ))
+    Ok(checksum.to_header())
 }
 
 impl Tus {
@@ -312,15 +299,14 @@ impl Tus {
         if let Some(why) = cut {
             return Err(ClientError::Protocol(format!("on-demand answer: {why}")));
         }
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| ClientError::Protocol(format!("on-demand answer is not JSON: {e}")))?;
-        let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        // The server builds this answer from the same type, so a field it
+        // lacks is a protocol error rather than something to guess around.
+        let answer: OnDemandResponse = serde_json::from_slice(&body)
+            .map_err(|e| ClientError::Protocol(format!("unreadable on-demand answer: {e}")))?;
         Ok(Created {
-            url: s("upload_url").ok_or_else(|| {
-                ClientError::Protocol("on-demand answer without upload_url".into())
-            })?,
-            asset_id: s("asset_id"),
-            share_url: s("share_url"),
+            url: answer.upload_url,
+            asset_id: Some(answer.asset_id),
+            share_url: Some(answer.share_url),
         })
     }
 
@@ -466,5 +452,48 @@ impl Tus {
         }
         header_u64(resp.headers(), h::UPLOAD_OFFSET)?
             .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    /// A checksum over a range that spans two pieces is the header the
+    /// server's parser reads back, with the digest of exactly those bytes.
+    #[tokio::test]
+    async fn checksum_of_a_range_across_pieces() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"xxab").unwrap();
+        std::fs::write(&b, b"cyy").unwrap();
+        let piece = |seq, path: &std::path::Path, file_offset, len, start| Piece {
+            seq,
+            path: path.to_owned(),
+            file_offset,
+            len,
+            start,
+            sha256: String::new(),
+        };
+        let pieces = [piece(0, &a, 2, 2, 0), piece(1, &b, 0, 3, 2)];
+        let header = checksum_of(&pieces, 0, 3, ChecksumAlgorithm::Sha1)
+            .await
+            .unwrap();
+        // SHA-1 of "abc" (FIPS 180).
+        assert_eq!(header, "sha1 qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
+        let parsed = spool_proto::checksum::parse_checksum(&header).unwrap();
+        assert_eq!(parsed.algorithm, ChecksumAlgorithm::Sha1);
+        let header = checksum_of(&pieces, 1, 2, ChecksumAlgorithm::Sha256)
+            .await
+            .unwrap();
+        let mut h = Hasher::new(ChecksumAlgorithm::Sha256);
+        h.update(b"bc");
+        assert_eq!(
+            spool_proto::checksum::parse_checksum(&header)
+                .unwrap()
+                .digest,
+            h.finish()
+        );
     }
 }

@@ -51,10 +51,13 @@ pub struct Db {
     pub(crate) webhooks: bool,
 }
 
-pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
+/// A stored Unix-millisecond time as RFC 3339 in UTC. One outside chrono's
+/// range can only come from a damaged row, so it is an error rather than a
+/// plausible-looking 1970.
+pub(crate) fn ms_to_rfc3339(ms: i64) -> Result<String, DbError> {
     chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .ok_or_else(|| DbError::Corrupt(format!("time {ms} ms is out of range")))
 }
 
 /// Current time in Unix milliseconds.
@@ -146,5 +149,20 @@ impl Ops<'_> {
             params![kid, secret, now_ms()],
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_range_format_and_others_are_errors() {
+        assert_eq!(ms_to_rfc3339(0).unwrap(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            ms_to_rfc3339(1_767_225_600_123).unwrap(),
+            "2026-01-01T00:00:00.123Z"
+        );
+        assert!(matches!(ms_to_rfc3339(i64::MAX), Err(DbError::Corrupt(_))));
     }
 }

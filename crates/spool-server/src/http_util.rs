@@ -41,6 +41,9 @@ pub enum CorsPolicy<'a> {
     Any,
     /// Only this origin.
     Only(&'a str),
+    /// No origin: what an upload allows could not be read, so no browser
+    /// page is let read the answer.
+    NoOrigin,
 }
 
 /// Adds CORS headers for the request's Origin, if allowed, and the preflight
@@ -57,6 +60,7 @@ pub fn apply_cors(
     let allowed = match policy {
         CorsPolicy::Any => true,
         CorsPolicy::Only(o) => origin.as_bytes() == o.as_bytes(),
+        CorsPolicy::NoOrigin => false,
     };
     let h = resp.headers_mut();
     h.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -317,6 +321,32 @@ pub async fn sniff_content_type(app: &App, upload_id: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_policies() {
+        let mut req = HeaderMap::new();
+        req.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://a.example"),
+        );
+        let allowed = |policy| {
+            let mut resp = Response::new(Body::empty());
+            apply_cors(&mut resp, &req, false, policy);
+            resp.headers()
+                .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            allowed(CorsPolicy::Any).as_deref(),
+            Some("https://a.example")
+        );
+        assert_eq!(
+            allowed(CorsPolicy::Only("https://a.example")).as_deref(),
+            Some("https://a.example")
+        );
+        assert_eq!(allowed(CorsPolicy::Only("https://b.example")), None);
+        assert_eq!(allowed(CorsPolicy::NoOrigin), None);
+    }
 
     #[test]
     fn ranges() {

@@ -9,9 +9,11 @@
 //! Deliveries of different assets go out concurrently; one asset's next event
 //! waits for its previous one.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rand::Rng;
+use spool_proto::backoff;
+use spool_proto::retry;
 use spool_proto::webhook::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
 
 use crate::app::App;
@@ -29,20 +31,26 @@ const IDLE_POLL: Duration = Duration::from_secs(30);
 const MAX_PRUNE_PERIOD: Duration = Duration::from_secs(3600);
 const MIN_PRUNE_PERIOD: Duration = Duration::from_secs(1);
 
+/// The first retry's delay, before jitter; each later one doubles it.
+const BASE_DELAY: Duration = Duration::from_secs(1);
+
 /// The wait before retry number `failures` (1 = after the first failure):
 /// the exponential backoff, raised to the receiver's `Retry-After` if that
 /// is longer, and capped at [`MAX_DELAY`]. A `Retry-After` of 0 or in the
-/// past leaves the backoff as it is.
+/// past leaves the backoff as it is. The receiver's `Retry-After` is applied
+/// here rather than through [`backoff::delay`], whose client cut
+/// ([`spool_proto::retry::MAX_RETRY_AFTER`]) is shorter than the hour a
+/// webhook receiver may ask for.
 pub fn retry_delay(failures: u32, retry_after: Option<Duration>) -> Duration {
-    let jitter = rand::thread_rng().gen_range(0.8..1.2);
-    backoff(failures, jitter)
+    backoff(failures, rand::thread_rng().gen_range(0.0..1.0))
         .max(retry_after.unwrap_or_default())
         .min(MAX_DELAY)
 }
 
-fn backoff(failures: u32, jitter: f64) -> Duration {
-    let base = Duration::from_secs(1).saturating_mul(1u32 << failures.saturating_sub(1).min(12));
-    base.mul_f64(jitter).min(MAX_DELAY)
+/// The shared backoff formula for `failures`, with jitter `unit` in `[0, 1)`
+/// (see [`backoff::delay`]), never past [`MAX_DELAY`] even with its jitter.
+fn backoff(failures: u32, unit: f64) -> Duration {
+    backoff::delay(BASE_DELAY, MAX_DELAY, failures, unit, None).min(MAX_DELAY)
 }
 
 /// What to do after a failed attempt at `now` (Unix ms) of an event
@@ -60,17 +68,6 @@ pub fn next_attempt(now: i64, created_at: i64, max_age: Duration, delay: Duratio
 
 fn prune_period(retention: Duration) -> Duration {
     (retention / 4).clamp(MIN_PRUNE_PERIOD, MAX_PRUNE_PERIOD)
-}
-
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    if let Ok(secs) = value.trim().parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(value.trim()).ok()?;
-    Some(
-        when.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
 }
 
 enum Outcome {
@@ -101,7 +98,7 @@ async fn deliver(client: &reqwest::Client, cfg: &WebhookConfig, event: &PendingE
                 .headers()
                 .get(reqwest::header::RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after),
+                .and_then(|v| retry::parse_retry_after(v, SystemTime::now())),
         },
         // The URL may carry a secret of the receiver's: never in the error.
         Err(e) => Outcome::Failed {
@@ -258,9 +255,13 @@ mod tests {
             "{fifth:?}"
         );
         assert!(retry_delay(40, None) <= MAX_DELAY);
-        assert_eq!(backoff(1, 1.0), Duration::from_secs(1));
-        assert_eq!(backoff(3, 1.0), Duration::from_secs(4));
-        assert_eq!(backoff(40, 1.2), MAX_DELAY);
+        assert_eq!(backoff(1, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(3, 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(40, 1.0), MAX_DELAY);
+    }
+
+    fn parse_retry_after(value: &str) -> Option<Duration> {
+        retry::parse_retry_after(value, SystemTime::now())
     }
 
     #[test]

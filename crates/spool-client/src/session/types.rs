@@ -56,21 +56,9 @@ impl Target {
     }
 }
 
-/// Checksum algorithm for `Upload-Checksum`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checksum {
-    Sha1,
-    Sha256,
-}
-
-impl Checksum {
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Checksum::Sha1 => "sha1",
-            Checksum::Sha256 => "sha256",
-        }
-    }
-}
+/// Checksum algorithm for `Upload-Checksum`: the wire's own type, so the
+/// names the client sends and journals are the ones the server parses.
+pub use spool_proto::checksum::ChecksumAlgorithm as Checksum;
 
 /// Session options.
 #[derive(Debug, Clone, Default)]
@@ -91,7 +79,7 @@ impl Options {
         OptionsRecord {
             chunk_size: self.chunk_size,
             min_chunk: self.min_chunk,
-            checksum: self.checksum.map(|c| c.name().to_owned()),
+            checksum: self.checksum.map(|c| c.as_str().to_owned()),
             stall_timeout_secs: Some(self.timeouts.no_progress.as_secs().max(1)),
         }
     }
@@ -101,11 +89,7 @@ impl Options {
         let mut options = Options {
             chunk_size: r.chunk_size,
             min_chunk: r.min_chunk,
-            checksum: match r.checksum.as_deref() {
-                Some("sha1") => Some(Checksum::Sha1),
-                Some("sha256") => Some(Checksum::Sha256),
-                _ => None,
-            },
+            checksum: r.checksum.as_deref().and_then(Checksum::parse),
             ..Options::default()
         };
         if let Some(s) = r.stall_timeout_secs {

@@ -351,7 +351,7 @@ impl Worker {
         }
         let checksum = match self.options.checksum {
             Some(c) if size > 0 => {
-                Some(crate::tus::checksum_of(&queued.pieces, acked, size, c.name()).await?)
+                Some(crate::tus::checksum_of(&queued.pieces, acked, size, c).await?)
             }
             _ => None,
         };

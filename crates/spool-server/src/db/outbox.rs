@@ -144,7 +144,7 @@ impl Ops<'_> {
             .ok_or_else(|| DbError::Corrupt(format!("asset {asset_id} vanished")))?;
         let body = serde_json::json!({
             "type": event_type,
-            "timestamp": ms_to_rfc3339(now),
+            "timestamp": ms_to_rfc3339(now)?,
             "data": asset,
         });
         self.tx.execute(

@@ -161,14 +161,16 @@ impl Registry {
     }
 }
 
+/// The body of the busy answer: `ErrorBody` for `ERR_SERVER_BUSY` with its
+/// description, written out so that it cannot come out empty (a test checks
+/// it against the serialised `ErrorBody`).
+const BUSY_BODY: &str = r#"{"code":"ERR_SERVER_BUSY","message":"The server is at its connection limit with every connection serving a request; retry shortly."}"#;
+
 /// What a refused connection reads before it is closed.
 static BUSY_ANSWER: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let code = spool_proto::ErrorCode::ServerBusy;
-    let body = serde_json::to_string(&spool_proto::ErrorBody::new(code, code.description()))
-        .unwrap_or_default();
     format!(
-        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
-        body.len()
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BUSY_BODY}",
+        BUSY_BODY.len()
     )
     .into_bytes()
 });
@@ -329,4 +331,25 @@ async fn connection(
         registry.count(why);
     }
     registry.remove(conn.id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_busy_answer_carries_the_server_busy_body() {
+        let code = spool_proto::ErrorCode::ServerBusy;
+        let body = spool_proto::ErrorBody::new(code, code.description());
+        assert_eq!(BUSY_BODY, serde_json::to_string(&body).unwrap());
+        let answer = String::from_utf8(BUSY_ANSWER.clone()).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+        assert!(
+            answer.ends_with(&format!(
+                "content-length: {}\r\n\r\n{BUSY_BODY}",
+                BUSY_BODY.len()
+            )),
+            "{answer}"
+        );
+    }
 }

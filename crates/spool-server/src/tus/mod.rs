@@ -51,14 +51,17 @@ pub async fn upload_endpoint(
     let method = effective_method(req.method(), req.headers());
     let req_headers = req.headers().clone();
     // The row is read first only to answer CORS for this upload's origin;
-    // every decision below re-reads it.
+    // every decision below re-reads it. If it cannot be read, the origin the
+    // upload allows is unknown: the answer is an internal error that no
+    // origin may read, not one any origin may.
     let row = if crate::ids::is_valid_id(&id) {
         let rid = id.clone();
-        app.db
-            .call(move |ops| ops.upload(&rid))
-            .await
-            .ok()
-            .flatten()
+        match app.db.call(move |ops| ops.upload(&rid)).await {
+            Ok(row) => row,
+            Err(e) => {
+                return finish(Err(e.into()), &req_headers, &method, CorsPolicy::NoOrigin);
+            }
+        }
     } else {
         None
     };
