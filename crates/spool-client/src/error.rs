@@ -353,18 +353,22 @@ impl std::fmt::Display for FailureClass {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// A server's answer with `status` and `code`, for the crate's tests.
+#[cfg(test)]
+pub(crate) fn answer(status: u16, code: Option<ErrorCode>) -> ClientError {
+    ClientError::Server {
+        status,
+        code,
+        message: String::new(),
+        retry_after: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn server(status: u16, code: Option<ErrorCode>) -> ClientError {
-        ClientError::Server {
-            status,
-            code,
-            message: String::new(),
-            retry_after: None,
-        }
-    }
+    use super::answer as server;
 
     #[test]
     fn every_code_has_a_class_agreeing_with_its_status_family() {

@@ -234,14 +234,7 @@ impl Worker {
 mod tests {
     use super::*;
 
-    fn server(status: u16, code: Option<ErrorCode>) -> ClientError {
-        ClientError::Server {
-            status,
-            code,
-            message: String::new(),
-            retry_after: None,
-        }
-    }
+    use crate::error::answer as server;
 
     fn recovery(e: ClientError) -> &'static str {
         match recovery_for(e, &Failures::default(), &RetryPolicy::default()) {
