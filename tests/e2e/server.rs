@@ -290,9 +290,31 @@ async fn webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart
         }
         expected.push((asset, plan));
     }
-    // The receiver is down: deliveries fail and back off. Then the server
-    // restarts (the outbox is durable) and the receiver comes up.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The receiver is down: deliveries fail and back off — wait until the
+    // server has logged a failed attempt for each asset's first webhook (the
+    // head of its line). Then the server restarts (the outbox is durable)
+    // and the receiver comes up.
+    let failed = |log: &str| -> usize {
+        let mut ids: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("webhook delivery failed"))
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .find_map(|w| w.strip_prefix("webhook="))
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    };
+    assert!(
+        wait_until_async(Duration::from_secs(30), || std::future::ready(
+            failed(&server.log()) >= expected.len()
+        ))
+        .await,
+        "not every asset's first webhook failed while the receiver was down: {}",
+        server.log()
+    );
     server.proc.sigterm();
     server.proc.finish(Duration::from_secs(15));
     let _server = SpoolServer::start(&data, port, &args);

@@ -347,6 +347,26 @@ impl SpoolServer {
             .map(|m| m.len())
             .unwrap_or(0)
     }
+
+    /// The server's log so far (stderr, kept beside its data directory),
+    /// without colour codes.
+    pub fn log(&self) -> String {
+        let raw = std::fs::read_to_string(self.data.with_extension("log")).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
 }
 
 /// Runs a Node script from the peers' folder.

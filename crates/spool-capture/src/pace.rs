@@ -203,8 +203,16 @@ mod tests {
             Arc::new(Clock::new()),
         )
         .unwrap();
-        std::thread::sleep(Duration::from_millis(500));
-        // Nobody reads: the channel holds 2, the rest are dropped.
+        // Nobody reads: the channel holds 2, the rest are dropped. Wait for
+        // the drops themselves rather than for a time that should cause them.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cap.stats.dropped.load(Ordering::Relaxed) < 15 {
+            assert!(
+                Instant::now() < deadline,
+                "fewer than 15 frames were dropped"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         cap.stop();
         // Read to the end: the thread hands over its End marker, then closes.
         let items: Vec<Captured> = rx.iter().collect();

@@ -1,5 +1,8 @@
 //! The recorder against the synthetic source, locally.
 
+use std::path::Path;
+use std::time::Duration;
+
 use super::*;
 
 /// Waits (up to 20 s, polling every 20 ms) until `cond` holds.
