@@ -27,9 +27,9 @@ pub const UPLOAD_CONCAT: &str = "upload-concat";
 pub const METHOD_OVERRIDE: &str = "x-http-method-override";
 
 /// Headers a browser client must be allowed to send (CORS preflight).
-pub const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Tus-Resumable, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Checksum, Upload-Concat, X-HTTP-Method-Override, X-Requested-With";
+pub const CORS_ALLOW_HEADERS: &str = "Authorization, Content-Type, Tus-Resumable, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Checksum, Upload-Concat, X-HTTP-Method-Override, X-Requested-With, Upload-Complete, Upload-Draft-Interop-Version, Content-Digest, Content-Disposition";
 /// Headers a browser client must be allowed to read (CORS).
-pub const CORS_EXPOSE_HEADERS: &str = "Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, Upload-Concat, Spool-Asset-Id, Spool-Share-Url";
+pub const CORS_EXPOSE_HEADERS: &str = "Location, Tus-Resumable, Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Upload-Offset, Upload-Length, Upload-Defer-Length, Upload-Metadata, Upload-Expires, Upload-Concat, Spool-Asset-Id, Spool-Share-Url, Upload-Complete, Upload-Limit, Upload-Draft-Interop-Version";
 
 /// Spool's extension on creation and HEAD answers: the asset an upload
 /// belongs to and its share link, so any TUS client can hand out the link
