@@ -15,9 +15,12 @@
 //! request is it refused at once with `503 ERR_SERVER_BUSY`. So a flood of
 //! slow or idle connections cannot keep a real client out, and an upload in
 //! progress is never displaced. Only HTTP/1.1 is served: every Spool client
-//! and every browser speaks it over plain HTTP.
+//! and every browser speaks it over plain HTTP. A handler may send interim
+//! (1xx) responses before its final one through the [`Interim`] in its
+//! request's extensions.
 
 mod conn;
+mod interim;
 mod os;
 
 use std::collections::HashMap;
@@ -36,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use conn::{BUSY, Close, Conn, HEAD, IDLE, RequestGuard, Tracked};
+pub use interim::Interim;
 pub use os::{backlog_for, bind, fit_to_fd_limit, raise_nofile_limit};
 
 /// What a connection may hold.
@@ -262,29 +266,32 @@ async fn connection(
     force: CancellationToken,
     registry: Arc<Registry>,
 ) {
-    let io = TokioIo::new(Tracked {
-        stream,
-        conn: conn.clone(),
-    });
+    let interims = Arc::new(interim::Shared::default());
+    let io = TokioIo::new(Tracked::new(stream, conn.clone(), interims.clone()));
     let svc_conn = conn.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let request = RequestGuard::begin(svc_conn.clone());
-        let router = router.clone();
-        async move {
-            let resp = match router.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            // The guard rides on the body: the request ends when hyper has
-            // written (and dropped) the last of the response.
-            Ok::<_, Infallible>(resp.map(move |body| {
-                axum::body::Body::new(body.map_frame(move |frame| {
-                    let _held = &request;
-                    frame
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            let request = RequestGuard::begin(svc_conn.clone());
+            // hyper calls this as it reads the head, so the serial is this request's.
+            let (interim, exchange) = interims.begin(req.version());
+            req.extensions_mut().insert(interim);
+            let router = router.clone();
+            async move {
+                let resp = match router.oneshot(req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                exchange.answer();
+                // The guards ride on the body: the request ends when hyper has
+                // buffered (and dropped) the last of the response.
+                Ok::<_, Infallible>(resp.map(move |body| {
+                    axum::body::Body::new(body.map_frame(move |frame| {
+                        let _held = (&request, &exchange);
+                        frame
+                    }))
                 }))
-            }))
-        }
-    });
+            }
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
