@@ -162,14 +162,14 @@ impl Drop for RequestGuard {
 
 /// The socket, reporting reads and stalled writes to its connection, and
 /// putting the interim responses of its [`Outbox`] between hyper's messages.
-pub(super) struct Tracked {
-    stream: TcpStream,
+pub(super) struct Tracked<S = TcpStream> {
+    stream: S,
     conn: Arc<Conn>,
     outbox: Outbox,
 }
 
-impl Tracked {
-    pub(super) fn new(stream: TcpStream, conn: Arc<Conn>, interims: Arc<Shared>) -> Self {
+impl<S: AsyncWrite + Unpin> Tracked<S> {
+    pub(super) fn new(stream: S, conn: Arc<Conn>, interims: Arc<Shared>) -> Self {
         Tracked {
             stream,
             conn,
@@ -200,7 +200,7 @@ impl Tracked {
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -216,7 +216,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -2,9 +2,10 @@
 //! itself (it writes only its own `100 Continue`): a handler queues one
 //! through the [`Interim`] handle in its request's extensions, and the
 //! connection's socket wrapper ([`super::conn::Tracked`]) writes it through
-//! its [`Outbox`] only where the wire is provably between two messages —
-//! hyper's write buffer empty, no response open, nothing of hyper's handed
-//! over since — and lets none of hyper's bytes pass a half-written interim;
+//! its [`Outbox`] only where the wire is provably between two messages and
+//! past every earlier request's answer — hyper's write buffer empty, no
+//! response open, nothing of hyper's handed over since — and lets none of
+//! hyper's bytes pass a half-written interim;
 //! an interim that finds no such gap before hyper starts writing its
 //! request's final response is dropped, never written late.
 //
@@ -26,9 +27,13 @@
 //     `recv_msg` (dispatch.rs:331, 629). With `Queue` writes (our socket is
 //     vectored, io.rs:60-64) the new future is polled only when no body bytes
 //     are queued (`can_write_head`, conn.rs:575-584, io.rs:135-137; and
-//     dispatch.rs:384-385 flushes first), but a bodiless response N-1 stays in
-//     the headers buffer and head N is appended behind it. So "N's handler
-//     runs" proves nothing about the wire.
+//     dispatch.rs:384-385 flushes first), but a bodiless response N-1 (a 204,
+//     an empty 404) sits in the headers buffer, N's handler runs and N's head
+//     is appended behind it. So "N's handler runs" proves nothing about the
+//     wire, and an interim of N written then, even between two messages,
+//     would precede N-1's final response: the client would take it for
+//     N-1's (the listener test `an_interim_never_overtakes_an_earlier_answer`
+//     drives hyper into this case).
 // (b) hyper calls the socket's `poll_flush` only with its write buffer empty:
 //     `Buffered::poll_flush` flushes the socket at once when nothing remains
 //     (io.rs:281-282) and otherwise only after writing all of it
@@ -52,13 +57,14 @@
 //
 // Hence the rule in `Outbox`: at a socket flush (b) with every response
 // handed to hyper also finished (c), everything hyper ever buffered is on
-// the wire and is whole messages, so the wire is between two messages; until
-// hyper hands over another byte its buffer holds only whole messages or the
-// start of one (a 100, the next response's head), so queued interims may go
-// out then — ahead of hyper's first write, even if a final response was
-// buffered meanwhile. Any other moment ((a)'s pipelined tail, a body still
-// streaming) waits for the next such flush, and a flush that finds the
-// current request's response finished drops what it still queued, which
+// the wire and is whole messages — among them the responses of every request
+// up to the last finished one. Until hyper hands over another byte, its
+// buffer holds only whole messages or the start of one (a 100, a response's
+// head), so the interims of the request right after the last one flushed may
+// go out then — ahead of hyper's first write, even if their own final
+// response was buffered meanwhile. Any other moment ((a)'s pipelined tail, a
+// body still streaming) waits for the next such flush, and a flush that finds
+// the current request's response finished drops what it still queued, which
 // could only be late now.
 
 use std::pin::Pin;
@@ -239,6 +245,8 @@ pub(super) struct Outbox {
     /// The wire is between two messages and hyper has handed over nothing
     /// since it found so (see the module's comment).
     boundary: bool,
+    /// The last request whose response was all on the wire at that flush.
+    flushed: u64,
 }
 
 impl Outbox {
@@ -249,6 +257,7 @@ impl Outbox {
             sent: 0,
             // Nothing has been written on a fresh connection.
             boundary: true,
+            flushed: 0,
         }
     }
 
@@ -257,11 +266,14 @@ impl Outbox {
     pub(super) fn on_flush(&mut self, waker: &Waker) {
         let mut st = self.shared.lock();
         self.boundary = st.answered == st.finished;
-        if self.boundary && st.answered >= st.request {
-            // The current request's final response is all on the wire, so
-            // what it queued found no gap before it (no boundary between its
-            // answer and hyper's first bytes, which drain it otherwise).
-            st.queued.clear();
+        if self.boundary {
+            self.flushed = st.finished;
+            if st.request <= st.finished {
+                // The current request's final response is all on the wire, so
+                // what it queued found no gap before it (no boundary between
+                // its answer and hyper's first bytes, which drain it otherwise).
+                st.queued.clear();
+            }
         }
         if !st.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
             st.waker = Some(waker.clone());
@@ -300,10 +312,11 @@ impl Outbox {
         }
     }
 
-    /// Moves the queued bytes to `out`; `false` if there are none.
+    /// Moves the queued bytes to `out`; `false` if there are none, or if
+    /// an earlier request's response may still wait in hyper's buffer.
     fn take(&mut self) -> bool {
         let mut st = self.shared.lock();
-        if st.queued.is_empty() {
+        if st.queued.is_empty() || st.request != self.flushed + 1 {
             return false;
         }
         std::mem::swap(&mut self.out, &mut st.queued);
@@ -521,6 +534,28 @@ mod tests {
         drop(x);
         drain(&mut outbox, &mut io, &w);
         assert_eq!(io.written, WIRE_104);
+    }
+
+    #[test]
+    fn an_interim_waits_for_earlier_answers_to_leave_hyper() {
+        let shared = Arc::new(Shared::default());
+        let mut outbox = Outbox::new(shared.clone());
+        let mut io = Trickle::new(1000, false);
+        let (_, w) = waker();
+        // A bodiless answer 1 is buffered but its write found the socket
+        // full (nothing handed), and request 2's handler runs (fact (a)).
+        let (_, x1) = shared.begin(Version::HTTP_11);
+        x1.answer();
+        drop(x1);
+        let (i2, x2) = shared.begin(Version::HTTP_11);
+        assert!(i2.send(S104, &location()));
+        drain(&mut outbox, &mut io, &w);
+        assert!(io.written.is_empty(), "answer 1 is still in hyper's buffer");
+        outbox.on_handed();
+        outbox.on_flush(&w);
+        drain(&mut outbox, &mut io, &w);
+        assert_eq!(io.written, WIRE_104);
+        drop(x2);
     }
 
     #[test]
