@@ -1,10 +1,14 @@
 //! Client benchmark: the same 1 GB file over loopback to `spool serve` with
-//! `spool upload`, tus-js-client (Node) and tuspy, in one run; wall time, CPU
-//! time (user + system) and peak RSS of each client process, measured with
-//! wait4(2). `make bench` runs it against the release build.
+//! `spool upload` (over TUS and over the IETF draft), tus-js-client (Node)
+//! and tuspy, in one run; wall time, CPU time (user + system) and peak RSS of
+//! each client process, measured with wait4(2). Then both protocols of
+//! `spool upload` through the fault proxy (FIN, RST, a stall, a burst of
+//! 503s): bytes sent twice per fault. `make bench` runs it against the
+//! release build.
 //!
 //! Environment: SPOOL_BENCH_CLIENT_MB (file size, default 1000),
-//! SPOOL_BENCH_PEER_CHUNK_MB (chunk size for tus-js-client and tuspy, default 16).
+//! SPOOL_BENCH_PEER_CHUNK_MB (chunk size for tus-js-client and tuspy, default 16),
+//! SPOOL_BENCH_FAULT_MB (file size of the fault runs, default 64).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // wait4(2) is the one way to read a specific child's resource usage.
@@ -112,21 +116,25 @@ async fn main() {
     let endpoint = server.endpoint();
     let tus = Tus::default();
 
-    let mut spool = Command::new(spool_bin());
-    spool
-        .arg("upload")
-        .arg(&file)
-        .args([
-            "--server",
-            &server.base,
-            "--token-id",
-            TOKEN_ID,
-            "--token-secret",
-            TOKEN_SECRET,
-            "--json",
-            "--state-dir",
-        ])
-        .arg(dir.path().join("state"));
+    let spool_upload = |protocol: &str, state: &str| {
+        let mut cmd = Command::new(spool_bin());
+        cmd.arg("upload")
+            .arg(&file)
+            .args([
+                "--server",
+                &server.base,
+                "--token-id",
+                TOKEN_ID,
+                "--token-secret",
+                TOKEN_SECRET,
+                "--json",
+                "--protocol",
+                protocol,
+                "--state-dir",
+            ])
+            .arg(dir.path().join(state));
+        cmd
+    };
     let mut js = Command::new("node");
     js.arg(peers().join("tus_js_upload.mjs"))
         .args([
@@ -158,7 +166,11 @@ async fn main() {
         "client", "wall s", "CPU s", "MB/s", "peak RSS MiB"
     );
     for (name, cmd) in [
-        ("spool upload", spool),
+        ("spool upload (TUS)", spool_upload("tus", "state-tus")),
+        (
+            "spool upload (IETF draft)",
+            spool_upload("ietf", "state-ietf"),
+        ),
         ("tus-js-client 4.3.1 (Node)", js),
         ("tuspy 1.1.0", py),
     ] {
@@ -189,5 +201,81 @@ async fn main() {
                 .send()
                 .await;
         }
+    }
+    drop(server);
+    faults(dir.path()).await;
+}
+
+/// Both protocols of `spool upload` through the fault proxy: the same file
+/// and the same faults, bytes sent twice per fault and the wall time.
+async fn faults(dir: &std::path::Path) {
+    use spool_e2e::proxy::{Action, FaultProxy, Faults};
+    let size = std::env::var("SPOOL_BENCH_FAULT_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64u64)
+        * 1_000_000;
+    let file = dir.join("faults.bin");
+    write_big_file(&file, size);
+    let chunk: u64 = 8 << 20;
+    println!();
+    println!(
+        "faults: one {} MB file through the fault proxy, 8 MiB chunks; FIN, RST, a 4 s stall, then three 503s",
+        size / 1_000_000
+    );
+    println!(
+        "{:<28} {:>8} {:>8} {:>16} {:>18}",
+        "client", "wall s", "faults", "re-sent MiB", "re-sent per fault"
+    );
+    for protocol in ["tus", "ietf"] {
+        let faults = Faults {
+            triggers: vec![
+                (size / 6, Action::Close),
+                (size / 3, Action::Reset),
+                (size / 2, Action::Stall(Duration::from_secs(4))),
+            ],
+            burst_5xx: Some((6, 3)),
+            ..Faults::default()
+        };
+        let proxy = FaultProxy::start_unconnected(faults).await;
+        let data = dir.join(format!("data-faults-{protocol}"));
+        let server = SpoolServer::start(&data, 0, &["--public-url", &proxy.url()]);
+        proxy.set_upstream(server.addr);
+        let mut cmd = Command::new(spool_bin());
+        cmd.arg("upload")
+            .arg(&file)
+            .args([
+                "--server",
+                &proxy.url(),
+                "--token-id",
+                TOKEN_ID,
+                "--token-secret",
+                TOKEN_SECRET,
+                "--json",
+                "--protocol",
+                protocol,
+                "--chunk-size",
+                &chunk.to_string(),
+                "--stall-timeout",
+                "2",
+                "--state-dir",
+            ])
+            .arg(dir.join(format!("state-faults-{protocol}")));
+        let u = run_measured(cmd);
+        let fired = proxy.stats.fired.load(std::sync::atomic::Ordering::Relaxed) + 3;
+        let sent = proxy
+            .stats
+            .body_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let resent = sent.saturating_sub(size);
+        println!(
+            "{:<28} {:>8.2} {:>8} {:>16.2} {:>12.2} MiB{}",
+            format!("spool upload ({protocol})"),
+            u.wall.as_secs_f64(),
+            fired,
+            resent as f64 / f64::from(1 << 20),
+            resent as f64 / fired as f64 / f64::from(1 << 20),
+            if u.ok { "" } else { "  (FAILED)" }
+        );
     }
 }
