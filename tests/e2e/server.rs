@@ -1,7 +1,8 @@
 //! End-to-end tests of `spool serve` as a real process over loopback: real
 //! third-party TUS clients (tus-js-client from npm, tuspy from PyPI), webhook
 //! signatures checked by the `standardwebhooks` package, and crashes
-//! (kill -9) and graceful stops in the middle of uploads.
+//! (kill -9) and graceful stops in the middle of uploads. tus-js-client in
+//! its IETF draft mode is in [`ietf`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spool_e2e::*;
+
+#[path = "server/ietf.rs"]
+mod ietf;
 
 fn url_of(lines: &[String]) -> String {
     let last = lines
