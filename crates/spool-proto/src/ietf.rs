@@ -128,6 +128,26 @@ impl Interop {
         self == Interop::V6
     }
 
+    /// The status of an answer about an upload that is no longer active
+    /// (cancelled, expired, damaged): -05 requires 404; later revisions fix
+    /// none, and Spool says 410 (Gone), as it does over TUS.
+    pub fn inactive_status(self) -> u16 {
+        match self {
+            Interop::V6 => 404,
+            Interop::V8 => 410,
+        }
+    }
+
+    /// The status of an append whose content would pass the upload's
+    /// length (refused before any of it is stored): -05 requires 400; later
+    /// revisions fix none, and Spool says 413, as it does over TUS.
+    pub fn past_length_status(self) -> u16 {
+        match self {
+            Interop::V6 => 400,
+            Interop::V8 => 413,
+        }
+    }
+
     /// Whether a 409 carries `Upload-Complete: ?0` (new after -11; harmless
     /// before, so Spool sends it to every version).
     pub fn conflict_carries_complete(self) -> bool {

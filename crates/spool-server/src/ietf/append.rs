@@ -14,7 +14,10 @@ use spool_proto::ErrorCode;
 use spool_proto::ietf::{self as d, Interop};
 use spool_proto::tus::{UPLOAD_LENGTH, UPLOAD_OFFSET};
 
-use super::{complete_field, completed, content_digest, incomplete, integer_field, request_length};
+use super::{
+    complete_field, completed, content_digest, incomplete, integer_field, request_length,
+    sf_integer, upload_limit,
+};
 use crate::app::App;
 use crate::db::ConcatKind;
 use crate::error::{ApiError, ApiResult};
@@ -45,10 +48,14 @@ pub(super) async fn append(
             format!("an append's Content-Type must be {}", d::PARTIAL_UPLOAD),
         ));
     }
-    let offset = integer_field(headers, UPLOAD_OFFSET, ErrorCode::InvalidOffset)?
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidOffset, "Upload-Offset is required"))?;
+    let offset = sf_integer(headers, UPLOAD_OFFSET).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidOffset,
+            "Upload-Offset (a non-negative integer) is required",
+        )
+    })?;
     let complete = complete_field(headers, interop)?;
-    let declared = integer_field(headers, UPLOAD_LENGTH, ErrorCode::InvalidLength)?;
+    let declared = sf_integer(headers, UPLOAD_LENGTH);
     let digest = content_digest(headers)?;
     let content_length = integer_field(
         headers,
@@ -59,15 +66,19 @@ pub(super) async fn append(
 
     let query = parts.uri.query();
     let row = match authorize_and_load(app, id, &Method::PATCH, headers, query).await {
-        // An upload URL no longer appends once the upload is complete, but
-        // an empty `?1` changes nothing: it may still hear the final answer
-        // (a client whose first one was lost asks again).
-        Err(e) if e.code == ErrorCode::Forbidden && complete && content_length == Some(0) => {
+        // An upload URL no longer appends once the upload is complete. An
+        // empty `?1` changes nothing: it may still hear the final answer (a
+        // client whose first one was lost asks again); more bytes are told
+        // the upload is complete, as with the API credentials (-05: 400).
+        Err(e) if e.code == ErrorCode::Forbidden => {
             let row = authorize_and_load(app, id, &Method::HEAD, headers, query).await?;
             if !row.is_complete() {
                 return Err(e);
             }
-            return Ok(completed(app, &row, interop, StatusCode::OK));
+            if complete && content_length == Some(0) {
+                return Ok(completed(app, &row, interop, StatusCode::OK));
+            }
+            return Err(already_complete());
         }
         r => r?,
     };
@@ -104,21 +115,29 @@ pub(super) async fn append(
         // A repeat of the final append (empty) replays its answer; more
         // bytes do not fit.
         if content_length.unwrap_or(0) > 0 || body_has_bytes(body, app.config.idle_timeout).await {
-            return Err(ApiError::new(
-                ErrorCode::UploadComplete,
-                "the upload is already complete",
-            ));
+            return Err(already_complete());
         }
         return Ok(completed(app, &row, interop, StatusCode::OK));
     }
     if offset != row.offset {
         return Err(mismatch(row.offset, offset));
     }
+    // A 413 names the limits of this upload, which may be its own.
+    let limit = upload_limit(app, &row, interop);
+    let limits = |e: ApiError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            e.with_header(d::UPLOAD_LIMIT, &limit)
+        } else {
+            e
+        }
+    };
     if let Some(len) = length {
-        row = declare_length(app, &row, len).await?;
+        row = declare_length(app, &row, len).await.map_err(limits)?;
     }
     if !row.is_complete() {
-        row = crate::tus::append::append(app, &row, &guard, body, digest, content_length).await?;
+        row = crate::tus::append::append(app, &row, &guard, body, digest, content_length)
+            .await
+            .map_err(limits)?;
         // A `?1` body of unknown length ends the upload where it ended.
         if complete && row.length.is_none() {
             row = declare_length(app, &row, row.offset).await?;
@@ -142,4 +161,8 @@ pub(super) async fn append(
         let status = StatusCode::from_u16(interop.incomplete_status()).unwrap_or(StatusCode::OK);
         incomplete(app, &row, interop, status)
     })
+}
+
+fn already_complete() -> ApiError {
+    ApiError::new(ErrorCode::UploadComplete, "the upload is already complete")
 }

@@ -18,7 +18,7 @@ use spool_proto::tus::{UPLOAD_LENGTH, UPLOAD_METADATA, UPLOAD_OFFSET};
 
 use super::{
     complete_field, completed, content_digest, incomplete, integer_field, request_length,
-    upload_limit,
+    sf_integer, upload_limit,
 };
 use crate::app::App;
 use crate::auth;
@@ -35,14 +35,14 @@ pub(super) async fn create(app: &App, interop: Interop, req: Request) -> ApiResu
     let (parts, body) = req.into_parts();
     let headers = &parts.headers;
     auth::require_basic(app, headers)?;
-    if headers.contains_key(UPLOAD_OFFSET) {
+    if sf_integer(headers, UPLOAD_OFFSET).is_some() {
         return Err(ApiError::new(
             ErrorCode::InvalidOffset,
             "a creation request must not carry Upload-Offset",
         ));
     }
     let complete = complete_field(headers, interop)?;
-    let declared = integer_field(headers, UPLOAD_LENGTH, ErrorCode::InvalidLength)?;
+    let declared = sf_integer(headers, UPLOAD_LENGTH);
     let content_length = integer_field(
         headers,
         header::CONTENT_LENGTH.as_str(),
@@ -74,8 +74,10 @@ pub(super) async fn create(app: &App, interop: Interop, req: Request) -> ApiResu
     };
     let mut row =
         create_upload(app, length, metadata, None, Vec::new(), None, Some(&asset)).await?;
+    // Announced with or without content: a client that cannot read the
+    // final answer (or never gets it) still learns where the upload is.
+    announce(app, &parts, &row, interop);
     if has_body {
-        announce(app, &parts, &row, interop);
         let guard = uploads::lock(app, &row.id, Mode::Try).await?;
         row = match crate::tus::append::append(app, &row, &guard, body, digest, content_length)
             .await

@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::db::{UploadRow, UploadState};
 use crate::error::{ApiError, ApiResult};
 use crate::http_util::{CorsPolicy, apply_cors, header_str};
+use crate::locks::Mode;
 use crate::tus::{asset_headers, authorize_and_load};
 use crate::uploads;
 
@@ -117,10 +118,13 @@ fn finish(
     let mut resp = match result {
         Ok(r) => r,
         Err(e) => {
-            let too_large = e.status() == StatusCode::PAYLOAD_TOO_LARGE;
             let mut r = problem(e, interop, *method == Method::HEAD);
-            // A 413 names the limits it enforced.
-            if too_large && let Ok(v) = HeaderValue::from_str(&server_limit(app, interop)) {
+            // A 413 names the limits it enforced: the upload's own when the
+            // append path named them, else the server's.
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE
+                && !r.headers().contains_key(d::UPLOAD_LIMIT)
+                && let Ok(v) = HeaderValue::from_str(&server_limit(app, interop))
+            {
                 r.headers_mut().insert(d::UPLOAD_LIMIT, v);
             }
             r
@@ -146,9 +150,16 @@ fn problem(e: ApiError, interop: Interop, head: bool) -> Response {
         _ => None,
     };
     // A second writer beside a live one gets the draft's conflict answer
-    // (409 with the current offset) rather than TUS's 423.
+    // (409 with the current offset) rather than TUS's 423; the statuses the
+    // versions fix for an upload that ended and for content past its length
+    // come from `interop`.
     let status = match e.code {
         ErrorCode::UploadLocked => StatusCode::CONFLICT,
+        ErrorCode::UploadTerminated | ErrorCode::UploadExpired | ErrorCode::UploadDamaged => {
+            StatusCode::from_u16(interop.inactive_status()).unwrap_or(StatusCode::GONE)
+        }
+        ErrorCode::UploadSizeExceeded => StatusCode::from_u16(interop.past_length_status())
+            .unwrap_or(StatusCode::PAYLOAD_TOO_LARGE),
         _ => e.status(),
     };
     let (expected, provided) = e.offsets.unzip();
@@ -236,11 +247,13 @@ fn options(app: &App, interop: Interop) -> Response {
     resp
 }
 
-/// The fields -05 forbids on offset retrieval and cancellation.
+/// The fields -05 forbids on offset retrieval and cancellation (a
+/// malformed one is ignored, as everywhere: it is not there).
 fn refuse_upload_fields(interop: Interop, headers: &HeaderMap, what: &str) -> ApiResult<()> {
-    let present = [UPLOAD_OFFSET, d::UPLOAD_COMPLETE, UPLOAD_LENGTH]
+    let present = [UPLOAD_OFFSET, UPLOAD_LENGTH]
         .into_iter()
-        .find(|h| headers.contains_key(*h));
+        .find(|h| sf_integer(headers, h).is_some())
+        .or_else(|| sf_boolean(headers, d::UPLOAD_COMPLETE).map(|_| d::UPLOAD_COMPLETE));
     match present {
         Some(h) if interop.refuses_upload_fields_on_head_and_delete() => Err(ApiError::new(
             ErrorCode::InvalidRequest,
@@ -278,7 +291,20 @@ async fn offset(
     query: Option<&str>,
 ) -> ApiResult<Response> {
     refuse_upload_fields(interop, headers, "offset retrieval")?;
-    let row = authorize_and_load(app, id, &Method::HEAD, headers, query).await?;
+    let mut row = authorize_and_load(app, id, &Method::HEAD, headers, query).await?;
+    // A stalled writer holds bytes it has not saved: taken over, it saves
+    // them, so the offset answered is the one the next append is accepted
+    // at (§4.6). A live writer is left alone (the one-writer rule); the
+    // offset it has saved so far is answered.
+    if app.locks.is_held(id)? {
+        let stalled = Mode::InterruptStalled {
+            grace: app.config.stall_grace,
+        };
+        if let Ok(guard) = uploads::lock(app, id, stalled).await {
+            drop(guard);
+        }
+        row = uploads::load(app, id).await?;
+    }
     let mut resp = StatusCode::NO_CONTENT.into_response();
     let h = resp.headers_mut();
     describe(app, &row, interop, h);
@@ -323,18 +349,30 @@ fn incomplete(app: &App, row: &UploadRow, interop: Interop, status: StatusCode) 
     resp
 }
 
-/// Reads an optional SF integer field, refusing a malformed one with `code`.
+/// Reads an optional integer field, refusing a malformed one with `code`
+/// (for `Content-Length`, which is no Structured Field).
 fn integer_field(headers: &HeaderMap, name: &str, code: ErrorCode) -> ApiResult<Option<u64>> {
     header_str(headers, name)
         .map(|v| d::parse_integer(v).map_err(|e| ApiError::new(code, format!("{name} {e}"))))
         .transpose()
 }
 
+/// An sf-integer field of the draft (`Upload-Offset`, `Upload-Length`); one
+/// that does not parse is ignored as if absent (§4.1.1, §4.1.3: it "MUST
+/// cause the entire header field to be ignored").
+fn sf_integer(headers: &HeaderMap, name: &str) -> Option<u64> {
+    header_str(headers, name).and_then(|v| d::parse_integer(v).ok())
+}
+
+/// `Upload-Complete`; ignored as if absent when it is no sf-boolean (§4.1.2).
+fn sf_boolean(headers: &HeaderMap, name: &str) -> Option<bool> {
+    header_str(headers, name).and_then(|v| d::parse_boolean(v).ok())
+}
+
 /// `Upload-Complete`, or what its absence means for `interop`.
 fn complete_field(headers: &HeaderMap, interop: Interop) -> ApiResult<bool> {
-    match header_str(headers, d::UPLOAD_COMPLETE) {
-        Some(v) => d::parse_boolean(v)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, format!("Upload-Complete {e}"))),
+    match sf_boolean(headers, d::UPLOAD_COMPLETE) {
+        Some(v) => Ok(v),
         None => interop.missing_complete_means().ok_or_else(|| {
             ApiError::new(
                 ErrorCode::InvalidRequest,
