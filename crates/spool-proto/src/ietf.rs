@@ -65,12 +65,15 @@ impl Interop {
     /// The `Upload-Draft-Interop-Version` value of a request; `Err` for a
     /// version this side does not speak, `Ok(None)` when the field is absent.
     pub fn from_header(value: Option<&str>) -> Result<Option<Interop>, SfError> {
-        let Some(v) = value else { return Ok(None) };
-        let n = parse_integer(v)?;
+        value.map(Interop::parse).transpose()
+    }
+
+    /// An `Upload-Draft-Interop-Version` value.
+    pub fn parse(value: &str) -> Result<Interop, SfError> {
+        let n = parse_integer(value)?;
         Interop::ALL
             .into_iter()
             .find(|i| u64::from(i.number()) == n)
-            .map(Some)
             .ok_or(SfError::Unsupported(n))
     }
 

@@ -19,6 +19,9 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// For an offset conflict: the upload's offset and the one the request
+    /// named, which a draft answer's problem details carry as members.
+    pub offsets: Option<(u64, u64)>,
 }
 
 impl ApiError {
@@ -27,7 +30,14 @@ impl ApiError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            offsets: None,
         }
+    }
+
+    /// Records the offsets of a conflict: the upload's, and the request's.
+    pub fn with_offsets(mut self, expected: u64, provided: u64) -> Self {
+        self.offsets = Some((expected, provided));
+        self
     }
 
     /// Adds a header to the answer.

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fault;
 pub mod http_util;
 pub mod ids;
+pub mod ietf;
 pub mod jobs;
 pub mod listener;
 pub mod live;

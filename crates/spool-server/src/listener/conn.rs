@@ -2,12 +2,13 @@
 //! for a request head, serving a request, or idle between keep-alive
 //! requests) and since when, moved by its socket wrapper ([`Tracked`]) and
 //! its requests' guards ([`RequestGuard`]), and read by its watchdog and by
-//! the admission check at the connection limit.
+//! the admission check at the connection limit; the socket wrapper also
+//! writes the interim responses its requests queue (see `interim`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -17,6 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Limits;
+use super::interim::{Outbox, Shared};
 
 pub(super) const HEAD: u8 = 0;
 pub(super) const BUSY: u8 = 1;
@@ -158,13 +160,47 @@ impl Drop for RequestGuard {
     }
 }
 
-/// The socket, reporting reads and stalled writes to its connection.
-pub(super) struct Tracked {
-    pub(super) stream: TcpStream,
-    pub(super) conn: Arc<Conn>,
+/// The socket, reporting reads and stalled writes to its connection, and
+/// putting the interim responses of its [`Outbox`] between hyper's messages.
+pub(super) struct Tracked<S = TcpStream> {
+    stream: S,
+    conn: Arc<Conn>,
+    outbox: Outbox,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncWrite + Unpin> Tracked<S> {
+    pub(super) fn new(stream: S, conn: Arc<Conn>, interims: Arc<Shared>) -> Self {
+        Tracked {
+            stream,
+            conn,
+            outbox: Outbox::new(interims),
+        }
+    }
+
+    /// Ready once no interim bytes are half-written, so hyper's may follow.
+    fn poll_interims(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let conn = &self.conn;
+        let r = self
+            .outbox
+            .poll_drain(&mut self.stream, cx, |pending| conn.on_write(pending));
+        if let Poll::Ready(Err(_)) = r {
+            self.outbox.close();
+        }
+        r
+    }
+
+    /// What hyper's write did: bytes handed over may end mid-message.
+    fn wrote(&mut self, r: &Poll<std::io::Result<usize>>) {
+        self.conn.on_write(r.is_pending());
+        match r {
+            Poll::Ready(Ok(0)) | Poll::Pending => {}
+            Poll::Ready(Ok(_)) => self.outbox.on_handed(),
+            Poll::Ready(Err(_)) => self.outbox.close(),
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -180,15 +216,16 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        ready!(this.poll_interims(cx))?;
         let r = Pin::new(&mut this.stream).poll_write(cx, buf);
-        this.conn.on_write(r.is_pending());
+        this.wrote(&r);
         r
     }
 
@@ -198,8 +235,9 @@ impl AsyncWrite for Tracked {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
+        ready!(this.poll_interims(cx))?;
         let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
-        this.conn.on_write(r.is_pending());
+        this.wrote(&r);
         r
     }
 
@@ -208,10 +246,16 @@ impl AsyncWrite for Tracked {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        // hyper flushes only with its own buffer empty (interim.rs, fact (b)).
+        this.outbox.on_flush(cx.waker());
+        ready!(this.poll_interims(cx))?;
+        Pin::new(&mut this.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        this.outbox.close();
+        Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 }

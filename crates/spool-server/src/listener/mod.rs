@@ -15,9 +15,12 @@
 //! request is it refused at once with `503 ERR_SERVER_BUSY`. So a flood of
 //! slow or idle connections cannot keep a real client out, and an upload in
 //! progress is never displaced. Only HTTP/1.1 is served: every Spool client
-//! and every browser speaks it over plain HTTP.
+//! and every browser speaks it over plain HTTP. A handler may send interim
+//! (1xx) responses before its final one through the [`Interim`] in its
+//! request's extensions.
 
 mod conn;
+mod interim;
 mod os;
 
 use std::collections::HashMap;
@@ -36,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use conn::{BUSY, Close, Conn, HEAD, IDLE, RequestGuard, Tracked};
+pub use interim::Interim;
 pub use os::{backlog_for, bind, fit_to_fd_limit, raise_nofile_limit};
 
 /// What a connection may hold.
@@ -253,6 +257,43 @@ pub async fn serve(
     );
 }
 
+/// What hyper calls for each request of the connection `conn`: `router`,
+/// with the request's [`Interim`] in its extensions and guards that follow
+/// the request until hyper has its whole response.
+fn service(
+    conn: Arc<Conn>,
+    router: Router,
+    interims: Arc<interim::Shared>,
+) -> impl hyper::service::Service<
+    hyper::Request<hyper::body::Incoming>,
+    Response = axum::response::Response,
+    Error = Infallible,
+    Future = impl Future<Output = Result<axum::response::Response, Infallible>> + Send,
+> {
+    hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        let request = RequestGuard::begin(conn.clone());
+        // hyper calls this as it reads the head, so the serial is this request's.
+        let (interim, exchange) = interims.begin(req.version());
+        req.extensions_mut().insert(interim);
+        let router = router.clone();
+        async move {
+            let resp = match router.oneshot(req).await {
+                Ok(r) => r,
+                Err(never) => match never {},
+            };
+            exchange.answer();
+            // The guards ride on the body: the request ends when hyper has
+            // buffered (and dropped) the last of the response.
+            Ok::<_, Infallible>(resp.map(move |body| {
+                axum::body::Body::new(body.map_frame(move |frame| {
+                    let _held = (&request, &exchange);
+                    frame
+                }))
+            }))
+        }
+    })
+}
+
 async fn connection(
     stream: TcpStream,
     conn: Arc<Conn>,
@@ -262,29 +303,9 @@ async fn connection(
     force: CancellationToken,
     registry: Arc<Registry>,
 ) {
-    let io = TokioIo::new(Tracked {
-        stream,
-        conn: conn.clone(),
-    });
-    let svc_conn = conn.clone();
-    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let request = RequestGuard::begin(svc_conn.clone());
-        let router = router.clone();
-        async move {
-            let resp = match router.oneshot(req).await {
-                Ok(r) => r,
-                Err(never) => match never {},
-            };
-            // The guard rides on the body: the request ends when hyper has
-            // written (and dropped) the last of the response.
-            Ok::<_, Infallible>(resp.map(move |body| {
-                axum::body::Body::new(body.map_frame(move |frame| {
-                    let _held = &request;
-                    frame
-                }))
-            }))
-        }
-    });
+    let interims = Arc::new(interim::Shared::default());
+    let io = TokioIo::new(Tracked::new(stream, conn.clone(), interims.clone()));
+    let service = service(conn.clone(), router, interims);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .keep_alive(true)
@@ -336,6 +357,173 @@ async fn connection(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::routing::post;
+    use axum::{Extension, extract::State};
+    use std::pin::Pin;
+    use std::sync::atomic::AtomicBool;
+    use std::task::{Context, Poll, Waker};
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+    /// A socket whose far end the test holds: the bytes it will read, all
+    /// there from the start, and a write budget (0: the peer's window is
+    /// full).
+    #[derive(Default)]
+    struct Far {
+        input: Vec<u8>,
+        read: usize,
+        out: Vec<u8>,
+        budget: usize,
+        writer: Option<Waker>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Mock(Arc<Mutex<Far>>);
+
+    impl Mock {
+        fn far(&self) -> std::sync::MutexGuard<'_, Far> {
+            self.0.lock().unwrap()
+        }
+    }
+
+    impl AsyncRead for Mock {
+        fn poll_read(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            let mut f = self.far();
+            let n = (f.input.len() - f.read).min(buf.remaining());
+            if n == 0 {
+                // Nothing more will come: the peer waits for its answers.
+                return Poll::Pending;
+            }
+            let at = f.read;
+            buf.put_slice(&f.input[at..at + n]);
+            f.read += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Mock {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.poll_write_vectored(cx, &[std::io::IoSlice::new(buf)])
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            bufs: &[std::io::IoSlice<'_>],
+        ) -> Poll<std::io::Result<usize>> {
+            let mut f = self.far();
+            if f.budget == 0 {
+                f.writer = Some(cx.waker().clone());
+                return Poll::Pending;
+            }
+            let mut n = 0;
+            for b in bufs {
+                let k = b.len().min(f.budget);
+                f.out.extend_from_slice(&b[..k]);
+                f.budget -= k;
+                n += k;
+                if k < b.len() {
+                    break;
+                }
+            }
+            Poll::Ready(Ok(n))
+        }
+
+        // As a TcpStream's: hyper then queues body buffers (fact (a)).
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    /// hyper runs request 2's handler while the bodiless answer to request
+    /// 1 still waits in its buffer (interim.rs, fact (a)): the 104 that
+    /// handler queues must not go out ahead of that answer, where the client
+    /// would take it for request 1's.
+    #[tokio::test]
+    async fn an_interim_never_overtakes_an_earlier_answer() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let router = Router::new()
+            // Leaves its body unread: hyper drains it and reads on.
+            .route("/a", post(|| async { StatusCode::NO_CONTENT }))
+            .route(
+                "/up",
+                post(
+                    |State(ran): State<Arc<AtomicBool>>,
+                     Extension(i): Extension<Interim>,
+                     body: Body| async move {
+                        let sent = i.send(StatusCode::from_u16(104).unwrap(), &HeaderMap::new());
+                        let n = axum::body::to_bytes(body, 100).await.unwrap().len();
+                        ran.store(true, Relaxed);
+                        (StatusCode::CREATED, format!("{sent} {n}"))
+                    },
+                ),
+            )
+            .with_state(ran.clone());
+        let mock = Mock::default();
+        mock.far().input = b"POST /a HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\nhello\
+            POST /up HTTP/1.1\r\nhost: t\r\ncontent-length: 5\r\n\r\nhello"
+            .to_vec();
+        let conn = Arc::new(Conn::new(0, Instant::now()));
+        let interims = Arc::new(interim::Shared::default());
+        let io = TokioIo::new(Tracked::new(mock.clone(), conn.clone(), interims.clone()));
+        let served = tokio::spawn(
+            hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service(conn, router, interims)),
+        );
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !ran.load(Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("request 2's handler ran");
+        assert!(
+            mock.far().out.is_empty(),
+            "answer 1 is still in hyper's buffer"
+        );
+        // Lets hyper buffer answer 2 and try to write it all.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let writer = {
+            let mut f = mock.far();
+            f.budget = usize::MAX;
+            f.writer.take()
+        };
+        writer.expect("hyper waits to write").wake();
+        let wire = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let out = String::from_utf8(mock.far().out.clone()).unwrap();
+                if out.ends_with("true 5") {
+                    break out;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .expect("both answers");
+        served.abort();
+        let (first, rest) = wire.split_once("\r\n\r\n").unwrap();
+        assert!(first.starts_with("HTTP/1.1 204 No Content\r\n"), "{wire:?}");
+        // The 104 found no gap before its own answer: dropped, not misplaced.
+        assert!(rest.starts_with("HTTP/1.1 201 Created\r\n"), "{wire:?}");
+        assert!(!wire.contains(" 104 "), "{wire:?}");
+    }
 
     #[test]
     fn the_busy_answer_carries_the_server_busy_body() {

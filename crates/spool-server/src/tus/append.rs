@@ -31,7 +31,7 @@ enum BodyEnd {
 /// Streams `body` into the upload at its current offset and records the
 /// result. Bytes that arrived are kept when the body is cut off (unless the
 /// chunk had to be verified by checksum, which a partial chunk cannot be).
-pub(super) async fn append(
+pub(crate) async fn append(
     app: &App,
     row: &UploadRow,
     guard: &WriteGuard,

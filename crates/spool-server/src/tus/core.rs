@@ -136,7 +136,7 @@ pub(super) async fn patch(app: &App, id: &str, req: Request) -> ApiResult<Respon
 }
 
 /// Whether a body (of unknown length) carries at least one byte.
-async fn body_has_bytes(body: Body, idle: Duration) -> bool {
+pub(crate) async fn body_has_bytes(body: Body, idle: Duration) -> bool {
     let mut stream = body.into_data_stream();
     loop {
         match tokio::time::timeout(idle, stream.next()).await {
@@ -147,12 +147,13 @@ async fn body_has_bytes(body: Body, idle: Duration) -> bool {
     }
 }
 
-fn mismatch(server: u64, client: u64) -> ApiError {
+pub(crate) fn mismatch(server: u64, client: u64) -> ApiError {
     ApiError::new(
         ErrorCode::MismatchedOffset,
         format!("Upload-Offset {client} does not match the upload's offset {server}"),
     )
     .with_header(tus::UPLOAD_OFFSET, server)
+    .with_offsets(server, client)
 }
 
 fn patch_ok(app: &App, row: &UploadRow) -> Response {
@@ -172,7 +173,7 @@ fn patch_ok(app: &App, row: &UploadRow) -> Response {
     resp
 }
 
-async fn declare_length(app: &App, row: &UploadRow, len: u64) -> ApiResult<UploadRow> {
+pub(crate) async fn declare_length(app: &App, row: &UploadRow, len: u64) -> ApiResult<UploadRow> {
     match row.length {
         Some(l) if l == len => return Ok(row.clone()),
         Some(l) => {

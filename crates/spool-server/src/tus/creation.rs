@@ -33,15 +33,7 @@ pub(super) async fn create(app: &App, req: Request) -> ApiResult<Response> {
     let metadata_header = header_str(headers, tus::UPLOAD_METADATA).unwrap_or("");
     let metadata = spool_proto::metadata::decode(metadata_header)
         .map_err(|e| ApiError::new(ErrorCode::InvalidMetadata, e.to_string()))?;
-    let metadata_header = spool_proto::metadata::encode(&metadata);
-    let asset_metadata: serde_json::Map<String, serde_json::Value> = metadata
-        .iter()
-        .filter_map(|(k, v)| {
-            std::str::from_utf8(v)
-                .ok()
-                .map(|s| (k.clone(), serde_json::Value::String(s.to_owned())))
-        })
-        .collect();
+    let (metadata_header, asset_metadata) = stored_metadata(&metadata);
 
     if let Some(Concat::Final(urls)) = concat {
         return create_final(app, headers, &urls, metadata_header, asset_metadata).await;
@@ -126,6 +118,22 @@ pub(super) async fn create(app: &App, req: Request) -> ApiResult<Response> {
     };
     app.events_enqueued();
     Ok(created(app, &row, with_upload))
+}
+
+/// Metadata as an upload stores it (the `Upload-Metadata` form) and as its
+/// asset shows it (the UTF-8 values, as JSON strings).
+pub(crate) fn stored_metadata(
+    metadata: &[(String, Vec<u8>)],
+) -> (String, serde_json::Map<String, serde_json::Value>) {
+    let asset = metadata
+        .iter()
+        .filter_map(|(k, v)| {
+            std::str::from_utf8(v)
+                .ok()
+                .map(|s| (k.clone(), serde_json::Value::String(s.to_owned())))
+        })
+        .collect();
+    (spool_proto::metadata::encode(metadata), asset)
 }
 
 fn created(app: &App, row: &UploadRow, with_offset: bool) -> Response {

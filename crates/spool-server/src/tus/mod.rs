@@ -7,12 +7,14 @@
 //! [`creation`] creates uploads and concatenations, [`termination`] ends
 //! them and applies expiry. Bytes go through the [`Store`](crate::store::Store)
 //! trait, and the upload lifecycle shared with the asset API (create, end,
-//! expire) through [`crate::uploads`].
+//! expire) through [`crate::uploads`]. A request that names an interop
+//! version of the IETF draft is handed to [`crate::ietf`] at the top of
+//! each endpoint: the same resources, the other protocol.
 
-mod append;
-mod core;
-mod creation;
-mod termination;
+pub(crate) mod append;
+pub(crate) mod core;
+pub(crate) mod creation;
+pub(crate) mod termination;
 
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -30,6 +32,13 @@ use crate::uploads;
 /// `/v1/uploads`: OPTIONS and POST (creation).
 pub async fn creation_endpoint(State(app): State<App>, req: Request) -> Response {
     let method = effective_method(req.method(), req.headers());
+    match crate::ietf::requested(req.headers()) {
+        Some(Ok(interop)) => {
+            return crate::ietf::creation_endpoint(&app, interop, method, req).await;
+        }
+        Some(Err(e)) => return crate::ietf::unsupported(&app, e, req.headers(), &method),
+        None => {}
+    }
     let req_headers = req.headers().clone();
     let result = match method {
         Method::OPTIONS => Ok(options(&app)),
@@ -66,6 +75,17 @@ pub async fn upload_endpoint(
         None
     };
     let cors_origin = row.as_ref().and_then(|r| r.cors_origin.clone());
+    let policy = match cors_origin.as_deref() {
+        Some(o) => CorsPolicy::Only(o),
+        None => CorsPolicy::Any,
+    };
+    match crate::ietf::requested(&req_headers) {
+        Some(Ok(interop)) => {
+            return crate::ietf::upload_endpoint(&app, &id, interop, method, req, policy).await;
+        }
+        Some(Err(e)) => return crate::ietf::unsupported(&app, e, &req_headers, &method),
+        None => {}
+    }
     let result = match method {
         Method::OPTIONS => Ok(options(&app)),
         Method::HEAD => core::head(&app, &id, &req_headers, req.uri().query()).await,
@@ -76,10 +96,6 @@ pub async fn upload_endpoint(
             ErrorCode::MethodNotAllowed,
             "an upload answers HEAD, PATCH, DELETE, GET and OPTIONS",
         )),
-    };
-    let policy = match cors_origin.as_deref() {
-        Some(o) => CorsPolicy::Only(o),
-        None => CorsPolicy::Any,
     };
     finish(result, &req_headers, &method, policy)
 }
@@ -132,6 +148,14 @@ fn options(app: &App) -> Response {
         tus::TUS_CHECKSUM_ALGORITHM,
         HeaderValue::from_static(tus::CHECKSUM_ALGORITHMS),
     );
+    // The draft's clients discover it from OPTIONS too (it must name the
+    // limits); they learn the interop versions by asking with theirs.
+    if let Ok(v) = HeaderValue::from_str(&crate::ietf::server_limit(
+        app,
+        spool_proto::ietf::Interop::NEWEST,
+    )) {
+        h.insert(spool_proto::ietf::UPLOAD_LIMIT, v);
+    }
     resp
 }
 
@@ -151,7 +175,7 @@ pub(super) fn check_version(headers: &HeaderMap) -> ApiResult<()> {
     }
 }
 
-pub(super) fn parse_num(
+pub(crate) fn parse_num(
     headers: &HeaderMap,
     name: &str,
     code: ErrorCode,
@@ -177,7 +201,7 @@ pub(super) fn is_offset_stream(headers: &HeaderMap) -> bool {
 }
 
 /// Authorises a `method` request to an upload resource and loads the upload.
-pub(super) async fn authorize_and_load(
+pub(crate) async fn authorize_and_load(
     app: &App,
     id: &str,
     method: &Method,
@@ -195,7 +219,7 @@ pub(super) async fn authorize_and_load(
 }
 
 /// `Spool-Asset-Id` and `Spool-Share-Url` of an upload with an asset.
-pub(super) fn asset_headers(app: &App, row: &UploadRow, h: &mut HeaderMap) {
+pub(crate) fn asset_headers(app: &App, row: &UploadRow, h: &mut HeaderMap) {
     if let Some(asset) = &row.asset_id
         && let (Ok(id), Ok(url)) = (
             HeaderValue::from_str(asset),

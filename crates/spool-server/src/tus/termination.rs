@@ -35,7 +35,7 @@ pub(super) fn upload_expires(expires_at_ms: i64) -> String {
 /// Refuses uploads that are gone: terminated, expired, or past their expiry
 /// with no writer on them (`writer_active` is true when the caller holds or
 /// sees a live writer, whose bytes keep the upload alive), at `now` (Unix ms).
-pub(super) fn check_live(row: &UploadRow, writer_active: bool, now: i64) -> ApiResult<()> {
+pub(crate) fn check_live(row: &UploadRow, writer_active: bool, now: i64) -> ApiResult<()> {
     match row.state {
         UploadState::Terminated => Err(ApiError::new(
             ErrorCode::UploadTerminated,
