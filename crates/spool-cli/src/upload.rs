@@ -333,7 +333,18 @@ pub async fn upload(args: UploadArgs, matches: &clap::ArgMatches) -> anyhow::Res
     let json = args.state.json;
     tokio::select! {
         r = drive(session, Some(source), json, false) => {
-            let c = r.with_context(|| format!("upload {id} did not complete; the journal keeps it: run `spool resume`"))?;
+            let c = r.map_err(|e| {
+                // A server without the protocol asked for will not grow it
+                // on a resume: that hint would only mislead.
+                let unsupported = e
+                    .downcast_ref::<spool_client::ClientError>()
+                    .is_some_and(|c| matches!(c, spool_client::ClientError::Unsupported(_)));
+                if unsupported {
+                    e.context(format!("upload {id} was not started"))
+                } else {
+                    e.context(format!("upload {id} did not complete; the journal keeps it: run `spool resume`"))
+                }
+            })?;
             report_complete(&c, json);
             Ok(())
         }
