@@ -237,9 +237,29 @@ async fn a_20_second_network_cut_costs_no_frames_and_the_upload_catches_up() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
+    let seen = kill_9_while_recording_then_resume("tus").await;
+    assert!(seen.iter().all(|r| r.interop.is_none()), "{seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draft_kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
+    let seen = kill_9_while_recording_then_resume("ietf").await;
+    // The on-demand POST is Spool's API; every upload request is the draft's.
+    let upload: Vec<_> = seen.iter().filter(|r| r.method != "POST").collect();
+    assert!(upload.iter().any(|r| r.method == "PATCH"), "{upload:?}");
+    assert!(upload.iter().all(|r| r.is_draft()), "{upload:?}");
+}
+
+/// `spool record --protocol <protocol>` through a proxy, killed by -9
+/// after four fragments, then `spool resume`: the upload is whole
+/// fragments, a prefix of the local file. Returns what the proxy saw.
+async fn kill_9_while_recording_then_resume(protocol: &str) -> Vec<spool_e2e::proxy::Seen> {
     let dir = tempfile::tempdir().unwrap();
-    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
-    let target = server_args(&server.base);
+    let proxy = FaultProxy::start_unconnected(Faults::default()).await;
+    let public = proxy.url();
+    let server = SpoolServer::start(&dir.path().join("data"), 0, &["--public-url", &public]);
+    proxy.set_upstream(server.addr);
+    let target = server_args(&proxy.url());
     let target: Vec<&str> = target.iter().map(String::as_str).collect();
     let state = dir.path().join("state");
     let mut rec = Proc::spawn(spool_record(
@@ -253,6 +273,8 @@ async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
             "10",
             "--fragment-secs",
             "1",
+            "--protocol",
+            protocol,
         ],
     ));
     rec.wait_line(Duration::from_secs(30), |l| is_fragment(l, 3));
@@ -270,6 +292,7 @@ async fn kill_9_while_recording_then_resume_uploads_the_complete_fragments() {
         &uploaded[..],
         "the upload is a prefix of the local recording"
     );
+    proxy.stats.requests()
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! cut a connection after N body bytes (FIN or RST), stall one, throttle all,
 //! corrupt a byte, answer a burst of requests with 503 itself, or buffer each
 //! whole request body before forwarding it (as some reverse proxies do). It
-//! records every request and counts the body bytes it read from the client.
+//! records every request (with the headers that tell TUS from the IETF
+//! draft) and counts the body bytes it read from the client.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -50,6 +51,19 @@ pub struct Seen {
     pub content_length: Option<u64>,
     pub upload_length: Option<u64>,
     pub upload_offset: Option<u64>,
+    /// `Upload-Draft-Interop-Version`: which protocol the request speaks.
+    pub interop: Option<u64>,
+    pub content_type: Option<String>,
+}
+
+impl Seen {
+    /// A request of the IETF draft at interop 8 (and an append of it a
+    /// `PATCH` with the draft's media type).
+    pub fn is_draft(&self) -> bool {
+        self.interop == Some(8)
+            && (self.method != "PATCH"
+                || self.content_type.as_deref() == Some("application/partial-upload"))
+    }
 }
 
 #[derive(Default)]
@@ -146,12 +160,15 @@ impl FaultProxy {
 }
 
 fn header(head: &str, name: &str) -> Option<u64> {
+    header_str(head, name).and_then(|v| v.parse().ok())
+}
+
+fn header_str(head: &str, name: &str) -> Option<String> {
     head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
         k.trim()
             .eq_ignore_ascii_case(name)
-            .then(|| v.trim().parse().ok())
-            .flatten()
+            .then(|| v.trim().to_owned())
     })
 }
 
@@ -229,6 +246,8 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
                 content_length,
                 upload_length: header(&head_str, "upload-length"),
                 upload_offset: header(&head_str, "upload-offset"),
+                interop: header(&head_str, "upload-draft-interop-version"),
+                content_type: header_str(&head_str, "content-type"),
             });
             if method == "PATCH" {
                 let n = state.stats.patches.fetch_add(1, Ordering::Relaxed);

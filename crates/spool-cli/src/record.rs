@@ -67,6 +67,10 @@ pub struct RecordArgs {
     /// After Stop, give up waiting for the upload when it makes no progress for this many seconds (it stays in the journal for `spool resume`).
     #[arg(long, default_value_t = 30)]
     pub upload_patience: u64,
+    /// Upload protocol: TUS 1.0, the IETF resumable-upload draft, or `auto`
+    /// (the draft where the server says it speaks it, else TUS).
+    #[arg(long, default_value = "auto", value_parser = crate::upload::PROTOCOLS)]
+    pub protocol: String,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -162,6 +166,7 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
                 min_chunk: 0,
                 checksum: "none".into(),
                 stall_timeout: 15,
+                protocol: args.protocol.clone(),
             }
             .options()
             .map(|mut o| {

@@ -9,7 +9,8 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use clap::parser::ValueSource;
 use spool_client::{
-    Checksum, Client, Event, Options, Resumption, Session, Skip, SourceRecord, Target, UploadState,
+    Checksum, Client, Event, Options, Protocol, Resumption, Session, Skip, SourceRecord, Target,
+    UploadState,
 };
 
 /// Where uploads go.
@@ -29,7 +30,7 @@ pub struct TargetArgs {
     /// SPOOL_TOKEN_SECRET: a secret on the command line shows in `ps`.
     #[arg(long, env = "SPOOL_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
-    /// Any TUS creation endpoint (the upload is created with Upload-Defer-Length: 1).
+    /// Any creation endpoint, TUS or the IETF draft (the upload is created with its length unknown).
     #[arg(long)]
     pub endpoint: Option<String>,
     /// An existing upload URL (e.g. a signed one from POST /v1/on-demand).
@@ -116,7 +117,14 @@ pub struct UploadOptions {
     /// Seconds a PATCH body may make no progress before the connection is cut and recovered.
     #[arg(long, default_value_t = 15)]
     pub stall_timeout: u64,
+    /// Upload protocol: TUS 1.0, the IETF resumable-upload draft, or `auto`
+    /// (the draft where the server says it speaks it, else TUS).
+    #[arg(long, default_value = "auto", value_parser = PROTOCOLS)]
+    pub protocol: String,
 }
+
+/// The values of `--protocol`.
+pub const PROTOCOLS: [&str; 3] = ["tus", "ietf", "auto"];
 
 impl UploadOptions {
     pub fn options(&self) -> anyhow::Result<Options> {
@@ -140,10 +148,14 @@ impl UploadOptions {
             "sha1" => Some(Checksum::Sha1),
             _ => None,
         };
+        let protocol = Protocol::parse(&self.protocol).with_context(|| {
+            format!("--protocol {:?}: expected tus, ietf or auto", self.protocol)
+        })?;
         Ok(Options {
             chunk_size,
             min_chunk: self.min_chunk,
             checksum,
+            protocol,
             ..Options::default()
         })
     }
@@ -321,7 +333,18 @@ pub async fn upload(args: UploadArgs, matches: &clap::ArgMatches) -> anyhow::Res
     let json = args.state.json;
     tokio::select! {
         r = drive(session, Some(source), json, false) => {
-            let c = r.with_context(|| format!("upload {id} did not complete; the journal keeps it: run `spool resume`"))?;
+            let c = r.map_err(|e| {
+                // A server without the protocol asked for will not grow it
+                // on a resume: that hint would only mislead.
+                let unsupported = e
+                    .downcast_ref::<spool_client::ClientError>()
+                    .is_some_and(|c| matches!(c, spool_client::ClientError::Unsupported(_)));
+                if unsupported {
+                    e.context(format!("upload {id} was not started"))
+                } else {
+                    e.context(format!("upload {id} did not complete; the journal keeps it: run `spool resume`"))
+                }
+            })?;
             report_complete(&c, json);
             Ok(())
         }

@@ -49,6 +49,10 @@ pub enum ClientError {
         "the upload was terminated on the server (ERR_UPLOAD_TERMINATED), so it is not created again: {0}"
     )]
     Terminated(String),
+    /// The server does not speak the protocol asked for (`--protocol
+    /// ietf` against a TUS-only server); nothing was sent to the upload.
+    #[error("{0}")]
+    Unsupported(String),
     #[error("stopped")]
     Stopped,
     #[error("internal: {0}")]
@@ -79,7 +83,7 @@ impl ClientError {
     /// The stable `ERR_*` code this error carries, where one is meaningful:
     /// the server's own; for an answer without one (another TUS server) the
     /// code its status can only mean (401, 423, 460, 500, 507); the client's
-    /// own for ownership and termination.
+    /// own for ownership, termination and a protocol the server lacks.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server {
@@ -88,6 +92,7 @@ impl ClientError {
             ClientError::Server { status, .. } => code_of_status(*status),
             ClientError::RecordingInProgress(_) => Some(ErrorCode::RecordingInProgress),
             ClientError::Terminated(_) => Some(ErrorCode::UploadTerminated),
+            ClientError::Unsupported(_) => Some(ErrorCode::UnsupportedVersion),
             _ => None,
         }
     }
@@ -142,6 +147,7 @@ impl ClientError {
             ClientError::Invalid(_) => FailureClass::Invalid,
             ClientError::Gone(_) | ClientError::Terminated(_) => FailureClass::Gone,
             ClientError::RecordingInProgress(_) => FailureClass::Conflict,
+            ClientError::Unsupported(_) => FailureClass::Invalid,
             ClientError::Stopped => FailureClass::Stopped,
             ClientError::Internal(_) => FailureClass::Internal,
         }

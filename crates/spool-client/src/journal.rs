@@ -107,6 +107,11 @@ pub struct OptionsRecord {
     /// The no-progress timeout for PATCH bodies, in seconds.
     #[serde(default)]
     pub stall_timeout_secs: Option<u64>,
+    /// The protocol asked for ("tus", "ietf", "auto"; absent in journals
+    /// older than the draft, meaning auto). The choice, not its outcome:
+    /// `auto` is discovered again by every session.
+    #[serde(default)]
+    pub protocol: Option<String>,
 }
 
 /// One journaled upload.

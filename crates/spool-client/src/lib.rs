@@ -1,5 +1,6 @@
-//! Spool's resumable upload client. A [`Session`] appends bytes to a TUS
-//! upload of deferred length while its producer is still producing them
+//! Spool's resumable upload client. A [`Session`] appends bytes to an
+//! upload of deferred length (TUS, or the IETF draft where the server
+//! speaks it: [`Protocol`]) while its producer is still producing them
 //! (fragments of a recording, slices of a file) and declares the length on
 //! `finish`. Every piece is on local disk and in the [`journal::Journal`]
 //! before it may be sent; the worker sends pieces in order, one PATCH in
@@ -19,6 +20,7 @@ pub mod session;
 pub mod source;
 pub mod tus;
 pub mod uploads;
+pub mod wire;
 
 use std::path::Path;
 
@@ -29,6 +31,7 @@ pub use session::{
     Checksum, Completed, Event, Options, Session, State, Status, StopHandle, Target,
 };
 pub use uploads::{HistoryEntry, HistoryState, LiveUpload, Resumed, Resumption, Skip, Uploads};
+pub use wire::Protocol;
 
 /// The entry point: a journal plus sessions over it.
 #[derive(Clone)]

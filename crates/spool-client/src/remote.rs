@@ -2,10 +2,11 @@
 //! API changes an asset's metadata (`PATCH /v1/assets/{id}` with the API
 //! credentials: a rename is `{"title": Some(…)}`); an unknown or deleted
 //! asset is then an error (404 `ERR_ASSET_NOT_FOUND`), since nothing was
-//! renamed. Deleting is a TUS termination (`DELETE`
-//! of the upload URL, which its signature authorises while the upload is
-//! unfinished, and which any TUS server with the termination extension
-//! honours) and Spool's asset API (`DELETE /v1/assets/{id}` with the API
+//! renamed. Deleting is a `DELETE` of the upload URL (which its signature
+//! authorises while the upload is unfinished) in the protocol the upload
+//! speaks, asked with one OPTIONS as a session asks it: a TUS termination,
+//! which any TUS server with the termination extension honours, or the IETF
+//! draft's cancellation; and Spool's asset API (`DELETE /v1/assets/{id}` with the API
 //! credentials, for a completed upload). An answer of 404 or 410 means the
 //! thing is already gone, which is what the caller wanted: it counts as
 //! deleted. Errors keep the server's `ERR_*` code ([`ClientError::code`]);
@@ -15,11 +16,11 @@
 
 use std::collections::BTreeMap;
 
-use spool_proto::tus as h;
 use spool_proto::{ErrorBody, ErrorCode};
 
 use crate::error::{ClientError, Result};
 use crate::tus::Timeouts;
+use crate::wire::{Decided, Protocol, Wire};
 
 /// How a deletion ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,14 +64,30 @@ impl Remote {
         Ok(Remote { http, timeouts })
     }
 
-    /// Terminates the upload at `url` (TUS `DELETE`); the URL's signature is
-    /// its authorisation.
+    /// Deletes the upload at `url` in whichever protocol it speaks
+    /// ([`Protocol::Auto`]); the URL's signature is its authorisation.
     pub async fn delete_upload(&self, url: &str) -> Result<Removed> {
-        let req = self
-            .http
-            .delete(url)
-            .header(h::TUS_RESUMABLE, h::TUS_VERSION);
-        self.delete(req).await
+        self.delete_upload_with(url, Protocol::Auto).await
+    }
+
+    /// Deletes the upload at `url` in `protocol`: TUS at once; otherwise
+    /// after the OPTIONS that tells whether the upload speaks the draft.
+    pub async fn delete_upload_with(&self, url: &str, protocol: Protocol) -> Result<Removed> {
+        let wire = match protocol {
+            Protocol::Tus => Wire::Tus,
+            _ => {
+                let options = self
+                    .http
+                    .request(reqwest::Method::OPTIONS, url)
+                    .headers(crate::wire::discovery_headers(protocol));
+                let resp = self.send(options).await?;
+                match crate::wire::decide(protocol, resp.status().as_u16(), resp.headers())? {
+                    Decided::Speak(found) => found.wire,
+                    Decided::Transient => return Err(self.error_of(resp).await),
+                }
+            }
+        };
+        self.delete(self.http.delete(url).headers(wire.tag())).await
     }
 
     /// Deletes asset `asset_id` on the Spool server at `server` through its

@@ -1,7 +1,9 @@
-//! TUS 1.0.0 requests over reqwest: creation (Spool's on-demand API or any
-//! TUS creation endpoint, deferred length), HEAD, and PATCH with a body
-//! streamed from the journaled pieces on disk. Every request has a connect
-//! timeout; a PATCH also has a no-progress watchdog on its body (a stalled
+//! The upload requests over reqwest, in either [`Wire`] (TUS 1.0.0 or the
+//! IETF draft, whose differing headers `wire.rs` builds and reads):
+//! discovery (OPTIONS), creation (Spool's on-demand API, or a creation
+//! endpoint with the length unknown), HEAD, and PATCH with a body streamed
+//! from the journaled pieces on disk. Every request has a connect timeout;
+//! a PATCH also has a no-progress watchdog on its body (a stalled
 //! connection is cut, not waited on forever) and a timeout for the answer.
 
 use std::sync::Arc;
@@ -19,6 +21,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::error::{ClientError, Result};
 use crate::journal::Piece;
+use crate::wire::{Decided, Discovery, Protocol, Wire};
 
 /// Timeouts that catch dead connections.
 #[derive(Debug, Clone)]
@@ -45,6 +48,9 @@ impl Default for Timeouts {
 pub struct HeadInfo {
     pub offset: u64,
     pub length: Option<u64>,
+    /// Whether the server needs only the remaining bytes to complete (see
+    /// [`Wire::head_info`]).
+    pub declared: bool,
 }
 
 /// A created upload.
@@ -133,18 +139,6 @@ async fn server_error(resp: reqwest::Response, timeout: Duration) -> ClientError
     }
 }
 
-fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>> {
-    headers
-        .get(name)
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|s| h::parse_u64(s).ok())
-                .ok_or_else(|| ClientError::Protocol(format!("malformed {name} from the server")))
-        })
-        .transpose()
-}
-
 /// Counts a PATCH body's progress for the watchdog and the sent figure.
 #[derive(Debug, Default)]
 pub struct BodyProgress {
@@ -222,14 +216,15 @@ pub fn piece_stream(
     })
 }
 
-/// The `Upload-Checksum` value of bytes [start, start+len) of the pieces,
-/// hashed with the same [`Hasher`] the server verifies with.
+/// The checksum of bytes [start, start+len) of the pieces, hashed with the
+/// same [`Hasher`] the server verifies with (sent as `Upload-Checksum` or
+/// `Content-Digest`, per [`Wire`]).
 pub async fn checksum_of(
     pieces: &[Piece],
     start: u64,
     len: u64,
     algorithm: ChecksumAlgorithm,
-) -> Result<String> {
+) -> Result<Checksum> {
     use futures_util::TryStreamExt;
     let progress = Arc::new(BodyProgress::default());
     let mut stream = std::pin::pin!(piece_stream(
@@ -246,11 +241,10 @@ pub async fn checksum_of(
     })? {
         hasher.update(&b);
     }
-    let checksum = Checksum {
+    Ok(Checksum {
         algorithm,
         digest: hasher.finish(),
-    };
-    Ok(checksum.to_header())
+    })
 }
 
 impl Tus {
@@ -310,26 +304,25 @@ impl Tus {
         })
     }
 
-    /// TUS creation with `Upload-Defer-Length: 1` at `endpoint`.
+    /// Creation at `endpoint` of an upload whose length is not known yet
+    /// (TUS `Upload-Defer-Length: 1`, or the draft's empty `?0` POST).
     pub async fn create(
         &self,
+        wire: Wire,
         endpoint: &str,
         headers: &[(String, String)],
         metadata: &str,
+        filename: Option<&str>,
     ) -> Result<Created> {
         let mut req = self
             .http
             .post(endpoint)
-            .header(h::TUS_RESUMABLE, h::TUS_VERSION)
-            .header(h::UPLOAD_DEFER_LENGTH, "1");
-        if !metadata.is_empty() {
-            req = req.header(h::UPLOAD_METADATA, metadata);
-        }
+            .headers(wire.creation_headers(metadata, filename));
         for (k, v) in headers {
             req = req.header(k, v);
         }
         let resp = self.send(req).await?;
-        if resp.status().as_u16() != 201 {
+        if !wire.created(resp.status().as_u16()) {
             return Err(server_error(resp, self.timeouts.response).await);
         }
         let loc = resp
@@ -340,26 +333,59 @@ impl Tus {
         let url = url::Url::parse(endpoint)
             .and_then(|base| base.join(loc))
             .map_err(|_| ClientError::Protocol("unusable Location".into()))?;
+        // Spool's server names the upload's asset on creation (either wire),
+        // so the share link can be handed out before the first byte.
+        let spool = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Ok(Created {
             url: url.to_string(),
-            asset_id: None,
-            share_url: None,
+            asset_id: spool(h::SPOOL_ASSET_ID),
+            share_url: spool(h::SPOOL_SHARE_URL),
         })
     }
 
-    /// `Tus-Max-Size` from OPTIONS, if the server says.
-    pub async fn max_size(&self, url: &str) -> Option<u64> {
-        let resp = self
-            .send(self.http.request(reqwest::Method::OPTIONS, url))
-            .await
-            .ok()?;
-        header_u64(resp.headers(), h::TUS_MAX_SIZE).ok().flatten()
+    /// Asks `url` (an upload, or a creation endpoint, sent `headers`) which
+    /// wire to speak and its maximum size, with one OPTIONS. For
+    /// [`Protocol::Tus`] this never fails (a server that does not answer
+    /// just states no maximum, as before the draft); otherwise a failure
+    /// that says nothing yet (no connection, 408, 429, 5xx) is an error to
+    /// retry, and a server without the draft is
+    /// [`ClientError::Unsupported`] for [`Protocol::Ietf`].
+    pub async fn discover(
+        &self,
+        url: &str,
+        protocol: Protocol,
+        headers: &[(String, String)],
+    ) -> Result<Discovery> {
+        let mut req = self
+            .http
+            .request(reqwest::Method::OPTIONS, url)
+            .headers(crate::wire::discovery_headers(protocol));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let resp = match self.send(req).await {
+            Ok(resp) => resp,
+            Err(_) if protocol == Protocol::Tus => {
+                return Ok(Discovery {
+                    wire: Wire::Tus,
+                    max_size: None,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        match crate::wire::decide(protocol, resp.status().as_u16(), resp.headers())? {
+            Decided::Speak(d) => Ok(d),
+            Decided::Transient => Err(server_error(resp, self.timeouts.response).await),
+        }
     }
 
-    pub async fn head(&self, url: &str) -> Result<HeadInfo> {
-        let resp = self
-            .send(self.http.head(url).header(h::TUS_RESUMABLE, h::TUS_VERSION))
-            .await?;
+    pub async fn head(&self, wire: Wire, url: &str) -> Result<HeadInfo> {
+        let resp = self.send(self.http.head(url).headers(wire.tag())).await?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             // A HEAD answer has no body: Spool's server repeats the code in a
@@ -382,23 +408,22 @@ impl Tus {
                 retry_after: retry_after(resp.headers()),
             });
         }
-        let offset = header_u64(resp.headers(), h::UPLOAD_OFFSET)?
-            .ok_or_else(|| ClientError::Protocol("HEAD answer without Upload-Offset".into()))?;
-        let length = header_u64(resp.headers(), h::UPLOAD_LENGTH)?;
-        Ok(HeadInfo { offset, length })
+        wire.head_info(resp.headers())
     }
 
     /// PATCHes bytes [start, start+len) from `pieces`; `upload_length`
-    /// declares the length. Returns the server's new offset.
+    /// declares the length (and, in the draft, completes the upload).
+    /// Returns the server's new offset.
     #[allow(clippy::too_many_arguments)]
     pub async fn patch(
         &self,
+        wire: Wire,
         url: &str,
         pieces: Vec<Piece>,
         start: u64,
         len: u64,
         upload_length: Option<u64>,
-        checksum: Option<String>,
+        checksum: Option<Checksum>,
         progress: Arc<BodyProgress>,
     ) -> Result<u64> {
         let epoch = Instant::now();
@@ -406,19 +431,12 @@ impl Tus {
         progress.done_ms.store(0, Ordering::Relaxed);
         let body =
             reqwest::Body::wrap_stream(piece_stream(pieces, start, len, progress.clone(), epoch));
-        let mut req = self
-            .http
-            .patch(url)
-            .header(h::TUS_RESUMABLE, h::TUS_VERSION)
-            .header(reqwest::header::CONTENT_TYPE, h::OFFSET_OCTET_STREAM)
-            .header(h::UPLOAD_OFFSET, start)
-            .header(reqwest::header::CONTENT_LENGTH, len);
-        if let Some(l) = upload_length {
-            req = req.header(h::UPLOAD_LENGTH, l);
-        }
-        if let Some(c) = checksum {
-            req = req.header(h::UPLOAD_CHECKSUM, c);
-        }
+        let req = self.http.patch(url).headers(wire.patch_headers(
+            start,
+            len,
+            upload_length,
+            checksum.as_ref(),
+        ));
         let send = req.body(body).send();
         let watchdog = async {
             loop {
@@ -447,11 +465,19 @@ impl Tus {
             why = watchdog => return Err(ClientError::Network(why)),
         };
         progress.done_ms.store(0, Ordering::Relaxed);
-        if resp.status().as_u16() != 204 {
+        let status = resp.status().as_u16();
+        if !wire.appended(status) {
             return Err(server_error(resp, self.timeouts.response).await);
         }
-        header_u64(resp.headers(), h::UPLOAD_OFFSET)?
-            .ok_or_else(|| ClientError::Protocol("PATCH answer without Upload-Offset".into()))
+        let offset =
+            wire.offset_after_append(resp.headers(), start, len, upload_length.is_some())?;
+        if status != 204 {
+            // The draft's final answer has a body (the asset, as JSON); it is
+            // read (bounded) so the connection can be reused, and not needed:
+            // the creation already named the asset.
+            let _ = read_bounded(resp, ERROR_BODY_LIMIT, self.timeouts.response).await;
+        }
+        Ok(offset)
     }
 }
 
@@ -479,21 +505,17 @@ mod tests {
         let pieces = [piece(0, &a, 2, 2, 0), piece(1, &b, 0, 3, 2)];
         let header = checksum_of(&pieces, 0, 3, ChecksumAlgorithm::Sha1)
             .await
-            .unwrap();
+            .unwrap()
+            .to_header();
         // SHA-1 of "abc" (FIPS 180).
         assert_eq!(header, "sha1 qZk+NkcGgWq6PiVxeFDCbJzQ2J0=");
         let parsed = spool_proto::checksum::parse_checksum(&header).unwrap();
         assert_eq!(parsed.algorithm, ChecksumAlgorithm::Sha1);
-        let header = checksum_of(&pieces, 1, 2, ChecksumAlgorithm::Sha256)
+        let checksum = checksum_of(&pieces, 1, 2, ChecksumAlgorithm::Sha256)
             .await
             .unwrap();
         let mut h = Hasher::new(ChecksumAlgorithm::Sha256);
         h.update(b"bc");
-        assert_eq!(
-            spool_proto::checksum::parse_checksum(&header)
-                .unwrap()
-                .digest,
-            h.finish()
-        );
+        assert_eq!(checksum.digest, h.finish());
     }
 }

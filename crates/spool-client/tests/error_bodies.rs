@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use spool_client::ClientError;
 use spool_client::journal::Piece;
 use spool_client::tus::{BodyProgress, ERROR_BODY_LIMIT, ERROR_BODY_TIMEOUT, Timeouts, Tus};
+use spool_client::wire::Wire;
 use spool_proto::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -120,6 +121,7 @@ async fn patch(url: &str, dir: &tempfile::TempDir) -> (Result<u64, ClientError>,
     let started = Instant::now();
     let r = tus
         .patch(
+            Wire::Tus,
             url,
             vec![piece(dir)],
             0,

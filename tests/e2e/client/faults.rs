@@ -1,17 +1,43 @@
 //! Faults injected between `spool upload` and `spool serve` by the proxy:
 //! closed and reset connections, a stall, a throttled link, a burst of 5xx
 //! answers, a body-buffering middlebox, a corrupted byte. Each costs at
-//! most one chunk and the stored bytes equal the source.
+//! most one chunk and the stored bytes equal the source, in TUS and (the
+//! `draft_` cases) in the IETF draft.
 
-use spool_e2e::proxy::Action;
+use spool_e2e::proxy::{Action, Seen};
 
 use super::*;
 
-/// `spool upload` of a random file through a proxy with `faults`: checks
-/// the upload completed with the source's bytes, that `expected_faults`
-/// fired and cost at most a chunk each, and that a fault shows as
-/// reconnecting; returns the upload's stdout lines.
+/// `spool upload --protocol tus` of a random file through a proxy with
+/// `faults`: checks the upload completed with the source's bytes, that
+/// `expected_faults` fired and cost at most a chunk each, that a fault
+/// shows as reconnecting, and that no request carried the draft's header;
+/// returns the upload's stdout lines.
 async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) -> Vec<String> {
+    let extra = [&["--protocol", "tus"], extra].concat();
+    let (lines, seen) = fault_run(faults, expected_faults, &extra).await;
+    assert!(seen.iter().all(|r| r.interop.is_none()), "{seen:?}");
+    lines
+}
+
+/// [`fault_case`] with `--protocol ietf`, which checks instead that every
+/// request (the retried ones included) spoke the draft.
+async fn draft_fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) -> Vec<String> {
+    let extra = [&["--protocol", "ietf"], extra].concat();
+    let (lines, seen) = fault_run(faults, expected_faults, &extra).await;
+    // The on-demand POST is Spool's API, not the upload protocol.
+    let upload: Vec<&Seen> = seen.iter().filter(|r| r.method != "POST").collect();
+    assert!(upload.iter().any(|r| r.method == "PATCH"), "{seen:?}");
+    assert!(upload.iter().all(|r| r.is_draft()), "{upload:?}");
+    lines
+}
+
+/// [`fault_case`]'s run; also returns every request the proxy saw.
+async fn fault_run(
+    faults: Faults,
+    expected_faults: usize,
+    extra: &[&str],
+) -> (Vec<String>, Vec<Seen>) {
     let dir = tempfile::tempdir().unwrap();
     let (server, proxy) = server_behind_proxy(dir.path(), faults).await;
     let file = dir.path().join("source.bin");
@@ -66,7 +92,7 @@ async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) -> V
         reconnects >= expected_faults.min(1),
         "a fault must show as reconnecting: {lines:?}"
     );
-    lines
+    (lines, proxy.stats.requests())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -132,8 +158,12 @@ async fn a_burst_of_5xx_answers_is_retried() {
         &[],
     )
     .await;
-    // The client read the proxy's `{"code","message"}` answer, not a cut body.
-    let events = json_lines(&lines);
+    assert_parsed_503(&lines);
+}
+
+/// The client read the proxy's `{"code","message"}` answer, not a cut body.
+fn assert_parsed_503(lines: &[String]) {
+    let events = json_lines(lines);
     let parsed = events
         .iter()
         .filter(|e| e["event"] == "reconnecting")
@@ -166,6 +196,72 @@ async fn a_body_buffering_proxy_cut_mid_chunk_costs_that_chunk() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_corrupted_byte_is_caught_by_the_checksum_and_resent() {
     fault_case(
+        Faults {
+            triggers: vec![(40_000_000, Action::Corrupt)],
+            ..Faults::default()
+        },
+        1,
+        &["--checksum", "sha256"],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draft_connection_closed_mid_body_costs_one_chunk_each() {
+    draft_fault_case(
+        Faults {
+            triggers: vec![(30_000_000, Action::Close), (70_000_000, Action::Close)],
+            ..Faults::default()
+        },
+        2,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draft_connection_reset_costs_one_chunk() {
+    draft_fault_case(
+        Faults {
+            triggers: vec![(45_000_000, Action::Reset)],
+            ..Faults::default()
+        },
+        1,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draft_a_30_second_stall_is_cut_and_recovered() {
+    draft_fault_case(
+        Faults {
+            triggers: vec![(50_000_000, Action::Stall(Duration::from_secs(30)))],
+            ..Faults::default()
+        },
+        1,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draft_a_burst_of_5xx_answers_is_retried() {
+    let lines = draft_fault_case(
+        Faults {
+            burst_5xx: Some((3, 4)),
+            ..Faults::default()
+        },
+        4,
+        &[],
+    )
+    .await;
+    assert_parsed_503(&lines);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn draft_a_corrupted_byte_is_caught_by_the_digest_and_resent() {
+    draft_fault_case(
         Faults {
             triggers: vec![(40_000_000, Action::Corrupt)],
             ..Faults::default()

@@ -1,20 +1,88 @@
-//! Creating the upload resource on the session's [`Target`]: Spool's
-//! on-demand API, any TUS creation endpoint, or an attached upload URL.
+//! Creating the upload resource on the session's [`Target`] (Spool's
+//! on-demand API, any creation endpoint, or an attached upload URL) and
+//! discovering the protocol it speaks: a creation endpoint is asked before
+//! the upload is created in its protocol, any other upload once it exists.
 //! A creation is retried only where it cannot already have created one
 //! ([`super::recovery::creation_may_retry`]), so a lost answer never leaves
 //! two uploads behind.
 
 use spool_proto::ErrorCode;
 
-use super::recovery::creation_may_retry;
+use super::recovery::{Recovery, creation_may_retry};
 use super::worker::{Failures, Worker};
-use super::{Event, Target};
+use super::{Event, State, Target};
 use crate::error::{ClientError, Result};
+use crate::wire::{Discovery, Wire};
 
 impl Worker {
+    /// Asks `url` which protocol to speak (see [`crate::tus::Tus::discover`]),
+    /// again and again while the server cannot say, as a HEAD would be; a
+    /// server without the protocol asked for ends the session.
+    pub(super) async fn discover(
+        &mut self,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Discovery> {
+        let mut failures = Failures::default();
+        loop {
+            let e = match self.tus.discover(url, self.options.protocol, headers).await {
+                Ok(found) => {
+                    tracing::info!(protocol = found.wire.as_str(), "upload protocol");
+                    if failures.count > 0 {
+                        self.set_state(State::Uploading, None).await;
+                        self.status.send_modify(|s| {
+                            s.attempt = 0;
+                            s.next_retry_in_ms = None;
+                        });
+                    }
+                    return Ok(found);
+                }
+                Err(e @ ClientError::Unsupported(_)) => return Err(e),
+                Err(e) => e,
+            };
+            match self.classify(e, &failures) {
+                Recovery::Head { delay, error, .. } | Recovery::Retry { delay, error } => {
+                    self.note_failure(&mut failures, &error, delay).await;
+                    self.sleep(delay).await?;
+                }
+                Recovery::Stall { delay, error } => {
+                    self.note_stall(&mut failures, &error, delay).await;
+                    self.sleep(delay).await?;
+                }
+                Recovery::Fatal(e) => return Err(e),
+                // Only failures that say nothing reach here (no 404 or 410).
+                Recovery::Gone(why) => {
+                    return Err(ClientError::Protocol(format!(
+                        "asking for the protocol: {why}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Creates the upload resource and learns its protocol.
+    pub(super) async fn create(&mut self) -> Result<(String, Discovery)> {
+        let endpoint = match &self.target {
+            Target::Endpoint { url, headers } => {
+                let (url, headers) = (url.clone(), headers.clone());
+                Some(self.discover(&url, &headers).await?)
+            }
+            _ => None,
+        };
+        // Only a creation endpoint speaks the upload protocol; the on-demand
+        // API is Spool's own and an attached URL is not created.
+        let wire = endpoint.map_or(Wire::Tus, |d| d.wire);
+        let url = self.create_upload(wire).await?;
+        let found = match endpoint {
+            Some(found) => found,
+            None => self.discover(&url, &[]).await?,
+        };
+        Ok((url, found))
+    }
+
     /// Creates the upload resource, retrying only what cannot have created
     /// one already (a connection never made, an answer saying nothing was done).
-    pub(super) async fn create(&mut self) -> Result<String> {
+    async fn create_upload(&mut self, wire: Wire) -> Result<String> {
         let mut failures = Failures::default();
         loop {
             let result = match &self.target {
@@ -45,8 +113,20 @@ impl Worker {
                         .iter()
                         .map(|(k, v)| (k.clone(), v.as_bytes().to_vec()))
                         .collect();
+                    let filename = self
+                        .options
+                        .metadata
+                        .iter()
+                        .find(|(k, _)| k == "filename")
+                        .map(|(_, v)| v.as_str());
                     self.tus
-                        .create(url, headers, &spool_proto::metadata::encode(&md))
+                        .create(
+                            wire,
+                            url,
+                            headers,
+                            &spool_proto::metadata::encode(&md),
+                            filename,
+                        )
                         .await
                 }
                 Target::UploadUrl(url) => {

@@ -15,6 +15,7 @@ use super::worker::{Failures, Worker};
 use super::{Event, State, Target, read_range};
 use crate::error::{ClientError, Result};
 use crate::policy::RetryPolicy;
+use crate::wire::Discovery;
 
 /// What to do after a failure.
 pub(super) enum Recovery {
@@ -210,7 +211,7 @@ impl Worker {
 
     /// The upload vanished (expired, deleted): start a new one from local
     /// bytes if every byte is still here, or fail clearly.
-    pub(super) async fn recreate(&mut self, why: &str) -> Result<String> {
+    pub(super) async fn recreate(&mut self, why: &str) -> Result<(String, Discovery)> {
         if matches!(self.target, Target::UploadUrl(_)) {
             return Err(ClientError::Gone(format!(
                 "it was attached by URL, so no new upload can be created ({why}); give --server or --endpoint"

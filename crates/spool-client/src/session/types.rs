@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::journal::{OptionsRecord, TargetRecord};
 use crate::policy::RetryPolicy;
 use crate::tus::Timeouts;
+use crate::wire::Protocol;
 
 /// Where uploads are created.
 #[derive(Clone)]
@@ -20,7 +21,8 @@ pub enum Target {
         token_id: String,
         token_secret: String,
     },
-    /// Any TUS creation endpoint (`Upload-Defer-Length: 1`), with extra headers.
+    /// Any creation endpoint (TUS with `Upload-Defer-Length: 1`, or the
+    /// IETF draft), with extra headers for its requests.
     Endpoint {
         url: String,
         headers: Vec<(String, String)>,
@@ -72,6 +74,8 @@ pub struct Options {
     pub timeouts: Timeouts,
     /// Metadata for a created upload (asset metadata on Spool, Upload-Metadata elsewhere).
     pub metadata: Vec<(String, String)>,
+    /// TUS, the IETF draft, or whichever the server speaks (the draft first).
+    pub protocol: Protocol,
 }
 
 impl Options {
@@ -81,6 +85,7 @@ impl Options {
             min_chunk: self.min_chunk,
             checksum: self.checksum.map(|c| c.as_str().to_owned()),
             stall_timeout_secs: Some(self.timeouts.no_progress.as_secs().max(1)),
+            protocol: Some(self.protocol.as_str().to_owned()),
         }
     }
 
@@ -90,6 +95,11 @@ impl Options {
             chunk_size: r.chunk_size,
             min_chunk: r.min_chunk,
             checksum: r.checksum.as_deref().and_then(Checksum::parse),
+            protocol: r
+                .protocol
+                .as_deref()
+                .and_then(Protocol::parse)
+                .unwrap_or_default(),
             ..Options::default()
         };
         if let Some(s) = r.stall_timeout_secs {
@@ -186,13 +196,19 @@ mod tests {
             chunk_size: Some(1 << 20),
             min_chunk: 5 << 20,
             checksum: Some(Checksum::Sha1),
+            protocol: Protocol::Tus,
             ..Options::default()
         };
         o.timeouts.no_progress = Duration::from_secs(7);
         let back = Options::from_record(&o.record());
         assert_eq!(
-            (back.chunk_size, back.min_chunk, back.checksum),
-            (o.chunk_size, o.min_chunk, o.checksum)
+            (
+                back.chunk_size,
+                back.min_chunk,
+                back.checksum,
+                back.protocol
+            ),
+            (o.chunk_size, o.min_chunk, o.checksum, o.protocol)
         );
         assert_eq!(back.timeouts.no_progress, Duration::from_secs(7));
         // A journal written before the timeout was recorded still loads.
@@ -202,5 +218,7 @@ mod tests {
             Options::from_record(&old).timeouts.no_progress,
             Timeouts::default().no_progress
         );
+        // ... and, from before the draft, discovers the protocol.
+        assert_eq!(Options::from_record(&old).protocol, Protocol::Auto);
     }
 }

@@ -20,6 +20,8 @@ use crate::journal::{Piece, UploadRecord, UploadState};
 use crate::owner::OwnerLock;
 use crate::policy::ChunkSizer;
 use crate::tus::{BodyProgress, Tus};
+use crate::wire::{Discovery, Wire};
+use spool_proto::checksum::Checksum;
 
 /// Sends `true` to [`super::StopHandle`]s when dropped: the worker has let
 /// go of the journal entry (its owner lock is dropped before this).
@@ -59,9 +61,12 @@ pub(super) struct Failures {
 /// Where the upload stands, as the run loop tracks it between steps.
 struct Position {
     url: String,
+    /// The protocol the upload at `url` is spoken in.
+    wire: Wire,
     /// The server's acknowledged offset.
     acked: u64,
-    /// Whether the server knows the length.
+    /// Whether the server needs only the remaining bytes to complete: it
+    /// knows the length (TUS), or it saw the completing append (the draft).
     declared: bool,
     /// The figures shown, which never go backwards even when the server does.
     shown_confirmed: u64,
@@ -70,6 +75,15 @@ struct Position {
     need_head: bool,
     failures: Failures,
     sizer: ChunkSizer,
+}
+
+impl Position {
+    /// Moves to a newly created upload, in the protocol it speaks.
+    fn start_over(&mut self, (url, found): (String, Discovery)) {
+        self.url = url;
+        self.wire = found.wire;
+        self.sizer.max_size = found.max_size;
+    }
 }
 
 /// What the producer has queued, as of one turn of the loop.
@@ -85,7 +99,7 @@ struct Chunk {
     size: u64,
     /// The length to declare with it (the last chunk of a finished upload).
     upload_length: Option<u64>,
-    checksum: Option<String>,
+    checksum: Option<Checksum>,
 }
 
 impl Worker {
@@ -182,15 +196,18 @@ impl Worker {
         }
     }
 
-    /// Creates the upload if it does not exist yet and sets out from what
-    /// the journal knows.
+    /// Creates the upload if it does not exist yet (or asks an existing one
+    /// which protocol it speaks) and sets out from what the journal knows.
     async fn begin(&mut self) -> Result<Position> {
-        let url = match self.rec.upload_url.clone() {
-            Some(u) => u,
+        let (url, found) = match self.rec.upload_url.clone() {
+            Some(u) => {
+                let found = self.discover(&u, &[]).await?;
+                (u, found)
+            }
             None => self.create().await?,
         };
         let mut sizer = ChunkSizer::new(self.options.chunk_size, self.options.min_chunk);
-        sizer.max_size = self.tus.max_size(&url).await;
+        sizer.max_size = found.max_size;
         let acked = self.rec.acked;
         // A resumed or attached session first asks where the server stands.
         let need_head = self.rec.acked > 0
@@ -199,6 +216,7 @@ impl Worker {
         self.set_state(State::Uploading, None).await;
         Ok(Position {
             url,
+            wire: found.wire,
             acked,
             declared: self.rec.length_declared,
             shown_confirmed: acked,
@@ -223,12 +241,12 @@ impl Worker {
     /// it failed and was dealt with (the loop goes round again).
     async fn sync_with_server(&mut self, pos: &mut Position, queued: &Queued) -> Result<bool> {
         let end = queued.end;
-        let info = match self.tus.head(&pos.url).await {
+        let info = match self.tus.head(pos.wire, &pos.url).await {
             Ok(info) => info,
             Err(e) => {
                 match self.classify(e, &pos.failures) {
                     Recovery::Gone(why) => {
-                        pos.url = self.recreate(&why).await?;
+                        pos.start_over(self.recreate(&why).await?);
                         pos.acked = 0;
                         pos.declared = false;
                         pos.need_head = false;
@@ -261,7 +279,7 @@ impl Worker {
             );
         }
         pos.acked = info.offset;
-        pos.declared = info.length.is_some();
+        pos.declared = info.declared;
         if let Some(l) = info.length
             && (l < end || (queued.finished && l != end))
         {
@@ -351,7 +369,8 @@ impl Worker {
         }
         let checksum = match self.options.checksum {
             Some(c) if size > 0 => {
-                Some(crate::tus::checksum_of(&queued.pieces, acked, size, c).await?)
+                let algorithm = pos.wire.checksum_algorithm(c);
+                Some(crate::tus::checksum_of(&queued.pieces, acked, size, algorithm).await?)
             }
             _ => None,
         };
@@ -380,10 +399,15 @@ impl Worker {
         let acked = pos.acked;
         let progress = Arc::new(BodyProgress::default());
         let (tus, url, body_progress) = (self.tus.clone(), pos.url.clone(), progress.clone());
-        let (size, upload_length, checksum) =
-            (chunk.size, chunk.upload_length, chunk.checksum.clone());
+        let (wire, size, upload_length, checksum) = (
+            pos.wire,
+            chunk.size,
+            chunk.upload_length,
+            chunk.checksum.clone(),
+        );
         let patch = async move {
             tus.patch(
+                wire,
                 &url,
                 pieces,
                 acked,
@@ -465,7 +489,7 @@ impl Worker {
         }
         match self.classify(e, &pos.failures) {
             Recovery::Gone(why) => {
-                pos.url = self.recreate(&why).await?;
+                pos.start_over(self.recreate(&why).await?);
                 pos.acked = 0;
                 pos.declared = false;
             }
