@@ -314,6 +314,18 @@ mod tests {
             remote().delete_upload(url).await.unwrap(),
             Removed::AlreadyGone
         );
+        // Spool's upload URLs speak both protocols; each deletes.
+        for protocol in [Protocol::Tus, Protocol::Ietf] {
+            let created = on_demand(&base).await;
+            let url = created["upload_url"].as_str().unwrap();
+            let r = remote().delete_upload_with(url, protocol).await.unwrap();
+            assert_eq!(r, Removed::Deleted, "{protocol:?}");
+            let (status, meta) = asset_status(&base, created["asset_id"].as_str().unwrap()).await;
+            assert!(
+                status == 404 || meta["status"] == "deleted",
+                "{protocol:?}: {status} {meta}"
+            );
+        }
     }
 
     #[tokio::test]
