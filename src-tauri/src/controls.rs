@@ -101,8 +101,10 @@ pub async fn get_out_of_the_way<R: Runtime>(
             }
             display.clone()
         }
-        // A synthetic picture never shows the window.
-        spool_capture::SourceSpec::Synthetic { .. } => return Restore(false),
+        // A synthetic picture or a video file never shows the window.
+        spool_capture::SourceSpec::Synthetic { .. } | spool_capture::SourceSpec::File(_) => {
+            return Restore(false);
+        }
         spool_capture::SourceSpec::Screen(_) => None,
     };
     if !w.is_visible().unwrap_or(false) || w.is_minimized().unwrap_or(false) {

@@ -373,6 +373,10 @@ pub struct Settings {
     pub mic: Option<String>,
     /// Records what the default output plays (off by default).
     pub system_audio: bool,
+    /// Keeps the quality setting on a slow uplink instead of lowering the
+    /// bitrate to keep the upload up with the recording (off by default).
+    #[serde(default)]
+    pub quality_first: bool,
 }
 
 /// Settings as the UI saves them: the secret only when typed (empty keeps the

@@ -29,6 +29,7 @@ impl Default for Settings {
             countdown_secs: Settings::DEFAULT_COUNTDOWN_SECS,
             mic: None,
             system_audio: false,
+            quality_first: false,
         }
     }
 }
@@ -130,6 +131,8 @@ impl Settings {
             output_dir,
             // What sound to record is decided at Start (audio.rs plans it).
             audio: Default::default(),
+            chunk: Some(spool_record::Settings::DEFAULT_CHUNK),
+            adapt_bitrate: !self.quality_first,
         })
     }
 }

@@ -48,6 +48,8 @@ fn encode_bench(width: u32, height: u32, preset: &str, frames: u64) -> (f64, f64
         preset: preset.into(),
         crf: spool_encode::Config::DEFAULT_CRF,
         audio: None,
+        chunk: Some(spool_encode::Config::DEFAULT_CHUNK),
+        rate: None,
     };
     let mut enc = spool_encode::Encoder::open(config, tx).unwrap();
     let (t0, c0) = (Instant::now(), cpu_time());

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "record/adaptive.rs"]
+mod adaptive;
 #[path = "record/audio.rs"]
 mod audio;
 #[path = "record/controls.rs"]
@@ -251,8 +253,8 @@ async fn draft_kill_9_while_recording_then_resume_uploads_the_complete_fragments
 }
 
 /// `spool record --protocol <protocol>` through a proxy, killed by -9
-/// after four fragments, then `spool resume`: the upload is whole
-/// fragments, a prefix of the local file. Returns what the proxy saw.
+/// after four fragments, then `spool resume`: the upload is every complete
+/// chunk, a prefix of the local file. Returns what the proxy saw.
 async fn kill_9_while_recording_then_resume(protocol: &str) -> Vec<spool_e2e::proxy::Seen> {
     let dir = tempfile::tempdir().unwrap();
     let proxy = FaultProxy::start_unconnected(Faults::default()).await;
@@ -283,9 +285,23 @@ async fn kill_9_while_recording_then_resume(protocol: &str) -> Vec<spool_e2e::pr
     let (_, uploaded) = resume_and_fetch(&state, &server.base, &[]).await;
     let path = dir.path().join("uploaded.mp4");
     std::fs::write(&path, &uploaded).unwrap();
-    // Whole fragments only, at least the four announced: 10 frames each.
+    // Every complete chunk (CMAF chunks of 250 ms, appended as written), at
+    // least the four fragments announced (10 frames each), and nothing
+    // torn: the upload is a run of whole top-level boxes, ending with an mdat.
     let frames = frame_count(&path);
-    assert!(frames >= 40 && frames.is_multiple_of(10), "{frames} frames");
+    assert!(frames >= 40, "{frames} frames");
+    let mut at = 0usize;
+    let mut last = [0u8; 4];
+    while at < uploaded.len() {
+        let size = u32::from_be_bytes(uploaded[at..at + 4].try_into().unwrap()) as usize;
+        assert!(
+            size >= 8 && at + size <= uploaded.len(),
+            "a torn box at {at}"
+        );
+        last.copy_from_slice(&uploaded[at + 4..at + 8]);
+        at += size;
+    }
+    assert_eq!(&last, b"mdat");
     let local = std::fs::read(only_file(&dir.path().join("out"))).unwrap();
     assert_eq!(
         &local[..uploaded.len()],

@@ -85,6 +85,8 @@ struct State {
     /// While set, the network is "cut": new requests are refused by closing
     /// their connection.
     down: std::sync::atomic::AtomicBool,
+    /// The forwarding rate limit now (bytes per second; 0: none).
+    throttle: AtomicU64,
     faults: Faults,
     next_trigger: Mutex<usize>,
     stats: Arc<Stats>,
@@ -122,6 +124,7 @@ impl FaultProxy {
         let stats = Arc::new(Stats::default());
         let state = Arc::new(State {
             down: Default::default(),
+            throttle: AtomicU64::new(faults.throttle_bps.unwrap_or(0)),
             faults,
             next_trigger: Mutex::new(0),
             stats: stats.clone(),
@@ -148,6 +151,13 @@ impl FaultProxy {
     /// Cuts (true) or restores (false) the network through this proxy.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Changes the forwarding rate limit (`None`: full speed) from now on.
+    pub fn set_throttle(&self, bps: Option<u64>) {
+        self.state
+            .throttle
+            .store(bps.unwrap_or(0), Ordering::Relaxed);
     }
 
     pub fn set_upstream(&self, upstream: SocketAddr) {
@@ -312,7 +322,8 @@ async fn connection(state: Arc<State>, client: TcpStream) -> std::io::Result<()>
                 } else {
                     up_w.write_all(chunk).await?;
                 }
-                if let Some(bps) = state.faults.throttle_bps {
+                let bps = state.throttle.load(Ordering::Relaxed);
+                if bps > 0 {
                     tokio::time::sleep(Duration::from_secs_f64(n as f64 / bps as f64)).await;
                 }
             }

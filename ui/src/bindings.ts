@@ -398,6 +398,11 @@ export type Settings = {
 	mic: string | null,
 	/**  Records what the default output plays (off by default). */
 	system_audio: boolean,
+	/**
+	 *  Keeps the quality setting on a slow uplink instead of lowering the
+	 *  bitrate to keep the upload up with the recording (off by default).
+	 */
+	quality_first?: boolean,
 };
 
 /**

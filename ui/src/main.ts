@@ -47,6 +47,7 @@ const ui = {
   fps: $<HTMLSelectElement>("settings-fps"),
   fragmentSecs: $<HTMLInputElement>("settings-fragment-secs"),
   crf: $<HTMLSelectElement>("settings-crf"),
+  qualityFirst: $<HTMLInputElement>("settings-quality-first"),
   maxHeight: $<HTMLSelectElement>("settings-max-height"),
   countdownSecs: $<HTMLSelectElement>("settings-countdown"),
   paths: $("settings-paths"),
@@ -342,6 +343,7 @@ function fillSettings(v: SettingsView) {
     ui.crf.append(o);
     ui.crf.value = String(s.crf);
   }
+  ui.qualityFirst.checked = s.quality_first ?? false;
   ui.maxHeight.value = s.max_height ? String(s.max_height) : "";
   ui.countdownSecs.value = String(s.countdown_secs);
   ui.shareLan.checked = s.share_on_lan;
@@ -378,6 +380,7 @@ function readSettings(): Settings {
     fps: Number(ui.fps.value),
     fragment_secs: Number(ui.fragmentSecs.value),
     crf: Number(ui.crf.value),
+    quality_first: ui.qualityFirst.checked,
     max_height: maxHeight,
     source: ui.source.value || null,
     share_on_lan: ui.shareLan.checked,

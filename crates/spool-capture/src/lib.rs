@@ -5,11 +5,13 @@
 //! frame is dropped and counted, so memory stays bounded and the timestamps
 //! keep the video's timing right. Backends: X11 through x11rb with MIT-SHM
 //! (cursor drawn in through XFixes), Wayland through the xdg-desktop-portal
-//! ScreenCast portal and PipeWire, and a synthetic test pattern. [`audio`]
+//! ScreenCast portal and PipeWire, a synthetic test pattern, and a video
+//! file played as if it were the screen ([`FileSource`]). [`audio`]
 //! records the microphone and the system's sound on the same clock.
 
 pub mod audio;
 mod clock;
+mod file;
 mod pace;
 #[cfg(target_os = "linux")]
 mod portal;
@@ -18,9 +20,11 @@ mod synthetic;
 #[cfg(target_os = "linux")]
 mod x11;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 pub use clock::Clock;
+pub use file::FileSource;
 pub use pace::{Capture, CaptureStats, Captured, start};
 pub use spec::{Rect, SourceSpec, Target, X11Target};
 pub use synthetic::Synthetic;
@@ -49,6 +53,9 @@ pub enum CaptureError {
     Unsupported(String),
     #[error("invalid capture request: {0}")]
     Invalid(String),
+    /// A video file source cannot be opened, decoded or looped.
+    #[error("video file {}: {reason}", path.display())]
+    File { path: PathBuf, reason: String },
 }
 
 /// Something that can be captured, one frame at a time.
@@ -60,6 +67,13 @@ pub trait Source: Send {
     /// Grabs the current pixels as tightly packed BGRA into `buf`
     /// (resized to width × height × 4). `index` is the tick number.
     fn grab(&mut self, index: u64, buf: &mut Vec<u8>) -> Result<(), CaptureError>;
+    /// Tells the source that tick `index` falls `index / fps` seconds into
+    /// the recording. [`start`] calls it before the first grab. Sources that
+    /// show the present moment (a screen) ignore it; one whose picture is a
+    /// function of time (a video file) maps ticks to its own clock with it.
+    fn set_tick_rate(&mut self, fps: u32) {
+        let _ = fps;
+    }
 }
 
 /// Opens the source described by `spec`.
@@ -78,6 +92,9 @@ pub fn open(spec: &SourceSpec) -> Result<Box<dyn Source>, CaptureError> {
         SourceSpec::Screen(n) => Ok(Box::new(portal::PortalSource::open(*n)?)),
         #[cfg(not(target_os = "linux"))]
         SourceSpec::Screen(n) => Err(screen_unavailable(*n)),
+        // The tick rate is the recording's, which `start` hands over
+        // (`Source::set_tick_rate`) before the first grab.
+        SourceSpec::File(path) => Ok(Box::new(FileSource::open(path, 30)?)),
     }
 }
 

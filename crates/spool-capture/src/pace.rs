@@ -84,6 +84,7 @@ pub fn start(
             "frame rate {fps} is outside 1..=240"
         )));
     }
+    source.set_tick_rate(fps);
     let (width, height) = source.size();
     let (tx, rx) = sync_channel(capacity.max(1));
     let stats = Arc::new(CaptureStats::default());

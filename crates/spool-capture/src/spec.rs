@@ -1,5 +1,7 @@
 //! What to capture, parsed from the command line's `--source` and `--region`.
 
+use std::path::PathBuf;
+
 use crate::CaptureError;
 
 /// A rectangle in screen pixels.
@@ -56,11 +58,16 @@ pub enum SourceSpec {
     Synthetic { width: u32, height: u32 },
     /// The platform's own capture of screen N.
     Screen(u32),
+    /// A video file played as if it were the screen, at its own speed,
+    /// looping.
+    File(PathBuf),
 }
 
 impl SourceSpec {
-    /// Parses `x11[:DISPLAY]`, `synthetic[:WxH]`, `screen[:N]` or
-    /// `window:ID`, with an optional region.
+    /// Parses `x11[:DISPLAY]`, `synthetic[:WxH]`, `screen[:N]`,
+    /// `window:ID` or `file:PATH` (everything after the first `:`, so the
+    /// path may itself contain `:`), with an optional region (displays
+    /// only).
     pub fn parse(source: &str, region: Option<Rect>) -> Result<SourceSpec, CaptureError> {
         let (kind, arg) = source.split_once(':').unwrap_or((source, ""));
         let x11_target = |t| match region {
@@ -116,8 +123,21 @@ impl SourceSpec {
                     CaptureError::Invalid(format!("screen:{arg}: expected a number"))
                 })?
             })),
+            "file" => {
+                if arg.is_empty() {
+                    return Err(CaptureError::Invalid(
+                        "file: expected the path of a video file, as file:PATH".into(),
+                    ));
+                }
+                if region.is_some() {
+                    return Err(CaptureError::Invalid(
+                        "--region applies to a display, not to a video file".into(),
+                    ));
+                }
+                Ok(SourceSpec::File(PathBuf::from(arg)))
+            }
             other => Err(CaptureError::Invalid(format!(
-                "unknown source {other:?}: use x11[:DISPLAY], synthetic, screen[:N] or window:ID"
+                "unknown source {other:?}: use x11[:DISPLAY], synthetic[:WxH], screen[:N], window:ID or file:PATH"
             ))),
         }
     }
@@ -184,6 +204,43 @@ mod tests {
         }
         for bad in ["1,2,3", "1,2,0,4", "-1,0,10,10", "a,b,c,d"] {
             assert!(Rect::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_a_file_source_whose_path_may_hold_colons() {
+        assert_eq!(
+            SourceSpec::parse("file:demo.mp4", None).unwrap(),
+            SourceSpec::File(PathBuf::from("demo.mp4"))
+        );
+        assert_eq!(
+            SourceSpec::parse("file:/tmp/a:b/c:d.mkv", None).unwrap(),
+            SourceSpec::File(PathBuf::from("/tmp/a:b/c:d.mkv"))
+        );
+        assert_eq!(
+            SourceSpec::parse("file:C:\\videos\\demo.mp4", None).unwrap(),
+            SourceSpec::File(PathBuf::from("C:\\videos\\demo.mp4"))
+        );
+    }
+
+    #[test]
+    fn rejects_a_file_source_without_a_path_or_with_a_region() {
+        for bad in ["file", "file:"] {
+            let err = SourceSpec::parse(bad, None).unwrap_err().to_string();
+            assert!(err.contains("file:PATH"), "{bad}: {err}");
+        }
+        let r = Rect::parse("0,0,10,10").unwrap();
+        let err = SourceSpec::parse("file:a.mp4", Some(r))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--region"), "{err}");
+    }
+
+    #[test]
+    fn the_unknown_source_message_lists_every_kind() {
+        let err = SourceSpec::parse("vnc", None).unwrap_err().to_string();
+        for kind in ["x11", "synthetic", "screen", "window:ID", "file:PATH"] {
+            assert!(err.contains(kind), "{kind} missing from {err}");
         }
     }
 }

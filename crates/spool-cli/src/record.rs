@@ -19,7 +19,7 @@ use crate::upload::{StateArgs, TargetArgs, UploadOptions};
 
 #[derive(Args, Debug)]
 pub struct RecordArgs {
-    /// What to capture: x11[:DISPLAY] (the display in $DISPLAY, or e.g. x11::99), synthetic[:WxH], screen[:N], window:ID.
+    /// What to capture: x11[:DISPLAY] (the display in $DISPLAY, or e.g. x11::99), synthetic[:WxH], screen[:N], window:ID, or file:PATH (plays a video file as the screen, paced at its own frame rate, looping).
     #[arg(long, default_value = "x11")]
     pub source: String,
     /// Capture only this rectangle of the display: X,Y,W,H.
@@ -31,6 +31,16 @@ pub struct RecordArgs {
     /// Fragment (and keyframe interval) duration in seconds, 0.5 to 10.
     #[arg(long, default_value_t = 2.0)]
     pub fragment_secs: f64,
+    /// Close and send a CMAF chunk this often (milliseconds) inside each
+    /// fragment, so at Stop at most this much video is left to send; 0: one
+    /// chunk per fragment.
+    #[arg(long, env = "SPOOL_CHUNK_MS", default_value_t = 250)]
+    pub chunk_ms: u64,
+    /// Keep the quality setting whatever the uplink: never lower the
+    /// bitrate when the upload falls behind (Stop → link then grows with
+    /// the backlog on a slow link).
+    #[arg(long, env = "SPOOL_QUALITY_FIRST")]
+    pub quality_first: bool,
     /// Scale down to at most this many pixels tall (e.g. 1080 for a 4K screen).
     #[arg(long)]
     pub max_height: Option<u32>,
@@ -129,6 +139,9 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
     if !(0.5..=10.0).contains(&args.fragment_secs) {
         bail!("--fragment-secs must be between 0.5 and 10");
     }
+    if args.chunk_ms > 0 && args.chunk_ms < 50 {
+        bail!("--chunk-ms must be at least 50 (or 0: one chunk per fragment)");
+    }
     if args.duration.is_some_and(|d| d <= 0.0 || !d.is_finite()) {
         bail!("--duration must be a positive number of seconds");
     }
@@ -154,6 +167,8 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
             mic_gain_db: args.mic_gain,
             system_gain_db: args.system_gain,
         },
+        chunk: (args.chunk_ms > 0).then(|| Duration::from_millis(args.chunk_ms)),
+        adapt_bitrate: !args.quality_first,
     };
     settings.audio.validate()?;
     // The upload is created at Start.
@@ -384,11 +399,25 @@ async fn print_events(mut rx: tokio::sync::mpsc::Receiver<RecEvent>, json: bool)
                 bytes,
                 duration,
                 reason,
+                chunks,
             } => {
                 if json {
                     json_line(
-                        serde_json::json!({"event": "fragment", "index": index, "bytes": bytes, "duration_ms": duration.as_millis() as u64, "reason": reason.as_str()}),
+                        serde_json::json!({"event": "fragment", "index": index, "bytes": bytes, "duration_ms": duration.as_millis() as u64, "reason": reason.as_str(), "chunks": chunks}),
                     );
+                }
+            }
+            RecEvent::Bitrate { kbps, reason } => {
+                if json {
+                    json_line(
+                        serde_json::json!({"event": "bitrate", "kbps": kbps, "reason": reason.as_str()}),
+                    );
+                } else if reason == spool_record::BitrateReason::Backlog {
+                    eprintln!(
+                        "the upload is falling behind: bitrate lowered to {kbps} kbit/s (--quality-first keeps it)"
+                    );
+                } else {
+                    eprintln!("the upload keeps up again: bitrate raised to {kbps} kbit/s");
                 }
             }
             RecEvent::Paused => {

@@ -1,15 +1,17 @@
 //! The encoding thread and its drain loop. For each frame: convert
-//! BGRA → YUV 4:2:0 (scaling if asked), and when the frame's timestamp
-//! crosses a fragment boundary, close the current fragment (flush the muxer's
-//! moof + mdat, fsync, announce) and force the frame to be a keyframe; then
-//! send the frame and receive its packets (x264 with zero latency hands each
-//! frame's packet back at once). At the end: send EOF, receive the last
-//! packets, close the last fragment.
+//! BGRA → YUV 4:2:0 (scaling if asked); when the frame's timestamp crosses
+//! a fragment boundary, close the current fragment (flush the muxer's last
+//! moof + mdat, fsync, announce) and force the frame to be a keyframe; when
+//! it crosses a chunk boundary inside a fragment, close just the chunk; then
+//! apply a changed bitrate cap, send the frame and receive its packets (x264
+//! with zero latency hands each frame's packet back at once). At the end:
+//! send EOF, receive the last packets, close the last fragment.
 
 // Flushing one fragment of FFmpeg's mp4 muxer (frag_custom) has no safe
 // wrapper in ffmpeg-next: av_write_frame(ctx, NULL) and avio_flush.
 #![allow(unsafe_code)]
 
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,7 +22,7 @@ use ffmpeg_next as ff;
 use spool_capture::{Captured, Frame};
 
 use crate::audio::AudioTrack;
-use crate::{Config, Cut, EncodeError, Event, Fragment, Summary};
+use crate::{Chunk, Config, Cut, EncodeError, Event, Fragment, RateCap, Summary};
 
 /// Milliseconds: the encoder's time base (capture timestamps are monotonic
 /// milliseconds since the start, so drops keep the timing right).
@@ -47,6 +49,17 @@ pub struct Encoder {
     next_boundary_ms: i64,
     fragment_first_ms: Option<i64>,
     fragment_frames: u64,
+    /// Where the fragment being written starts in the file.
+    fragment_offset: u64,
+    // Chunk bookkeeping (inside the fragment being written).
+    chunk_ms: Option<i64>,
+    next_chunk_ms: i64,
+    chunk_first_ms: Option<i64>,
+    chunk_frames: u64,
+    chunk_index: u32,
+    /// The cap to follow, and the one x264 was last given (kbit/s).
+    rate: Option<Arc<RateCap>>,
+    applied_kbps: u32,
     last_pts_ms: i64,
     /// Where the last pause closed a fragment, until the next frame.
     paused_at_ms: Option<i64>,
@@ -105,6 +118,12 @@ impl Encoder {
         if global_header {
             enc.set_flags(codec::Flags::GLOBAL_HEADER);
         }
+        let applied_kbps = config.rate.as_ref().map_or(0, |r| r.get());
+        if applied_kbps > 0 {
+            // VBV must be on from the start for x264 to take new limits
+            // between frames (x264_encoder_reconfig ignores VBV otherwise).
+            set_vbv(unsafe_ctx(&mut enc), applied_kbps);
+        }
         let mut opts = Dictionary::new();
         opts.set("preset", &config.preset);
         opts.set("tune", "zerolatency");
@@ -162,10 +181,22 @@ impl Encoder {
             frames: 0,
             held: None,
             audio,
+            fragment_offset: 0,
+            chunk_ms: config
+                .chunk
+                .filter(|c| *c < config.fragment)
+                .map(|c| c.max(Config::MIN_CHUNK).as_millis() as i64),
+            next_chunk_ms: 0,
+            chunk_first_ms: None,
+            chunk_frames: 0,
+            chunk_index: 0,
+            rate: config.rate.clone(),
+            applied_kbps,
             config,
         };
         let len = this.flush_to_disk()?;
         this.written = len;
+        this.fragment_offset = len;
         let _ = this.events.send(Event::Init { len });
         Ok(this)
     }
@@ -212,7 +243,22 @@ impl Encoder {
                 self.next_boundary_ms += frag_ms;
             }
             self.fragment_first_ms = Some(pts);
+            self.next_chunk_ms = pts + self.chunk_ms.unwrap_or(frag_ms);
+        } else if let Some(chunk_ms) = self.chunk_ms
+            && pts >= self.next_chunk_ms
+            && self.chunk_frames > 0
+        {
+            // A chunk inside the fragment: no keyframe, just a moof + mdat
+            // the uploader can send now.
+            self.flush_chunk(Some(pts), AUDIO_LAG_MS, false)?;
+            while self.next_chunk_ms <= pts {
+                self.next_chunk_ms += chunk_ms;
+            }
         }
+        if self.chunk_first_ms.is_none() {
+            self.chunk_first_ms = Some(pts);
+        }
+        self.apply_rate();
         self.convert(frame)?;
         self.dst.set_pts(Some(pts));
         self.dst.set_kind(if starts_fragment {
@@ -224,8 +270,24 @@ impl Encoder {
         self.receive_packets()?;
         self.last_pts_ms = pts;
         self.fragment_frames += 1;
+        self.chunk_frames += 1;
         self.frames += 1;
         Ok(())
+    }
+
+    /// Hands x264 a cap that changed since the last frame (libx264's
+    /// wrapper reconfigures VBV when `rc_max_rate`/`rc_buffer_size` differ
+    /// from what it runs with).
+    fn apply_rate(&mut self) {
+        let Some(kbps) = self.rate.as_ref().map(|r| r.get()) else {
+            return;
+        };
+        if kbps != self.applied_kbps && self.applied_kbps > 0 {
+            // SAFETY: the encoder context is open and owned by this thread;
+            // libx264 reads these fields at the next frame.
+            set_vbv(unsafe { &mut *self.encoder.as_mut_ptr() }, kbps);
+            self.applied_kbps = kbps;
+        }
     }
 
     fn convert(&mut self, frame: &Frame) -> Result<(), EncodeError> {
@@ -304,51 +366,86 @@ impl Encoder {
         self.end_ms = Some(at.as_millis() as i64);
     }
 
-    /// `next_first_ms` is where this fragment ends (the next one's first
-    /// timestamp, or the pause point); the last fragment ends one frame
-    /// after its last frame.
-    fn close_fragment(
+    /// Closes the chunk being written: `next_first_ms` is where it ends (the
+    /// next frame's timestamp, or the pause point; `None`: one frame after
+    /// its last). Its sound is taken up to `audio_lag_ms` before its end.
+    /// Returns where it ends.
+    fn flush_chunk(
         &mut self,
         next_first_ms: Option<i64>,
-        reason: Cut,
-    ) -> Result<(), EncodeError> {
+        audio_lag_ms: i64,
+        last: bool,
+    ) -> Result<i64, EncodeError> {
         self.write_held(next_first_ms)?;
         let end = next_first_ms.unwrap_or(self.last_pts_ms + self.frame_ms);
         if let Some(a) = self.audio.as_mut() {
-            // The fragment carries the sound of its own span; at a cut in
-            // full flow, up to a little before its end (the sources run a
-            // few tens of ms behind real time, and waiting for them would
-            // hold up the video), the rest riding in the next fragment. A
-            // pause and the end take it exactly.
-            let lag = if reason == Cut::Duration {
-                AUDIO_LAG_MS
-            } else {
-                0
-            };
-            let until = (end - lag).max(0) as u64;
+            // The chunk carries the sound of its own span; in full flow, up
+            // to a little before its end (the sources run a few tens of ms
+            // behind real time, and waiting for them would hold up the
+            // video), the rest riding in the next chunk. A pause and the end
+            // take it exactly.
+            let until = (end - audio_lag_ms).max(0) as u64;
             a.feed_until(&mut self.octx, Duration::from_millis(until))?;
             a.pending = 0;
         }
         // SAFETY: a NULL packet asks the mp4 muxer (frag_custom) to write
-        // out the fragment it has buffered.
+        // out the fragment it has buffered: one moof + mdat.
         let ret = unsafe { ff::ffi::av_write_frame(self.octx.as_mut_ptr(), std::ptr::null_mut()) };
         if ret < 0 {
             return Err(EncodeError::Ffmpeg(ff::Error::from(ret)));
         }
         let size = self.flush_to_disk()?;
+        let first = self
+            .chunk_first_ms
+            .or(self.fragment_first_ms)
+            .unwrap_or(0)
+            .max(0);
+        let chunk = Chunk {
+            fragment: self.index,
+            index: self.chunk_index,
+            offset: self.written,
+            len: size - self.written,
+            first_pts: Duration::from_millis(first as u64),
+            duration: Duration::from_millis((end - first).max(0) as u64),
+            frames: self.chunk_frames,
+            last,
+        };
+        self.written = size;
+        self.chunk_index += 1;
+        self.chunk_frames = 0;
+        self.chunk_first_ms = None;
+        let _ = self.events.send(Event::Chunk(chunk));
+        Ok(end)
+    }
+
+    /// Closes the fragment being written with its last chunk; `next_first_ms`
+    /// as for [`Self::flush_chunk`].
+    fn close_fragment(
+        &mut self,
+        next_first_ms: Option<i64>,
+        reason: Cut,
+    ) -> Result<(), EncodeError> {
+        let lag = if reason == Cut::Duration {
+            AUDIO_LAG_MS
+        } else {
+            0
+        };
+        let end = self.flush_chunk(next_first_ms, lag, true)?;
         let first = self.fragment_first_ms.unwrap_or(0);
         let fragment = Fragment {
             index: self.index,
-            offset: self.written,
-            len: size - self.written,
+            offset: self.fragment_offset,
+            len: self.written - self.fragment_offset,
             first_pts: Duration::from_millis(first.max(0) as u64),
             duration: Duration::from_millis((end - first).max(0) as u64),
             frames: self.fragment_frames,
+            chunks: self.chunk_index,
             reason,
         };
-        self.written = size;
+        self.fragment_offset = self.written;
         self.index += 1;
         self.fragment_frames = 0;
+        self.chunk_index = 0;
         let _ = self.events.send(Event::Fragment(fragment));
         Ok(())
     }
@@ -415,4 +512,18 @@ pub fn spawn(
             }
             enc.finish()
         })
+}
+
+/// The encoder context of an encoder being set up.
+fn unsafe_ctx(enc: &mut encoder::video::Video) -> &mut ff::ffi::AVCodecContext {
+    // SAFETY: the context is allocated and not yet shared with any thread.
+    unsafe { &mut *enc.as_mut_ptr() }
+}
+
+/// A VBV cap of `kbps` with a one-second buffer: bounded bytes per second
+/// of video, so an uplink of that rate keeps up.
+fn set_vbv(ctx: &mut ff::ffi::AVCodecContext, kbps: u32) {
+    let bps = i64::from(kbps) * 1000;
+    ctx.rc_max_rate = bps;
+    ctx.rc_buffer_size = i32::try_from(bps).unwrap_or(i32::MAX);
 }

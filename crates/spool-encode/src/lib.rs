@@ -2,9 +2,11 @@
 //! ffmpeg-next, yuv420p) in one fragmented MP4 — an init segment (ftyp +
 //! moov) followed by moof + mdat fragments of a fixed duration, each
 //! starting with a keyframe. The encoder runs on its own thread; each
-//! finished fragment is written and fsynced to disk and only then announced
-//! as an [`Event::Fragment`] with its byte range, so a consumer (the
-//! uploader) can append exactly those bytes. A pause closes the fragment
+//! fragment is a keyframe-led group of CMAF chunks: every [`Config::chunk`]
+//! (~250 ms) a `moof` + `mdat` is closed, written and fsynced, and only then
+//! announced as an [`Event::Chunk`] with its byte range, so a consumer (the
+//! uploader) can append exactly those bytes while the fragment goes on;
+//! [`Event::Fragment`] follows its last chunk. A pause closes the fragment
 //! being written at once (the next one starts with a keyframe), so what was
 //! recorded before a pause can all be uploaded during it. It never touches
 //! the network. With a [`Config::audio`] mix, every fragment also carries
@@ -12,11 +14,13 @@
 
 mod audio;
 mod encoder;
+pub mod rate;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub use encoder::{Encoder, spawn};
+pub use rate::RateCap;
 pub use spool_capture::Captured;
 
 /// Encoder settings.
@@ -40,6 +44,13 @@ pub struct Config {
     pub crf: u8,
     /// The sound to record with it (an AAC-LC track in the same fragments).
     pub audio: Option<std::sync::Arc<spool_capture::audio::Mixer>>,
+    /// Close a CMAF chunk (`moof` + `mdat`) this often inside each fragment,
+    /// so it can be sent before the fragment ends; `None` (or at least the
+    /// fragment duration): one `moof` per fragment.
+    pub chunk: Option<Duration>,
+    /// A bitrate cap to follow (VBV on top of the CRF); `None`: quality
+    /// first, no VBV at all.
+    pub rate: Option<std::sync::Arc<RateCap>>,
 }
 
 impl Config {
@@ -48,6 +59,11 @@ impl Config {
     /// README's performance section for the measured figures).
     pub const DEFAULT_PRESET: &'static str = "ultrafast";
     pub const DEFAULT_CRF: u8 = 26;
+    /// The default chunk: at Stop at most this much video is left to encode
+    /// and send, at a cost of ~100 bytes of `moof` per chunk.
+    pub const DEFAULT_CHUNK: Duration = Duration::from_millis(250);
+    /// Chunks shorter than this would cost more in requests than they save.
+    pub const MIN_CHUNK: Duration = Duration::from_millis(50);
 
     /// The output size after `max_height`, both even.
     pub fn output_size(&self) -> (u32, u32) {
@@ -67,8 +83,29 @@ impl Config {
 pub enum Event {
     /// The init segment (ftyp + moov) is on disk: bytes `0..len`.
     Init { len: u64 },
-    /// A finished fragment (moof + mdat) is on disk at `offset..offset+len`.
+    /// A finished chunk (moof + mdat) is on disk at `offset..offset+len`:
+    /// the bytes to send. Chunks are contiguous after the init segment.
+    Chunk(Chunk),
+    /// A fragment's last chunk has been announced: the fragment (its
+    /// chunks, `offset..offset+len`) is complete. Nothing new to send.
     Fragment(Fragment),
+}
+
+/// One finished CMAF chunk: part of a fragment, its first one starting
+/// with the fragment's keyframe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chunk {
+    /// The fragment it belongs to.
+    pub fragment: u64,
+    /// Its place in the fragment (0: the keyframe-led one).
+    pub index: u32,
+    pub offset: u64,
+    pub len: u64,
+    pub first_pts: Duration,
+    pub duration: Duration,
+    pub frames: u64,
+    /// Whether it ends its fragment.
+    pub last: bool,
 }
 
 /// One finished fragment.
@@ -81,6 +118,8 @@ pub struct Fragment {
     pub first_pts: Duration,
     pub duration: Duration,
     pub frames: u64,
+    /// How many chunks it is made of.
+    pub chunks: u32,
     /// Why it ended where it did.
     pub reason: Cut,
 }

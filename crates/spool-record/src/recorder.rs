@@ -28,6 +28,8 @@ pub enum Event {
         duration: Duration,
         /// Why it ended there (its duration, a pause, the end).
         reason: spool_encode::Cut,
+        /// The CMAF chunks it was sent in.
+        chunks: u32,
     },
     /// Capture is paused: the fragment being written is closed, everything
     /// recorded so far keeps uploading.
@@ -40,6 +42,11 @@ pub enum Event {
     Audio(spool_capture::audio::AudioEvent),
     /// Stop was asked for; the last fragment is being encoded.
     Stopped,
+    /// The encoder's bitrate cap changed to keep pace with the uplink.
+    Bitrate {
+        kbps: u32,
+        reason: crate::BitrateReason,
+    },
     /// The upload's own events (progress, reconnecting, stalled, …).
     Upload(spool_client::Event),
 }
@@ -72,6 +79,11 @@ pub struct Recorder {
     progress: ProgressHandle,
     events: Option<mpsc::Receiver<Event>>,
     task: JoinHandle<Result<Recorded, RecordError>>,
+}
+
+/// Whether the encoder will cut fragments into smaller chunks.
+fn chunked(settings: &Settings) -> bool {
+    settings.chunk.is_some_and(|c| c < settings.fragment)
 }
 
 /// The queue between the recorder and its consumer; an event a consumer is
@@ -131,12 +143,18 @@ impl Recorder {
             if !options.metadata.iter().any(|(k, _)| k == "filename") {
                 options.metadata.push(("filename".into(), filename));
             }
-            // The fragmenter starts every fragment with a keyframe; saying
-            // so lets the server publish each one live as soon as it is in.
+            // Unchunked, the fragmenter starts every moof with a keyframe;
+            // saying so lets the server publish each fragment live as soon
+            // as it is in. Chunked, a fragment is a keyframe-led group of
+            // moofs, which the server closes when the next keyframe-led one
+            // arrives (one chunk later); "chunks" says so.
             if !options.metadata.iter().any(|(k, _)| k == "fragments") {
-                options
-                    .metadata
-                    .push(("fragments".into(), "keyframe".into()));
+                let promise = if chunked(&settings) {
+                    "chunks"
+                } else {
+                    "keyframe"
+                };
+                options.metadata.push(("fragments".into(), promise.into()));
             }
             let mut s = client
                 .start(
@@ -171,7 +189,7 @@ impl Recorder {
             (settings.fps as usize / 2).max(4),
             clock.clone(),
         )?;
-        let config = spool_encode::Config {
+        let mut config = spool_encode::Config {
             path: path.clone(),
             width,
             height,
@@ -181,7 +199,18 @@ impl Recorder {
             preset: settings.preset.clone(),
             crf: settings.crf,
             audio: audio.as_ref().map(|(c, _)| c.mixer()),
+            chunk: settings.chunk,
+            rate: None,
         };
+        // Only an upload has an uplink to keep pace with.
+        let adapter = (settings.adapt_bitrate && session.is_some()).then(|| {
+            let (w, h) = config.output_size();
+            let cap = Arc::new(spool_encode::RateCap::new(
+                spool_encode::RateCap::ceiling_for(w, h, settings.fps),
+            ));
+            config.rate = Some(cap.clone());
+            crate::bitrate::Adapter::new(cap)
+        });
         let (etx, erx) = std::sync::mpsc::channel();
         let encoder = match spool_encode::spawn(config, frames, etx) {
             Ok(e) => e,
@@ -227,6 +256,7 @@ impl Recorder {
             encoder,
             encoder_events: arx,
             session,
+            adapter,
             shared: shared.clone(),
             events: events_tx,
             stop: stop.clone(),

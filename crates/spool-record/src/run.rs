@@ -1,18 +1,24 @@
-//! The recorder's task: it appends every init segment and fragment the
-//! encoder announces to the upload, announces them, and, once the encoder's
-//! channel closes, joins the encoder, capture and sound into a [`Recorded`].
+//! The recorder's task: it appends the init segment and every chunk the
+//! encoder announces to the upload, announces each finished fragment, feeds
+//! the bitrate [`Adapter`] the upload's progress four times a second, and,
+//! once the encoder's channel closes, joins the encoder, capture and sound
+//! into a [`Recorded`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use spool_capture::audio::AudioCapture;
 use spool_client::Session;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::bitrate::Adapter;
 use crate::{AudioSummary, Event, RecordError, Recorded, Shared};
+
+/// How often the adapter looks at the upload.
+const ADAPT_EVERY: Duration = Duration::from_millis(250);
 
 pub(crate) struct Run {
     pub(crate) path: PathBuf,
@@ -22,6 +28,7 @@ pub(crate) struct Run {
         std::thread::JoinHandle<Result<spool_encode::Summary, spool_encode::EncodeError>>,
     pub(crate) encoder_events: mpsc::Receiver<spool_encode::Event>,
     pub(crate) session: Option<Session>,
+    pub(crate) adapter: Option<Adapter>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) events: mpsc::Sender<Event>,
     pub(crate) stop: CancellationToken,
@@ -31,8 +38,12 @@ impl Run {
     pub(crate) async fn run(mut self) -> Result<Recorded, RecordError> {
         let mut fragments = 0u64;
         let mut append_error = None;
+        let mut adapt = tokio::time::interval(ADAPT_EVERY);
+        adapt.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = adapt.tick(), if self.adapter.is_some()
+                    && self.shared.capturing.load(Ordering::Acquire) => self.adapt(),
                 _ = self.stop.cancelled(), if self.shared.capturing.load(Ordering::Acquire) => {
                     self.mark_stopped();
                     tracing::info!("stop requested");
@@ -42,9 +53,12 @@ impl Run {
                     let Some(event) = event else { break };
                     let (offset, len) = match &event {
                         spool_encode::Event::Init { len } => (0, *len),
-                        spool_encode::Event::Fragment(f) => (f.offset, f.len),
+                        spool_encode::Event::Chunk(c) => (c.offset, c.len),
+                        // Its chunks are already queued.
+                        spool_encode::Event::Fragment(_) => (0, 0),
                     };
-                    if let Some(s) = &self.session
+                    if len > 0
+                        && let Some(s) = &self.session
                         && let Err(e) = s.append_file(&self.path, offset, len).await
                     {
                         // Without the journal nothing more can be queued:
@@ -53,7 +67,9 @@ impl Run {
                         append_error = Some(e);
                         self.mark_stopped();
                     }
-                    self.shared.recorded.store(offset + len, Ordering::Release);
+                    if len > 0 {
+                        self.shared.recorded.store(offset + len, Ordering::Release);
+                    }
                     if let spool_encode::Event::Fragment(f) = event {
                         fragments += 1;
                         if let Ok(mut ends) = self.shared.fragment_ends.lock() {
@@ -64,6 +80,7 @@ impl Run {
                             bytes: f.len,
                             duration: f.duration,
                             reason: f.reason,
+                            chunks: f.chunks,
                         });
                     }
                 }
@@ -113,6 +130,23 @@ impl Run {
             }),
             upload: self.session,
         })
+    }
+
+    /// One look at the upload for the bitrate adapter.
+    fn adapt(&mut self) {
+        let (Some(adapter), Some(session)) = (self.adapter.as_mut(), &self.session) else {
+            return;
+        };
+        let (sent, confirmed) = {
+            let status = session.status();
+            let s = status.borrow();
+            (s.sent, s.confirmed)
+        };
+        let produced = self.shared.recorded.load(Ordering::Acquire);
+        if let Some((kbps, reason)) = adapter.observe(Instant::now(), produced, sent, confirmed) {
+            tracing::info!(kbps, reason = reason.as_str(), "bitrate cap changed");
+            let _ = self.events.try_send(Event::Bitrate { kbps, reason });
+        }
     }
 
     fn mark_stopped(&self) {

@@ -25,11 +25,17 @@ pub struct Settings {
     pub output_dir: PathBuf,
     /// The sound to record (none by default).
     pub audio: AudioRequest,
+    /// A CMAF chunk (moof + mdat, sent at once) this often inside each
+    /// fragment; `None`: one per fragment.
+    pub chunk: Option<Duration>,
+    /// Lower the bitrate while the uplink falls behind (off: quality first).
+    pub adapt_bitrate: bool,
 }
 
 impl Settings {
     pub const DEFAULT_FPS: u32 = 30;
     pub const DEFAULT_FRAGMENT_SECS: f64 = 2.0;
+    pub const DEFAULT_CHUNK: Duration = spool_encode::Config::DEFAULT_CHUNK;
 
     /// Checks the numbers a user can get wrong.
     pub fn validate(&self) -> Result<(), RecordError> {
@@ -41,6 +47,14 @@ impl Settings {
         if !(0.5..=10.0).contains(&self.fragment.as_secs_f64()) {
             return Err(RecordError::Invalid(
                 "the fragment duration must be between 0.5 and 10 seconds".into(),
+            ));
+        }
+        if self
+            .chunk
+            .is_some_and(|c| c < spool_encode::Config::MIN_CHUNK)
+        {
+            return Err(RecordError::Invalid(
+                "the chunk duration must be at least 50 ms (or 0: one per fragment)".into(),
             ));
         }
         if self.crf > 51 {

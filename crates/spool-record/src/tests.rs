@@ -24,6 +24,8 @@ fn settings(dir: &Path) -> Settings {
         crf: 30,
         output_dir: dir.to_path_buf(),
         audio: Default::default(),
+        chunk: Some(Settings::DEFAULT_CHUNK),
+        adapt_bitrate: true,
     }
 }
 
@@ -60,6 +62,7 @@ async fn records_locally_and_counts_fragments() {
             Event::Paused | Event::Resumed => panic!("no pause"),
             Event::Upload(_) => panic!("no upload"),
             Event::Muted(_) | Event::Audio(_) => panic!("no sound"),
+            Event::Bitrate { .. } => panic!("no uplink to adapt to"),
         }
     }
     assert_eq!(fragments, recorded.fragments);
@@ -77,6 +80,9 @@ fn rejects_bad_settings() {
     assert!(s.validate().is_err());
     let mut s = settings(dir.path());
     s.crf = 60;
+    assert!(s.validate().is_err());
+    let mut s = settings(dir.path());
+    s.chunk = Some(Duration::from_millis(10));
     assert!(s.validate().is_err());
 }
 

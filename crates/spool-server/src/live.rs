@@ -8,9 +8,12 @@
 //! live index (it is processed once complete).
 //!
 //! A producer that promises every `moof` starts with a keyframe (metadata
-//! `fragments: keyframe`, which Spool's recorder sends) gets each fragment
-//! published as soon as it is complete; any other producer's segment is
-//! published when the next keyframe-led fragment begins.
+//! `fragments: keyframe`, which Spool's recorder sends when it does not
+//! chunk) gets each fragment published as soon as it is complete; any other
+//! producer's segment is published when the next keyframe-led fragment
+//! begins. Spool's recorder, sending CMAF chunks (`fragments: chunks`: a
+//! fragment is a keyframe-led group of ~250 ms moofs), is in the second
+//! case, which for it means one chunk after the fragment closed.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,6 +28,9 @@ use crate::db::{Playable, UploadRow, now_ms};
 /// fragments.
 pub const FRAGMENTS_KEY: &str = "fragments";
 pub const FRAGMENTS_KEYFRAME: &str = "keyframe";
+/// The value by which a producer says its fragments are keyframe-led
+/// groups of CMAF chunks (segmented at the next keyframe, like any other).
+pub const FRAGMENTS_CHUNKS: &str = "chunks";
 
 struct Entry {
     ix: Indexer,
@@ -68,9 +74,11 @@ impl Snapshot {
     }
 }
 
-fn boundary(metadata: &serde_json::Map<String, serde_json::Value>) -> Boundary {
+/// When an upload's segments close, by what its producer promised.
+pub(crate) fn boundary(metadata: &serde_json::Map<String, serde_json::Value>) -> Boundary {
     match metadata.get(FRAGMENTS_KEY).and_then(|v| v.as_str()) {
         Some(FRAGMENTS_KEYFRAME) => Boundary::EveryMoof,
+        // FRAGMENTS_CHUNKS, any other producer, or none said.
         _ => Boundary::NextKeyframe,
     }
 }

@@ -268,7 +268,8 @@ fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Fail
     let fmp4 = std::fs::File::open(&path)
         .map_err(|e| Failure::Transient(e.to_string()))
         .and_then(|mut f| {
-            index::index_all(&mut f, len, boundary_of(&asset.metadata)).map_err(Failure::from)
+            index::index_all(&mut f, len, crate::live::boundary(&asset.metadata))
+                .map_err(Failure::from)
         });
     let index = match fmp4 {
         Ok(ix)
@@ -314,16 +315,6 @@ fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Fail
         height: index.init.height,
         has_audio: index.init.has_audio(),
     })
-}
-
-fn boundary_of(metadata: &serde_json::Map<String, serde_json::Value>) -> Boundary {
-    match metadata
-        .get(crate::live::FRAGMENTS_KEY)
-        .and_then(|v| v.as_str())
-    {
-        Some(crate::live::FRAGMENTS_KEYFRAME) => Boundary::EveryMoof,
-        _ => Boundary::NextKeyframe,
-    }
 }
 
 /// Probes the upload and remuxes or transcodes it into `video.mp4`.

@@ -1,0 +1,311 @@
+//! Adaptive bitrate: while a recording uploads, the [`Adapter`] watches
+//! the unsent backlog (bytes on disk not yet acknowledged) against the rate
+//! at which the uplink takes bytes (handed to the socket: acknowledgements
+//! come once per request, seconds apart on a slow link). When the backlog would take more
+//! than a second to drain, the uplink is slower than the encoder: it lowers
+//! the encoder's VBV cap, step by step, below the measured uplink rate (the
+//! further the larger the backlog, so it drains), which keeps Stop → link
+//! bounded on a slow link. Once the backlog stays small it raises the cap
+//! again, cautiously up to the rate the link last carried, then probing
+//! past it. A link that acknowledges nothing (offline) changes nothing:
+//! quality is not traded for a tunnel; the backlog is sent when it returns.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spool_encode::RateCap;
+
+/// Why the cap changed (the event's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitrateReason {
+    /// The uplink is slower than the encoder: lowered.
+    Backlog,
+    /// The uplink keeps up again: raised.
+    Recovered,
+}
+
+impl BitrateReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BitrateReason::Backlog => "backlog",
+            BitrateReason::Recovered => "recovered",
+        }
+    }
+}
+
+/// How far back the upload rate is measured.
+const WINDOW: Duration = Duration::from_secs(3);
+/// Nothing sent for this long, with bytes waiting: the link is cut, not slow.
+const STILL: Duration = Duration::from_secs(1);
+/// Bytes sent within this long: the link is taking them now.
+const FLOWING: Duration = Duration::from_millis(500);
+/// Too little history to tell a rate from a burst.
+const MIN_HISTORY: Duration = Duration::from_secs(1);
+/// A backlog this small is a chunk or two in flight, whatever the link.
+const MIN_BACKLOG: u64 = 128 << 10;
+/// Lower the cap when the backlog takes longer than this to drain...
+const DRAIN_HIGH: f64 = 1.0;
+/// ...and count the link calm when it drains faster than this.
+const DRAIN_LOW: f64 = 0.3;
+/// Between two decreases: time for the last one to show.
+const HOLD_DOWN: Duration = Duration::from_secs(1);
+/// Calm needed before each increase.
+const HOLD_UP: Duration = Duration::from_secs(4);
+/// Calm needed before probing above the rate the link last carried.
+const PROBE_AFTER: Duration = Duration::from_secs(15);
+/// The backlog is to be drained in about this long, on top of new video.
+const DRAIN_IN_SECS: f64 = 4.0;
+
+/// Decides the encoder's cap from the upload's progress.
+pub struct Adapter {
+    cap: Arc<RateCap>,
+    /// (when, produced, sent, confirmed), over the last [`WINDOW`].
+    samples: VecDeque<(Instant, u64, u64, u64)>,
+    /// When the bytes sent last grew, and how far.
+    last_sent: (Instant, u64),
+    /// No decrease before this: the window still holds a stretch in which
+    /// nothing moved (a cut), whose rate says nothing about the link.
+    quiet_until: Option<Instant>,
+    last_change: Option<Instant>,
+    calm_since: Option<Instant>,
+    /// The acknowledged rate (kbit/s) when the cap was last lowered.
+    link_kbps: Option<u32>,
+}
+
+impl Adapter {
+    pub fn new(cap: Arc<RateCap>) -> Adapter {
+        Adapter {
+            cap,
+            samples: VecDeque::new(),
+            last_sent: (Instant::now(), 0),
+            quiet_until: None,
+            last_change: None,
+            calm_since: None,
+            link_kbps: None,
+        }
+    }
+
+    pub fn cap(&self) -> &Arc<RateCap> {
+        &self.cap
+    }
+
+    /// One observation: `produced` bytes queued for upload, `sent` handed
+    /// to the network, `confirmed` acknowledged. Returns the new cap when
+    /// it changed.
+    pub fn observe(
+        &mut self,
+        now: Instant,
+        produced: u64,
+        sent: u64,
+        confirmed: u64,
+    ) -> Option<(u32, BitrateReason)> {
+        if sent > self.last_sent.1 {
+            if now.duration_since(self.last_sent.0) > STILL {
+                self.quiet_until = Some(now + WINDOW);
+            }
+            self.last_sent = (now, sent);
+        } else if produced.saturating_sub(confirmed) <= MIN_BACKLOG {
+            // Nothing to send is not a stall.
+            self.last_sent.0 = now;
+        }
+        self.samples.push_back((now, produced, sent, confirmed));
+        while self.samples.len() > 2
+            && self
+                .samples
+                .get(1)
+                .is_some_and(|(t, ..)| now.duration_since(*t) >= WINDOW)
+        {
+            self.samples.pop_front();
+        }
+        let (t0, p0, s0, c0) = *self.samples.front()?;
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt < MIN_HISTORY.as_secs_f64() {
+            return None;
+        }
+        let up_bps = sent.saturating_sub(s0) as f64 * 8.0 / dt;
+        let backlog = produced.saturating_sub(confirmed);
+        // A shrinking backlog (catching up after a cut) needs no help,
+        // unless it is large and barely shrinking (the last cut was too
+        // shallow: the socket buffers took bytes faster than the link).
+        let before = p0.saturating_sub(c0);
+        let growing = backlog > before;
+        let stuck = backlog.saturating_mul(10) > before.saturating_mul(9);
+        let backlog_bits = backlog as f64 * 8.0;
+        let drain = (up_bps > 0.0).then(|| backlog_bits / up_bps);
+        let since = |t: Option<Instant>| t.map_or(Duration::MAX, |t| now.duration_since(t));
+        let cur = self.cap.get();
+
+        // Bytes are moving now (not a cut that has just begun).
+        let flowing = now.duration_since(self.last_sent.0) < FLOWING;
+        if backlog > MIN_BACKLOG
+            && (growing || (stuck && drain.is_some_and(|d| d > 2.0 * DRAIN_HIGH)))
+            && flowing
+            && self.quiet_until.is_none_or(|q| now >= q)
+            && drain.is_some_and(|d| d > DRAIN_HIGH)
+            && since(self.last_change) >= HOLD_DOWN
+        {
+            // Below what the link carries, minus what drains the backlog.
+            let target = (up_bps * 0.85 - backlog_bits / DRAIN_IN_SECS) / 1000.0;
+            let next = target.min(f64::from(cur) * 0.85).max(0.0) as u32;
+            let set = self.cap.set(next);
+            self.calm_since = None;
+            if set < cur {
+                self.last_change = Some(now);
+                self.link_kbps = Some((up_bps / 1000.0) as u32);
+                return Some((set, BitrateReason::Backlog));
+            }
+            return None;
+        }
+        let calm = backlog <= MIN_BACKLOG || drain.is_some_and(|d| d < DRAIN_LOW);
+        if !calm {
+            self.calm_since = None;
+            return None;
+        }
+        let calm_since = *self.calm_since.get_or_insert(now);
+        let calm_for = now.duration_since(calm_since);
+        if cur >= self.cap.ceiling_kbps() || calm_for < HOLD_UP || since(self.last_change) < HOLD_UP
+        {
+            return None;
+        }
+        let mut next = (f64::from(cur) * 1.25) as u32;
+        if let Some(link) = self.link_kbps {
+            let near = link.saturating_mul(9) / 10;
+            if cur < near {
+                next = next.min(near);
+            } else if calm_for < PROBE_AFTER {
+                return None;
+            } else {
+                // Calm at the old link rate for a while: the link is
+                // better now; probe past it.
+                self.link_kbps = None;
+            }
+        }
+        let set = self.cap.set(next);
+        if set > cur {
+            self.last_change = Some(now);
+            self.calm_since = Some(now);
+            return Some((set, BitrateReason::Recovered));
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A simulated recording: the encoder makes min(cap, `content_kbps`),
+    /// the link carries `link_kbps(t)`; observed every 250 ms. Returns the
+    /// changes and the worst backlog (in seconds of link time) after `settle`.
+    struct Sim {
+        adapter: Adapter,
+        t0: Instant,
+        now: Duration,
+        produced: f64,
+        confirmed: f64,
+        changes: Vec<(Duration, u32, BitrateReason)>,
+    }
+
+    impl Sim {
+        fn new(ceiling: u32) -> Sim {
+            Sim {
+                adapter: Adapter::new(Arc::new(RateCap::new(ceiling))),
+                t0: Instant::now(),
+                now: Duration::ZERO,
+                produced: 0.0,
+                confirmed: 0.0,
+                changes: Vec::new(),
+            }
+        }
+
+        /// Runs for `secs`; returns the largest drain time seen (s).
+        fn run(&mut self, secs: f64, content_kbps: f64, link_kbps: f64) -> f64 {
+            let step = 0.25;
+            let mut worst: f64 = 0.0;
+            for _ in 0..(secs / step) as usize {
+                self.now += Duration::from_millis(250);
+                let rate = content_kbps.min(f64::from(self.adapter.cap.get()));
+                self.produced += rate * 1000.0 / 8.0 * step;
+                self.confirmed =
+                    (self.confirmed + link_kbps * 1000.0 / 8.0 * step).min(self.produced);
+                let backlog = self.produced - self.confirmed;
+                if link_kbps > 0.0 {
+                    worst = worst.max(backlog * 8.0 / (link_kbps * 1000.0));
+                }
+                if let Some((k, r)) = self.adapter.observe(
+                    self.t0 + self.now,
+                    self.produced as u64,
+                    self.confirmed as u64,
+                    self.confirmed as u64,
+                ) {
+                    self.changes.push((self.now, k, r));
+                }
+            }
+            worst
+        }
+    }
+
+    #[test]
+    fn a_fast_link_changes_nothing() {
+        let mut sim = Sim::new(13_824);
+        sim.run(60.0, 5400.0, 20_000.0);
+        assert!(sim.changes.is_empty(), "{:?}", sim.changes);
+    }
+
+    #[test]
+    fn a_slow_link_lowers_the_cap_below_it_and_bounds_the_backlog() {
+        let mut sim = Sim::new(13_824);
+        sim.run(10.0, 5400.0, 3000.0);
+        let (_, first, reason) = sim.changes[0];
+        assert_eq!(reason, BitrateReason::Backlog);
+        assert!(first < 5400, "{:?}", sim.changes);
+        // After settling, the backlog never takes more than ~2 s to send.
+        let worst = sim.run(120.0, 5400.0, 3000.0);
+        assert!(worst < 2.5, "backlog of {worst:.2} s; {:?}", sim.changes);
+        // Steps, not a jump to the floor.
+        assert!(sim.changes.iter().all(|c| c.1 >= 1000), "{:?}", sim.changes);
+    }
+
+    #[test]
+    fn catching_up_after_a_cut_changes_nothing() {
+        let mut sim = Sim::new(13_824);
+        sim.run(5.0, 5400.0, 50_000.0);
+        sim.run(20.0, 5400.0, 0.0);
+        // The link is back, far faster than the encoder: the backlog of
+        // 20 s drains in a few seconds without lowering the cap.
+        sim.run(20.0, 5400.0, 50_000.0);
+        assert!(sim.changes.is_empty(), "{:?}", sim.changes);
+    }
+
+    #[test]
+    fn offline_holds_the_cap() {
+        let mut sim = Sim::new(13_824);
+        sim.run(5.0, 5400.0, 20_000.0);
+        sim.run(30.0, 5400.0, 0.0);
+        assert!(sim.changes.is_empty(), "{:?}", sim.changes);
+    }
+
+    #[test]
+    fn a_recovered_link_raises_the_cap_back_to_the_ceiling() {
+        let mut sim = Sim::new(13_824);
+        sim.run(30.0, 20_000.0, 2000.0);
+        let low = sim.adapter.cap.get();
+        assert!(low < 2000, "{low}");
+        sim.run(120.0, 20_000.0, 100_000.0);
+        assert_eq!(sim.adapter.cap.get(), 13_824, "{:?}", sim.changes);
+        let last = sim.changes.last().unwrap();
+        assert_eq!(last.2, BitrateReason::Recovered);
+        // Raised step by step: each at most 25 % higher.
+        let ups: Vec<_> = sim
+            .changes
+            .windows(2)
+            .filter(|w| w[1].2 == BitrateReason::Recovered)
+            .collect();
+        assert!(ups.len() >= 3);
+        assert!(
+            ups.iter()
+                .all(|w| f64::from(w[1].1) <= f64::from(w[0].1) * 1.26)
+        );
+    }
+}
