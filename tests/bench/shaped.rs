@@ -176,6 +176,12 @@ async fn pipe(
     tokio::join!(reader, writer);
 }
 
+/// The length of recording `i`: `secs` plus a spread of offsets into a 2 s
+/// fragment (0.25 s, 0.65 s, … cycling), so Stop falls at different points.
+fn stop_at(secs: u64, i: usize) -> f64 {
+    secs as f64 + 0.25 + (i as f64 * 0.4) % 1.75
+}
+
 fn percentile(v: &[f64], p: f64) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -216,12 +222,14 @@ struct Run {
     local: String,
 }
 
+/// Records `secs` (fractional: Stop should fall anywhere in a fragment, not
+/// on its boundary, where an unchunked recording has nothing left to send).
 fn record(
     link: &Link,
     target: &[&str],
     dir: &Path,
     source: &Path,
-    secs: u64,
+    secs: f64,
     extra: &[&str],
 ) -> Run {
     let o = link
@@ -229,7 +237,7 @@ fn record(
         .arg("record")
         .args(target)
         .args(["--source", &format!("file:{}", source.display())])
-        .args(["--fps", "30", "--duration", &secs.to_string(), "--json"])
+        .args(["--fps", "30", "--duration", &format!("{secs:.2}"), "--json"])
         .args(extra)
         .arg("--output")
         .arg(dir.join("out"))
@@ -311,7 +319,7 @@ async fn main() {
         let mut changes = 0;
         for i in 0..recordings {
             let run_dir = dir.path().join(format!("{size}-{i}"));
-            let r = record(&link, &target, &run_dir, &source, secs, &[]);
+            let r = record(&link, &target, &run_dir, &source, stop_at(secs, i), &[]);
             streamed.push(r.stop_to_complete_ms);
             mbits.push(r.bytes * 8.0 / secs as f64 / 1e6);
             changes += r.bitrate_changes;
@@ -338,7 +346,7 @@ async fn main() {
                     &target,
                     &run_dir,
                     &source,
-                    secs,
+                    stop_at(secs, i),
                     &["--chunk-ms", "0"],
                 )
                 .stop_to_complete_ms,

@@ -1,6 +1,7 @@
 //! The durable journal (SQLite, WAL, synchronous=FULL): for each upload its
-//! URL, asset, the pieces of local bytes with their byte ranges and SHA-256,
-//! the offset the server acknowledged, and whether the length is declared.
+//! URL, asset, the pieces of local bytes with their byte ranges and digests
+//! (see `digest.rs`), the offset the server acknowledged, whether the length
+//! is declared, and, once complete, the upload's SHA-256.
 //! The rule it enforces: nothing is sent that is not already on local disk
 //! and recorded here; the created URL is written before the first PATCH and
 //! the acknowledged offset after every PATCH, so a crash or a reboot costs
@@ -129,6 +130,9 @@ pub struct UploadRecord {
     pub produced: u64,
     pub finished: bool,
     pub length_declared: bool,
+    /// The SHA-256 (hex) of every byte of the upload, set when it completes
+    /// (earlier versions set it when the producer finished; a resumed
+    /// session computes it again either way).
     pub sha256: Option<String>,
     pub last_error: Option<String>,
     pub created_at: i64,
@@ -146,7 +150,10 @@ pub struct Piece {
     pub len: u64,
     /// Offset of its first byte in the upload.
     pub start: u64,
-    pub sha256: String,
+    /// What its bytes must still hash to, with its algorithm:
+    /// `xxh3-128:<hex>`, or bare SHA-256 hex from earlier versions (see
+    /// `digest.rs`). Journaled in the `sha256` column.
+    pub digest: String,
 }
 
 impl Piece {
@@ -314,7 +321,7 @@ impl Journal {
                     file_offset: r.get(2)?,
                     len: r.get(3)?,
                     start: r.get(4)?,
-                    sha256: r.get(5)?,
+                    digest: r.get(5)?,
                 })
             })?;
             rows.collect()
@@ -353,7 +360,7 @@ impl Journal {
             let tx = c.unchecked_transaction()?;
             tx.execute(
                 "INSERT INTO pieces(upload_id, seq, path, file_offset, len, start, sha256) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![id, p.seq, p.path.to_string_lossy(), p.file_offset, p.len, p.start, p.sha256],
+                params![id, p.seq, p.path.to_string_lossy(), p.file_offset, p.len, p.start, p.digest],
             )?;
             tx.execute("UPDATE uploads SET produced = ?2, updated_at = ?3 WHERE id = ?1", params![id, p.end(), now_ms()])?;
             tx.commit()
@@ -362,11 +369,25 @@ impl Journal {
     }
 
     /// The producer is done: the total length is `produced`.
-    pub async fn set_finished(&self, id: &str, sha256: &str) -> Result<()> {
+    pub async fn set_finished(&self, id: &str) -> Result<()> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.execute(
+                "UPDATE uploads SET finished = 1, updated_at = ?2 WHERE id = ?1",
+                params![id, now_ms()],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The server has every byte: the state is complete (unless the upload
+    /// is being deleted) and `sha256` the hash of all its bytes.
+    pub async fn set_complete(&self, id: &str, sha256: &str) -> Result<()> {
         let (id, sha) = (id.to_owned(), sha256.to_owned());
         self.call(move |c| {
             c.execute(
-                "UPDATE uploads SET finished = 1, sha256 = ?2, updated_at = ?3 WHERE id = ?1",
+                "UPDATE uploads SET state = CASE state WHEN 'deleting' THEN 'deleting' ELSE 'complete' END, sha256 = ?2, last_error = CASE state WHEN 'deleting' THEN last_error ELSE NULL END, updated_at = ?3 WHERE id = ?1",
                 params![id, sha, now_ms()],
             )
             .map(|_| ())
@@ -441,7 +462,7 @@ mod tests {
             file_offset: 0,
             len: 10,
             start: 0,
-            sha256: "00".into(),
+            digest: "xxh3-128:00".into(),
         };
         j.add_piece("u1", &p).await.unwrap();
         j.set_acked("u1", 7, false).await.unwrap();

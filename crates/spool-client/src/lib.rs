@@ -3,14 +3,17 @@
 //! speaks it: [`Protocol`]) while its producer is still producing them
 //! (fragments of a recording, slices of a file) and declares the length on
 //! `finish`. Every piece is on local disk and in the [`journal::Journal`]
-//! before it may be sent; the worker sends pieces in order, one PATCH in
-//! flight, in chunks sized by [`policy::ChunkSizer`]; after any failure it
-//! asks the server (HEAD) where it stands and goes on from there, backing
-//! off per [`policy::RetryPolicy`]. [`Client`] opens the journal, starts
+//! before it may be sent, with a digest that lets a resume prove its bytes
+//! did not change; the worker sends pieces in order, one PATCH in flight, in
+//! chunks sized by [`policy::ChunkSizer`], and takes the upload's SHA-256
+//! from the bytes as they are read for sending ([`digest`]); after any
+//! failure it asks the server (HEAD) where it stands and goes on from
+//! there, backing off per [`policy::RetryPolicy`]. [`Client`] opens the journal, starts
 //! sessions, resumes every unfinished upload after a crash or restart, and
 //! follows the ones running in the background ([`Uploads`]); every failure
 //! has a [`FailureClass`] for front ends to act on.
 
+pub mod digest;
 pub mod error;
 pub mod journal;
 pub mod owner;

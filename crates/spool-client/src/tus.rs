@@ -2,12 +2,15 @@
 //! IETF draft, whose differing headers `wire.rs` builds and reads):
 //! discovery (OPTIONS), creation (Spool's on-demand API, or a creation
 //! endpoint with the length unknown), HEAD, and PATCH with a body streamed
-//! from the journaled pieces on disk. Every request has a connect timeout;
+//! from the journaled pieces on disk (read a block ahead on the blocking
+//! pool into reused buffers, feeding the upload's SHA-256 on the way). Every
+//! request has a connect timeout;
 //! a PATCH also has a no-progress watchdog on its body (a stalled
 //! connection is cut, not waited on forever) and a timeout for the answer.
 
-use std::sync::Arc;
+use std::io::{Read, Seek};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,8 +20,8 @@ use spool_proto::checksum::{Checksum, ChecksumAlgorithm, Hasher};
 use spool_proto::ondemand::OnDemandResponse;
 use spool_proto::tus as h;
 use spool_proto::{ErrorBody, ErrorCode};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
+use crate::digest::WholeHash;
 use crate::error::{ClientError, Result};
 use crate::journal::Piece;
 use crate::wire::{Decided, Discovery, Protocol, Wire};
@@ -68,7 +71,45 @@ pub struct Tus {
     pub timeouts: Timeouts,
 }
 
+/// The size of the blocks a PATCH body is read and handed to hyper in.
 const READ_BLOCK: usize = 1024 * 1024;
+/// Buffers kept for reuse: the block hyper is writing, the one read ahead,
+/// and a spare for the moment they change hands.
+const POOL_KEEP: usize = 4;
+
+/// Read buffers given back by the blocks hyper has written (see [`Block`]).
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// A block of a body: `Bytes` own it, and hyper dropping them gives its
+/// buffer back to [`POOL`], so a body is read into buffers allocated (and
+/// zeroed) once, not a fresh one per block.
+struct Block {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Block {
+    fn buffer() -> Vec<u8> {
+        let pooled = POOL.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        pooled.unwrap_or_else(|| vec![0u8; READ_BLOCK])
+    }
+}
+
+impl AsRef<[u8]> for Block {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Block {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        let mut pool = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.len() < POOL_KEEP {
+            pool.push(buf);
+        }
+    }
+}
 
 /// The answer's `Retry-After`, either form (see [`spool_proto::retry`]).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -151,67 +192,120 @@ fn mono_ms(start: Instant) -> i64 {
     start.elapsed().as_millis() as i64
 }
 
-/// The bytes [start, start+len) of the upload, read from the pieces.
+/// The blocking side of a body: where it stands in the pieces.
+struct BodyReader {
+    pieces: std::vec::IntoIter<Piece>,
+    cur: Option<(std::fs::File, u64)>,
+    pos: u64,
+    end: u64,
+    whole: Option<WholeHash>,
+}
+
+impl BodyReader {
+    /// The next block, `None` at the end. Blocking.
+    fn next_block(&mut self) -> std::io::Result<Option<Bytes>> {
+        loop {
+            if self.pos >= self.end {
+                return Ok(None);
+            }
+            if let Some((file, left)) = self.cur.as_mut()
+                && *left > 0
+            {
+                let want = (*left).min(READ_BLOCK as u64).min(self.end - self.pos) as usize;
+                let mut buf = Block::buffer();
+                file.read_exact(&mut buf[..want])?;
+                if let Some(whole) = &self.whole {
+                    whole.feed(self.pos, &buf[..want]);
+                }
+                *left -= want as u64;
+                self.pos += want as u64;
+                return Ok(Some(Bytes::from_owner(Block { buf, len: want })));
+            }
+            self.cur = None;
+            let piece = self.pieces.next().ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "no piece covers the next byte",
+                )
+            })?;
+            if piece.end() <= self.pos {
+                continue;
+            }
+            let skip = self.pos - piece.start;
+            let mut file = std::fs::File::open(&piece.path)?;
+            file.seek(std::io::SeekFrom::Start(piece.file_offset + skip))?;
+            self.cur = Some((file, piece.len - skip));
+        }
+    }
+}
+
+type ReadAhead = tokio::task::JoinHandle<(BodyReader, std::io::Result<Option<Bytes>>)>;
+
+fn read_ahead(mut reader: BodyReader) -> ReadAhead {
+    tokio::task::spawn_blocking(move || {
+        let block = reader.next_block();
+        (reader, block)
+    })
+}
+
+/// The bytes [start, start+len) of the upload, read from the pieces; each
+/// block is offered to `whole` as it is read. The next block is read while
+/// hyper writes this one.
 pub fn piece_stream(
     pieces: Vec<Piece>,
     start: u64,
     len: u64,
     progress: Arc<BodyProgress>,
     epoch: Instant,
+    whole: Option<WholeHash>,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    enum Next {
+        /// Not polled yet (no runtime needed until then).
+        Idle(BodyReader),
+        Reading(ReadAhead),
+        Done,
+    }
     struct St {
-        pieces: std::vec::IntoIter<Piece>,
-        cur: Option<(tokio::fs::File, u64)>,
-        pos: u64,
-        end: u64,
+        next: Next,
         progress: Arc<BodyProgress>,
         epoch: Instant,
     }
-    let st = St {
+    let reader = BodyReader {
         pieces: pieces.into_iter(),
         cur: None,
         pos: start,
         end: start + len,
+        whole,
+    };
+    let st = St {
+        next: Next::Idle(reader),
         progress,
         epoch,
     };
     futures_util::stream::try_unfold(st, |mut st| async move {
-        loop {
-            if st.pos >= st.end {
+        let reading = match std::mem::replace(&mut st.next, Next::Done) {
+            Next::Idle(reader) => read_ahead(reader),
+            Next::Reading(r) => r,
+            Next::Done => return Ok(None),
+        };
+        let (reader, block) = reading.await.map_err(std::io::Error::other)?;
+        match block? {
+            Some(block) => {
+                st.next = Next::Reading(read_ahead(reader));
+                st.progress
+                    .pulled
+                    .fetch_add(block.len() as u64, Ordering::Relaxed);
+                st.progress
+                    .last_ms
+                    .store(mono_ms(st.epoch), Ordering::Relaxed);
+                Ok(Some((block, st)))
+            }
+            None => {
                 st.progress
                     .done_ms
                     .store(mono_ms(st.epoch).max(1), Ordering::Relaxed);
-                return Ok(None);
+                Ok(None)
             }
-            if let Some((file, left)) = st.cur.as_mut() {
-                if *left > 0 {
-                    let want = (*left).min(READ_BLOCK as u64).min(st.end - st.pos) as usize;
-                    let mut buf = vec![0u8; want];
-                    file.read_exact(&mut buf).await?;
-                    *left -= want as u64;
-                    st.pos += want as u64;
-                    st.progress.pulled.fetch_add(want as u64, Ordering::Relaxed);
-                    st.progress
-                        .last_ms
-                        .store(mono_ms(st.epoch), Ordering::Relaxed);
-                    return Ok(Some((Bytes::from(buf), st)));
-                }
-                st.cur = None;
-            }
-            let piece = st.pieces.next().ok_or_else(|| {
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "no piece covers the next byte",
-                )
-            })?;
-            if piece.end() <= st.pos {
-                continue;
-            }
-            let skip = st.pos - piece.start;
-            let mut file = tokio::fs::File::open(&piece.path).await?;
-            file.seek(std::io::SeekFrom::Start(piece.file_offset + skip))
-                .await?;
-            st.cur = Some((file, piece.len - skip));
         }
     })
 }
@@ -232,7 +326,8 @@ pub async fn checksum_of(
         start,
         len,
         progress,
-        Instant::now()
+        Instant::now(),
+        None
     ));
     let mut hasher = Hasher::new(algorithm);
     while let Some(b) = stream.try_next().await.map_err(|e| ClientError::Io {
@@ -412,7 +507,8 @@ impl Tus {
     }
 
     /// PATCHes bytes [start, start+len) from `pieces`; `upload_length`
-    /// declares the length (and, in the draft, completes the upload).
+    /// declares the length (and, in the draft, completes the upload); the
+    /// bytes read are offered to `whole` (see [`WholeHash::feed`]).
     /// Returns the server's new offset.
     #[allow(clippy::too_many_arguments)]
     pub async fn patch(
@@ -425,12 +521,19 @@ impl Tus {
         upload_length: Option<u64>,
         checksum: Option<Checksum>,
         progress: Arc<BodyProgress>,
+        whole: Option<WholeHash>,
     ) -> Result<u64> {
         let epoch = Instant::now();
         progress.last_ms.store(0, Ordering::Relaxed);
         progress.done_ms.store(0, Ordering::Relaxed);
-        let body =
-            reqwest::Body::wrap_stream(piece_stream(pieces, start, len, progress.clone(), epoch));
+        let body = reqwest::Body::wrap_stream(piece_stream(
+            pieces,
+            start,
+            len,
+            progress.clone(),
+            epoch,
+            whole,
+        ));
         let req = self.http.patch(url).headers(wire.patch_headers(
             start,
             len,
@@ -500,7 +603,7 @@ mod tests {
             file_offset,
             len,
             start,
-            sha256: String::new(),
+            digest: String::new(),
         };
         let pieces = [piece(0, &a, 2, 2, 0), piece(1, &b, 0, 3, 2)];
         let header = checksum_of(&pieces, 0, 3, ChecksumAlgorithm::Sha1)

@@ -112,7 +112,7 @@ fn piece(dir: &tempfile::TempDir) -> Piece {
         file_offset: 0,
         len: 5,
         start: 0,
-        sha256: String::new(),
+        digest: String::new(),
     }
 }
 
@@ -129,6 +129,7 @@ async fn patch(url: &str, dir: &tempfile::TempDir) -> (Result<u64, ClientError>,
             None,
             None,
             Arc::new(BodyProgress::default()),
+            None,
         )
         .await;
     (r, started.elapsed())

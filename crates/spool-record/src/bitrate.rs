@@ -64,6 +64,10 @@ pub struct Adapter {
     samples: VecDeque<(Instant, u64, u64, u64)>,
     /// When the bytes sent last grew, and how far.
     last_sent: (Instant, u64),
+    /// When the backlog was last down to a chunk or two: until it has
+    /// stayed above that for a whole window, the link keeps up and the
+    /// rate it took bytes at is the encoder's, not the link's capacity.
+    caught_up: Instant,
     /// No decrease before this: the window still holds a stretch in which
     /// nothing moved (a cut), whose rate says nothing about the link.
     quiet_until: Option<Instant>,
@@ -79,6 +83,7 @@ impl Adapter {
             cap,
             samples: VecDeque::new(),
             last_sent: (Instant::now(), 0),
+            caught_up: Instant::now(),
             quiet_until: None,
             last_change: None,
             calm_since: None,
@@ -125,6 +130,11 @@ impl Adapter {
         }
         let up_bps = sent.saturating_sub(s0) as f64 * 8.0 / dt;
         let backlog = produced.saturating_sub(confirmed);
+        if backlog <= MIN_BACKLOG {
+            self.caught_up = now;
+        }
+        let busy = now.duration_since(self.caught_up) >= WINDOW;
+        let enc_bps = produced.saturating_sub(p0) as f64 * 8.0 / dt;
         // A shrinking backlog (catching up after a cut) needs no help,
         // unless it is large and barely shrinking (the last cut was too
         // shallow: the socket buffers took bytes faster than the link).
@@ -138,16 +148,18 @@ impl Adapter {
 
         // Bytes are moving now (not a cut that has just begun).
         let flowing = now.duration_since(self.last_sent.0) < FLOWING;
-        if backlog > MIN_BACKLOG
+        if busy
             && (growing || (stuck && drain.is_some_and(|d| d > 2.0 * DRAIN_HIGH)))
             && flowing
             && self.quiet_until.is_none_or(|q| now >= q)
             && drain.is_some_and(|d| d > DRAIN_HIGH)
             && since(self.last_change) >= HOLD_DOWN
         {
-            // Below what the link carries, minus what drains the backlog.
+            // Below what the link carries, minus what drains the backlog;
+            // from what the encoder makes now, at most halved per step.
+            let making = (enc_bps / 1000.0).min(f64::from(cur));
             let target = (up_bps * 0.85 - backlog_bits / DRAIN_IN_SECS) / 1000.0;
-            let next = target.min(f64::from(cur) * 0.85).max(0.0) as u32;
+            let next = target.min(making * 0.85).max(making * 0.5) as u32;
             let set = self.cap.set(next);
             self.calm_since = None;
             if set < cur {

@@ -4,12 +4,17 @@
 //! transactional outbox), so an event is never lost nor sent for a change that
 //! did not happen. The tables and their migrations are in [`schema`], the
 //! upload rows and their state changes in [`uploads`], the assets in
-//! [`assets`] and the webhook outbox in [`outbox`]. All access goes through
-//! [`Db::call`], which runs the closure on the blocking pool so SQLite never
-//! stalls the async runtime.
+//! [`assets`] and the webhook outbox in [`outbox`]. All access runs on the
+//! blocking pool so SQLite never stalls the async runtime: changes through
+//! [`Db::call`] on the one writing connection, the reads of the request path
+//! through [`Db::read`] on read-only connections beside it (WAL lets them
+//! read while a commit is being fsynced), and a chunk's new offset through
+//! [`Db::record_progress`], which commits the offsets of every PATCH waiting
+//! at that moment in one transaction ([`progress`]: group commit).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -18,6 +23,7 @@ mod max_size;
 mod media;
 mod metadata;
 pub mod outbox;
+mod progress;
 mod schema;
 mod uploads;
 mod view;
@@ -40,10 +46,20 @@ pub enum DbError {
     Migration(#[from] rusqlite_migration::Error),
 }
 
+/// How many read-only connections serve [`Db::read`]: enough that a read
+/// rarely waits for another, few since each read takes microseconds.
+const READERS: usize = 4;
+
 /// The handle to the database.
 #[derive(Clone)]
 pub struct Db {
+    /// The one connection that writes.
     conn: Arc<Mutex<Connection>>,
+    /// Read-only connections (`query_only`), for [`Db::read`].
+    readers: Arc<[Mutex<Connection>]>,
+    next_reader: Arc<AtomicUsize>,
+    /// Offsets waiting for the next group commit.
+    progress: Arc<progress::Queue>,
     /// Base of share and playback URLs, which asset views include (the
     /// share URL if configured, else the public URL).
     public_url: Arc<str>,
@@ -78,8 +94,21 @@ impl Db {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
+        let readers = (0..READERS)
+            .map(|_| {
+                let reader = Connection::open(path)?;
+                // A read-only connection never writes: a change through it
+                // fails rather than bypass the writer's ordering.
+                reader.pragma_update(None, "query_only", "ON")?;
+                reader.busy_timeout(std::time::Duration::from_secs(5))?;
+                Ok(Mutex::new(reader))
+            })
+            .collect::<Result<Vec<_>, DbError>>()?;
         Ok(Db {
             conn: Arc::new(Mutex::new(conn)),
+            readers: readers.into(),
+            next_reader: Arc::new(AtomicUsize::new(0)),
+            progress: Arc::default(),
             public_url: public_url.trim_end_matches('/').into(),
             webhooks,
         })
@@ -105,6 +134,43 @@ impl Db {
         })
         .await
         .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// Runs `f`, which only reads, on a read-only connection on the blocking
+    /// pool, in one read transaction: it sees every commit that finished
+    /// before it began, and does not queue behind one being fsynced. A
+    /// change attempted in `f` fails.
+    pub async fn read<F, R>(&self, f: F) -> Result<R, DbError>
+    where
+        F: FnOnce(&mut Ops<'_>) -> Result<R, DbError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = this.reader();
+            let tx = conn.transaction()?;
+            let mut ops = Ops { tx: &tx, db: &this };
+            let out = f(&mut ops)?;
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+    }
+
+    /// A free reader, else the next one in turn. A reader poisoned by a
+    /// panic is still sound: its transaction rolled back as it unwound, and
+    /// it cannot have changed anything.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for reader in self.readers.iter() {
+            match reader.try_lock() {
+                Ok(conn) => return conn,
+                Err(std::sync::TryLockError::Poisoned(e)) => return e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        self.readers[i].lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The share URL of an asset.

@@ -20,7 +20,7 @@ pub(crate) async fn load(app: &App, id: &str) -> ApiResult<UploadRow> {
     }
     let rid = id.to_owned();
     app.db
-        .call(move |ops| ops.upload(&rid))
+        .read(move |ops| ops.upload(&rid))
         .await?
         .ok_or_else(not_found)
 }

@@ -21,27 +21,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::digest::{self, WholeHash};
 use crate::error::{ClientError, Result};
 use crate::journal::{Journal, Piece, SourceRecord, TargetRecord, UploadRecord, UploadState};
 use crate::owner::OwnerLock;
 use crate::tus::Tus;
 use worker::{Released, Worker};
+
 struct Produced {
     pieces: Vec<Piece>,
     end: u64,
     finished: bool,
-    whole: Sha256,
-    sha256: Option<String>,
 }
 
 struct Shared {
     id: String,
     journal: Journal,
     produced: Mutex<Produced>,
+    /// The upload's SHA-256 so far, fed by the PATCH bodies as they read.
+    whole: WholeHash,
     changed: Notify,
     cancel: CancellationToken,
     finished: AtomicBool,
@@ -96,28 +97,6 @@ impl StopHandle {
 const EVENT_QUEUE: usize = 256;
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-fn sha256_hex(d: impl AsRef<[u8]>) -> String {
-    hex::encode(Sha256::digest(d))
-}
-
-/// Reads `[offset, offset+len)` of `path`, feeding it to `f` block by block.
-fn read_range(path: &Path, offset: u64, len: u64, mut f: impl FnMut(&[u8])) -> Result<()> {
-    use std::io::{Read, Seek};
-    let mut file = std::fs::File::open(path).map_err(|e| ClientError::io(path, e))?;
-    file.seek(std::io::SeekFrom::Start(offset))
-        .map_err(|e| ClientError::io(path, e))?;
-    let mut left = len;
-    let mut buf = vec![0u8; 1 << 20];
-    while left > 0 {
-        let n = (left as usize).min(buf.len());
-        file.read_exact(&mut buf[..n])
-            .map_err(|e| ClientError::io(path, e))?;
-        f(&buf[..n]);
-        left -= n as u64;
-    }
-    Ok(())
-}
-
 impl Session {
     /// Starts a new upload to `target` for bytes from `source`.
     pub async fn start(
@@ -151,15 +130,7 @@ impl Session {
             .get(&id)
             .await?
             .ok_or_else(|| ClientError::Internal("journal lost a new upload".into()))?;
-        Self::spawn(
-            journal,
-            rec,
-            Vec::new(),
-            target,
-            options,
-            Sha256::new(),
-            owner,
-        )
+        Self::spawn(journal, rec, Vec::new(), target, options, owner)
     }
 
     /// Continues a journaled upload. `target` supplies credentials in case a
@@ -179,50 +150,30 @@ impl Session {
             )));
         }
         let pieces = journal.pieces(id).await?;
-        // Every byte not yet acknowledged must still be the byte that was queued.
-        let (check_pieces, acked, finished) = (pieces.clone(), rec.acked, rec.finished);
-        let whole = tokio::task::spawn_blocking(move || -> Result<Sha256> {
-            let mut whole = Sha256::new();
-            for p in &check_pieces {
-                let mut h = Sha256::new();
-                let rebuild = !finished;
-                if p.end() <= acked && !rebuild {
-                    continue;
-                }
-                read_range(&p.path, p.file_offset, p.len, |b| {
-                    h.update(b);
-                    if rebuild {
-                        whole.update(b);
-                    }
-                })
-                .map_err(|e| {
-                    ClientError::LocalDataChanged(format!(
-                        "piece {} ({}): {e}",
-                        p.seq,
-                        p.path.display()
-                    ))
-                })?;
-                if hex::encode(h.finalize()) != p.sha256 {
-                    return Err(ClientError::LocalDataChanged(format!(
-                        "piece {} of {} no longer matches its SHA-256",
-                        p.seq,
-                        p.path.display()
-                    )));
-                }
-            }
-            Ok(whole)
+        // Every byte not yet acknowledged must still be the byte that was
+        // queued. (The acknowledged ones are checked if and when they are
+        // read for the upload's SHA-256, at completion.)
+        let unsent: Vec<Piece> = pieces
+            .iter()
+            .filter(|p| p.end() > rec.acked)
+            .cloned()
+            .collect();
+        let checked = tokio::task::spawn_blocking(move || -> Result<()> {
+            unsent
+                .iter()
+                .try_for_each(|p| digest::verify_piece(p, |_, _| {}))
         })
         .await
         .map_err(|e| ClientError::Internal(e.to_string()))?;
-        let whole = match whole {
-            Ok(w) => w,
+        match checked {
+            Ok(()) => {}
             Err(e) => {
                 journal
                     .set_state(id, UploadState::Failed, Some(&e.to_string()))
                     .await?;
                 return Err(e);
             }
-        };
+        }
         let target = match (target, &rec.target, &rec.upload_url) {
             (Some(t), _, _) => t,
             (None, TargetRecord::Endpoint { url }, _) => Target::Endpoint {
@@ -240,7 +191,7 @@ impl Session {
             }
         };
         let options = Options::from_record(&rec.options);
-        Self::spawn(journal, rec, pieces, target, options, whole, owner)
+        Self::spawn(journal, rec, pieces, target, options, owner)
     }
 
     fn spawn(
@@ -249,7 +200,6 @@ impl Session {
         pieces: Vec<Piece>,
         target: Target,
         options: Options,
-        whole: Sha256,
         owner: OwnerLock,
     ) -> Result<Session> {
         let end = pieces.last().map(Piece::end).unwrap_or(0);
@@ -260,9 +210,8 @@ impl Session {
                 pieces,
                 end,
                 finished: rec.finished,
-                whole,
-                sha256: rec.sha256.clone(),
             }),
+            whole: WholeHash::new(),
             changed: Notify::new(),
             cancel: CancellationToken::new(),
             finished: AtomicBool::new(rec.finished),
@@ -322,8 +271,10 @@ impl Session {
     }
 
     /// Queues `data`: written to the journal's spool directory and fsynced
-    /// before it is journaled and may be sent.
+    /// before it is journaled and may be sent (its digest is taken from
+    /// memory, not read back).
     pub async fn append(&self, data: Bytes) -> Result<()> {
+        self.check_open()?;
         let seq = self.shared.produced.lock().await.pieces.len();
         let dir = self
             .shared
@@ -334,58 +285,69 @@ impl Session {
         let path = dir.join(format!("{seq:08}.bin"));
         let p = path.clone();
         let d = data.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        let digest = tokio::task::spawn_blocking(move || -> Result<String> {
             use std::io::Write;
             std::fs::create_dir_all(&dir).map_err(|e| ClientError::io(&dir, e))?;
             let mut f = std::fs::File::create(&p).map_err(|e| ClientError::io(&p, e))?;
             f.write_all(&d).map_err(|e| ClientError::io(&p, e))?;
-            f.sync_all().map_err(|e| ClientError::io(&p, e))
+            f.sync_all().map_err(|e| ClientError::io(&p, e))?;
+            Ok(digest::piece_digest(&d))
         })
         .await
         .map_err(|e| ClientError::Internal(e.to_string()))??;
-        self.append_file(&path, 0, data.len() as u64).await
+        self.queue(&path, 0, data.len() as u64, digest).await
     }
 
     /// Queues `[offset, offset+len)` of a file that is already durable on
     /// disk (a finished fragment, a slice of a file) and stays there until
     /// the upload completes.
     pub async fn append_file(&self, path: &Path, offset: u64, len: u64) -> Result<()> {
+        self.check_open()?;
+        if len == 0 {
+            return Ok(());
+        }
+        // Hashed before the queue is locked: the worker never waits for it.
+        let p: PathBuf = path.to_path_buf();
+        let digest =
+            tokio::task::spawn_blocking(move || digest::file_piece_digest(&p, offset, len))
+                .await
+                .map_err(|e| ClientError::Internal(e.to_string()))??;
+        self.queue(path, offset, len, digest).await
+    }
+
+    fn check_open(&self) -> Result<()> {
         if self.shared.finished.load(Ordering::Relaxed) {
             return Err(ClientError::Invalid(
                 "the upload is finished; nothing more can be appended".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Journals a piece whose digest is taken and makes it sendable.
+    async fn queue(&self, path: &Path, offset: u64, len: u64, digest: String) -> Result<()> {
         if len == 0 {
             return Ok(());
         }
         let mut produced = self.shared.produced.lock().await;
-        let whole = produced.whole.clone();
-        let p: PathBuf = path.to_path_buf();
-        let (sha, whole) = tokio::task::spawn_blocking(move || -> Result<(String, Sha256)> {
-            let mut h = Sha256::new();
-            let mut whole = whole;
-            read_range(&p, offset, len, |b| {
-                h.update(b);
-                whole.update(b);
-            })?;
-            Ok((hex::encode(h.finalize()), whole))
-        })
-        .await
-        .map_err(|e| ClientError::Internal(e.to_string()))??;
+        if produced.finished {
+            return Err(ClientError::Invalid(
+                "the upload is finished; nothing more can be appended".into(),
+            ));
+        }
         let piece = Piece {
             seq: produced.pieces.len() as u64,
             path: path.to_path_buf(),
             file_offset: offset,
             len,
             start: produced.end,
-            sha256: sha,
+            digest,
         };
         self.shared
             .journal
             .add_piece(&self.shared.id, &piece)
             .await?;
         produced.end = piece.end();
-        produced.whole = whole;
         produced.pieces.push(piece);
         drop(produced);
         self.shared.changed.notify_one();
@@ -398,13 +360,8 @@ impl Session {
         if produced.finished {
             return Ok(());
         }
-        let sha = hex::encode(produced.whole.clone().finalize());
-        self.shared
-            .journal
-            .set_finished(&self.shared.id, &sha)
-            .await?;
+        self.shared.journal.set_finished(&self.shared.id).await?;
         produced.finished = true;
-        produced.sha256 = Some(sha);
         self.shared.finished.store(true, Ordering::Relaxed);
         drop(produced);
         self.shared.changed.notify_one();
@@ -443,9 +400,4 @@ impl Session {
             .await
             .map_err(|e| ClientError::Internal(e.to_string()))?
     }
-}
-
-/// The journaled SHA-256 of a whole piece, for callers that hash elsewhere.
-pub fn sha256_of(data: &[u8]) -> String {
-    sha256_hex(data)
 }

@@ -8,11 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use sha2::{Digest, Sha256};
 use spool_proto::ErrorCode;
 
 use super::worker::{Failures, Worker};
-use super::{Event, State, Target, read_range};
+use super::{Event, State, Target};
 use crate::error::{ClientError, Result};
 use crate::policy::RetryPolicy;
 use crate::wire::Discovery;
@@ -193,11 +192,9 @@ impl Worker {
     async fn all_bytes_on_disk(&self) -> bool {
         let pieces = self.shared.produced.lock().await.pieces.clone();
         let checked = tokio::task::spawn_blocking(move || {
-            pieces.iter().all(|p| {
-                let mut h = Sha256::new();
-                read_range(&p.path, p.file_offset, p.len, |b| h.update(b)).is_ok()
-                    && hex::encode(h.finalize()) == p.sha256
-            })
+            pieces
+                .iter()
+                .all(|p| crate::digest::verify_piece(p, |_, _| {}).is_ok())
         })
         .await;
         match checked {

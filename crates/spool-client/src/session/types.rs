@@ -183,6 +183,7 @@ pub struct Completed {
     pub asset_id: Option<String>,
     pub share_url: Option<String>,
     pub bytes: u64,
+    /// The SHA-256 (hex) of every byte of the upload.
     pub sha256: String,
 }
 

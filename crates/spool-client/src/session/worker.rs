@@ -91,7 +91,6 @@ struct Queued {
     pieces: Vec<Piece>,
     end: u64,
     finished: bool,
-    sha256: Option<String>,
 }
 
 /// The next PATCH.
@@ -233,7 +232,6 @@ impl Worker {
             pieces: p.pieces.clone(),
             end: p.end,
             finished: p.finished,
-            sha256: p.sha256.clone(),
         }
     }
 
@@ -311,15 +309,29 @@ impl Worker {
         });
     }
 
-    /// Every byte is acknowledged and the length declared.
+    /// Every byte is acknowledged and the length declared: the upload's
+    /// SHA-256 is completed (reading what this process never read, if
+    /// anything) and journaled with the state.
     async fn complete(&mut self, url: &str, queued: &Queued) -> Result<Completed> {
-        // A finished upload always has its hash journaled (`finish` writes
-        // both at once); an empty one here would be reported as the upload's.
-        let sha = queued
-            .sha256
-            .clone()
-            .ok_or_else(|| ClientError::Internal("a finished upload without its SHA-256".into()))?;
-        self.set_state(State::Complete, None).await;
+        let (whole, pieces, end) = (self.shared.whole.clone(), queued.pieces.clone(), queued.end);
+        if whole.hashed() < end {
+            tracing::info!(
+                hashed = whole.hashed(),
+                end,
+                "reading the bytes this process did not send for the upload's SHA-256"
+            );
+        }
+        let sha = tokio::task::spawn_blocking(move || whole.finish(&pieces, end))
+            .await
+            .map_err(|e| ClientError::Internal(e.to_string()))??;
+        self.shared
+            .journal
+            .set_complete(&self.shared.id, &sha)
+            .await?;
+        self.status.send_modify(|s| {
+            s.state = State::Complete;
+            s.last_error = None;
+        });
         // Bytes the session copied into its spool directory are no longer
         // needed once the server has them (a producer's own files are never
         // touched).
@@ -399,6 +411,7 @@ impl Worker {
         let acked = pos.acked;
         let progress = Arc::new(BodyProgress::default());
         let (tus, url, body_progress) = (self.tus.clone(), pos.url.clone(), progress.clone());
+        let whole = self.shared.whole.clone();
         let (wire, size, upload_length, checksum) = (
             pos.wire,
             chunk.size,
@@ -415,6 +428,7 @@ impl Worker {
                 upload_length,
                 checksum,
                 body_progress,
+                Some(whole),
             )
             .await
         };

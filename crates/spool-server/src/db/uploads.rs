@@ -169,8 +169,10 @@ impl Ops<'_> {
     }
 
     pub fn upload(&self, id: &str) -> Result<Option<UploadRow>, DbError> {
+        // Cached: this runs several times for every PATCH.
         self.tx
-            .query_row("SELECT * FROM uploads WHERE id = ?1", [id], upload_from_row)
+            .prepare_cached("SELECT * FROM uploads WHERE id = ?1")?
+            .query_row([id], upload_from_row)
             .optional()?
             .map(finish_upload_row)
             .transpose()
@@ -248,10 +250,9 @@ impl Ops<'_> {
         }
         let received = offset > before.offset;
         if received {
-            self.tx.execute(
-                r#"UPDATE uploads SET "offset" = ?2, first_byte_at = COALESCE(first_byte_at, ?3), expires_at = ?4 WHERE id = ?1"#,
-                params![id, offset, now, now + expiry_ms],
-            )?;
+            self.tx
+                .prepare_cached(r#"UPDATE uploads SET "offset" = ?2, first_byte_at = COALESCE(first_byte_at, ?3), expires_at = ?4 WHERE id = ?1"#)?
+                .execute(params![id, offset, now, now + expiry_ms])?;
         }
         let complete = before.state == UploadState::Active && before.length == Some(offset);
         if complete {
@@ -269,10 +270,9 @@ impl Ops<'_> {
             } else if received && before.offset == 0 {
                 self.set_asset_status(asset_id, AssetStatus::Uploading, now)?;
             } else if received {
-                self.tx.execute(
-                    "UPDATE assets SET updated_at = ?2 WHERE id = ?1",
-                    params![asset_id, now],
-                )?;
+                self.tx
+                    .prepare_cached("UPDATE assets SET updated_at = ?2 WHERE id = ?1")?
+                    .execute(params![asset_id, now])?;
             }
         }
         self.upload(id)?

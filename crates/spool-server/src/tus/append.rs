@@ -195,10 +195,9 @@ pub(crate) async fn append(
 async fn record(app: &App, row: &UploadRow, added: u64) -> ApiResult<UploadRow> {
     let new_offset = row.offset + added;
     let (id, expiry, now) = (row.id.clone(), app.expiry_ms(), app.now_ms());
-    let row = app
-        .db
-        .call(move |ops| ops.record_progress(&id, new_offset, now, expiry))
-        .await?;
+    // Committed with the offsets of the other PATCHes finishing now, and
+    // durable when this returns.
+    let row = app.db.record_progress(&id, new_offset, now, expiry).await?;
     // Before the client hears the new offset, so a fragment it was told is
     // stored is already in the live playlist.
     crate::live::on_progress(app, &row).await;

@@ -65,7 +65,7 @@ pub async fn upload_endpoint(
     // origin may read, not one any origin may.
     let row = if crate::ids::is_valid_id(&id) {
         let rid = id.clone();
-        match app.db.call(move |ops| ops.upload(&rid)).await {
+        match app.db.read(move |ops| ops.upload(&rid)).await {
             Ok(row) => row,
             Err(e) => {
                 return finish(Err(e.into()), &req_headers, &method, CorsPolicy::NoOrigin);
