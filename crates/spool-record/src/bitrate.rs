@@ -9,6 +9,10 @@
 //! again, cautiously up to the rate the link last carried, then probing
 //! past it. A link that acknowledges nothing (offline) changes nothing:
 //! quality is not traded for a tunnel; the backlog is sent when it returns.
+//! "Handed to the socket" is coarse: the socket buffers take a whole PATCH
+//! at once and then nothing moves for as long as the link needs to carry
+//! it, so a pause only counts as a cut when the client says it is
+//! reconnecting or nothing at all moved for [`CUT`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -36,8 +40,10 @@ impl BitrateReason {
 
 /// How far back the upload rate is measured.
 const WINDOW: Duration = Duration::from_secs(3);
-/// Nothing sent for this long, with bytes waiting: the link is cut, not slow.
-const STILL: Duration = Duration::from_secs(1);
+/// Nothing sent or acknowledged for this long, with bytes waiting: the
+/// link is cut, not slow (a slow link acknowledges a PATCH every few
+/// seconds; the client's own watchdog gives up on a connection after 15 s).
+const CUT: Duration = Duration::from_secs(8);
 /// Bytes sent within this long: the link is taking them now.
 const FLOWING: Duration = Duration::from_millis(500);
 /// Too little history to tell a rate from a burst.
@@ -62,8 +68,17 @@ pub struct Adapter {
     cap: Arc<RateCap>,
     /// (when, produced, sent, confirmed), over the last [`WINDOW`].
     samples: VecDeque<(Instant, u64, u64, u64)>,
-    /// When the bytes sent last grew, and how far.
-    last_sent: (Instant, u64),
+    /// When the bytes sent or acknowledged last grew, and how far.
+    last_moved: (Instant, u64, u64),
+    /// The client was reconnecting at the last look.
+    was_offline: bool,
+    /// When the acknowledged offset last grew, and to what.
+    last_ack: (Instant, u64),
+    /// The rate (bit/s) at which the last acknowledged stretch crossed the
+    /// link: its bytes over the time since the acknowledgement before it.
+    /// Acknowledgements come once per PATCH, so this, not a window's
+    /// average, is what the link carries.
+    ack_bps: Option<f64>,
     /// When the backlog was last down to a chunk or two: until it has
     /// stayed above that for a whole window, the link keeps up and the
     /// rate it took bytes at is the encoder's, not the link's capacity.
@@ -82,7 +97,10 @@ impl Adapter {
         Adapter {
             cap,
             samples: VecDeque::new(),
-            last_sent: (Instant::now(), 0),
+            last_moved: (Instant::now(), 0, 0),
+            was_offline: false,
+            last_ack: (Instant::now(), 0),
+            ack_bps: None,
             caught_up: Instant::now(),
             quiet_until: None,
             last_change: None,
@@ -96,23 +114,46 @@ impl Adapter {
     }
 
     /// One observation: `produced` bytes queued for upload, `sent` handed
-    /// to the network, `confirmed` acknowledged. Returns the new cap when
-    /// it changed.
+    /// to the network, `confirmed` acknowledged, `online` unless the client
+    /// is reconnecting. Returns the new cap when it changed.
     pub fn observe(
         &mut self,
         now: Instant,
         produced: u64,
         sent: u64,
         confirmed: u64,
+        online: bool,
     ) -> Option<(u32, BitrateReason)> {
-        if sent > self.last_sent.1 {
-            if now.duration_since(self.last_sent.0) > STILL {
+        if !online {
+            // A cut: nothing to learn about the link's rate until it is
+            // back, and then not from a window that holds the cut.
+            self.was_offline = true;
+            self.calm_since = None;
+            return None;
+        }
+        if std::mem::take(&mut self.was_offline) {
+            self.quiet_until = Some(now + WINDOW);
+        }
+        let (moved_at, sent0, confirmed0) = self.last_moved;
+        if sent > sent0 || confirmed > confirmed0 {
+            if now.duration_since(moved_at) > CUT {
                 self.quiet_until = Some(now + WINDOW);
             }
-            self.last_sent = (now, sent);
+            self.last_moved = (now, sent, confirmed);
         } else if produced.saturating_sub(confirmed) <= MIN_BACKLOG {
             // Nothing to send is not a stall.
-            self.last_sent.0 = now;
+            self.last_moved.0 = now;
+        }
+        let acked_now = confirmed > self.last_ack.1;
+        if acked_now {
+            let took = now.duration_since(self.last_ack.0).as_secs_f64();
+            if took > 0.0 {
+                self.ack_bps = Some((confirmed - self.last_ack.1) as f64 * 8.0 / took);
+            }
+            self.last_ack = (now, confirmed);
+        } else if produced.saturating_sub(confirmed) <= MIN_BACKLOG {
+            // Idle, not slow: the next stretch is timed from now.
+            self.last_ack.0 = now;
         }
         self.samples.push_back((now, produced, sent, confirmed));
         while self.samples.len() > 2
@@ -128,7 +169,10 @@ impl Adapter {
         if dt < MIN_HISTORY.as_secs_f64() {
             return None;
         }
-        let up_bps = sent.saturating_sub(s0) as f64 * 8.0 / dt;
+        // What the link carries: the last acknowledged stretch's rate, else
+        // (nothing acknowledged yet) what the socket took.
+        let sent_bps = sent.saturating_sub(s0) as f64 * 8.0 / dt;
+        let up_bps = self.ack_bps.unwrap_or(sent_bps);
         let backlog = produced.saturating_sub(confirmed);
         if backlog <= MIN_BACKLOG {
             self.caught_up = now;
@@ -139,7 +183,9 @@ impl Adapter {
         // unless it is large and barely shrinking (the last cut was too
         // shallow: the socket buffers took bytes faster than the link).
         let before = p0.saturating_sub(c0);
-        let growing = backlog > before;
+        // Or the encoder outpaces the link (the backlog can look as if it
+        // shrank when a whole PATCH was acknowledged at once).
+        let growing = backlog > before || (acked_now && enc_bps > up_bps);
         let stuck = backlog.saturating_mul(10) > before.saturating_mul(9);
         let backlog_bits = backlog as f64 * 8.0;
         let drain = (up_bps > 0.0).then(|| backlog_bits / up_bps);
@@ -147,7 +193,7 @@ impl Adapter {
         let cur = self.cap.get();
 
         // Bytes are moving now (not a cut that has just begun).
-        let flowing = now.duration_since(self.last_sent.0) < FLOWING;
+        let flowing = now.duration_since(self.last_moved.0) < FLOWING;
         if busy
             && (growing || (stuck && drain.is_some_and(|d| d > 2.0 * DRAIN_HIGH)))
             && flowing
@@ -156,10 +202,10 @@ impl Adapter {
             && since(self.last_change) >= HOLD_DOWN
         {
             // Below what the link carries, minus what drains the backlog;
-            // from what the encoder makes now, at most halved per step.
+            // from what the encoder makes now, at most to a third per step.
             let making = (enc_bps / 1000.0).min(f64::from(cur));
             let target = (up_bps * 0.85 - backlog_bits / DRAIN_IN_SECS) / 1000.0;
-            let next = target.min(making * 0.85).max(making * 0.5) as u32;
+            let next = target.min(making * 0.85).max(making * 0.35) as u32;
             let set = self.cap.set(next);
             self.calm_since = None;
             if set < cur {
@@ -216,6 +262,12 @@ mod tests {
         now: Duration,
         produced: f64,
         confirmed: f64,
+        /// Sent in PATCHes (the real client: the socket takes a PATCH of
+        /// what is queued, up to ~3 s of the link, at once; its
+        /// acknowledgement comes once the link carried it) instead of byte
+        /// by byte: (sent, end of the
+        /// PATCH in flight, bits of it still on the link).
+        patches: Option<(f64, f64, f64)>,
         changes: Vec<(Duration, u32, BitrateReason)>,
     }
 
@@ -227,6 +279,7 @@ mod tests {
                 now: Duration::ZERO,
                 produced: 0.0,
                 confirmed: 0.0,
+                patches: None,
                 changes: Vec::new(),
             }
         }
@@ -239,8 +292,24 @@ mod tests {
                 self.now += Duration::from_millis(250);
                 let rate = content_kbps.min(f64::from(self.adapter.cap.get()));
                 self.produced += rate * 1000.0 / 8.0 * step;
-                self.confirmed =
-                    (self.confirmed + link_kbps * 1000.0 / 8.0 * step).min(self.produced);
+                let mut sent = self.confirmed;
+                if let Some((s, end, left)) = self.patches.as_mut() {
+                    *left -= link_kbps * 1000.0 * step;
+                    if *left <= 0.0 {
+                        self.confirmed = *end;
+                        // The next PATCH: everything queued, at most what
+                        // the link carries in 3 s (the client's target).
+                        *end = self
+                            .produced
+                            .min(self.confirmed + link_kbps * 1000.0 / 8.0 * 3.0);
+                        *left = (*end - self.confirmed) * 8.0;
+                        *s = *end;
+                    }
+                    sent = *s;
+                } else {
+                    self.confirmed =
+                        (self.confirmed + link_kbps * 1000.0 / 8.0 * step).min(self.produced);
+                }
                 let backlog = self.produced - self.confirmed;
                 if link_kbps > 0.0 {
                     worst = worst.max(backlog * 8.0 / (link_kbps * 1000.0));
@@ -248,8 +317,9 @@ mod tests {
                 if let Some((k, r)) = self.adapter.observe(
                     self.t0 + self.now,
                     self.produced as u64,
+                    sent as u64,
                     self.confirmed as u64,
-                    self.confirmed as u64,
+                    true,
                 ) {
                     self.changes.push((self.now, k, r));
                 }
@@ -277,6 +347,23 @@ mod tests {
         assert!(worst < 2.5, "backlog of {worst:.2} s; {:?}", sim.changes);
         // Steps, not a jump to the floor.
         assert!(sim.changes.iter().all(|c| c.1 >= 1000), "{:?}", sim.changes);
+    }
+
+    #[test]
+    fn a_slow_link_seen_a_patch_at_a_time_still_lowers_the_cap() {
+        let mut sim = Sim::new(13_824);
+        sim.patches = Some((0.0, 0.0, 0.0));
+        sim.run(20.0, 5400.0, 2000.0);
+        let first = sim.changes.first().copied();
+        assert!(
+            first.is_some_and(|(t, k, r)| r == BitrateReason::Backlog
+                && k < 5400
+                && t < Duration::from_secs(15)),
+            "{:?}",
+            sim.changes
+        );
+        sim.run(60.0, 5400.0, 2000.0);
+        assert!(sim.adapter.cap.get() < 2000, "{:?}", sim.changes);
     }
 
     #[test]

@@ -137,13 +137,19 @@ impl Run {
         let (Some(adapter), Some(session)) = (self.adapter.as_mut(), &self.session) else {
             return;
         };
-        let (sent, confirmed) = {
+        let (sent, confirmed, online) = {
             let status = session.status();
             let s = status.borrow();
-            (s.sent, s.confirmed)
+            (
+                s.sent,
+                s.confirmed,
+                s.state == spool_client::State::Uploading,
+            )
         };
         let produced = self.shared.recorded.load(Ordering::Acquire);
-        if let Some((kbps, reason)) = adapter.observe(Instant::now(), produced, sent, confirmed) {
+        if let Some((kbps, reason)) =
+            adapter.observe(Instant::now(), produced, sent, confirmed, online)
+        {
             tracing::info!(kbps, reason = reason.as_str(), "bitrate cap changed");
             let _ = self.events.try_send(Event::Bitrate { kbps, reason });
         }
