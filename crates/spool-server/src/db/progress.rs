@@ -122,12 +122,12 @@ fn commit(
     let mut results = Vec::with_capacity(batch.len());
     for p in batch {
         if alone {
-            results.push(Ok(ops.record_progress(
-                &p.id,
-                p.offset,
-                p.now,
-                p.expiry_ms,
-            )?));
+            match ops.record_progress(&p.id, p.offset, p.now, p.expiry_ms) {
+                Ok(row) => results.push(Ok(row)),
+                // Its own error, as without group commit (the transaction
+                // rolls back when dropped).
+                Err(e) => return Ok(vec![Err(e)]),
+            }
             continue;
         }
         tx.execute_batch("SAVEPOINT progress")?;
