@@ -50,6 +50,34 @@ fn high_motion(dir: &Path) -> PathBuf {
     path
 }
 
+/// Starts `spool record` of the high-motion file through the proxy
+/// throttled to [`LINK_BPS`], with `extra` arguments. Upload URLs point at
+/// the proxy, so every byte crosses the slow link; the proxy and server
+/// are returned to live as long as the recording.
+async fn record_on_slow_link(dir: &Path, extra: &[&str]) -> (Proc, FaultProxy, SpoolServer) {
+    let input = high_motion(dir);
+    let proxy = FaultProxy::start_unconnected(Faults {
+        throttle_bps: Some(LINK_BPS),
+        ..Faults::default()
+    })
+    .await;
+    let public = proxy.url();
+    let server = SpoolServer::start(&dir.join("data"), 0, &["--public-url", &public]);
+    proxy.set_upstream(server.addr);
+    let target = server_args(&proxy.url());
+    let target: Vec<&str> = target.iter().map(String::as_str).collect();
+    let source = format!("file:{}", input.display());
+    let mut args = vec!["--source", &source, "--fps", "30"];
+    args.extend_from_slice(extra);
+    let rec = Proc::spawn(spool_record(
+        &dir.join("state"),
+        &dir.join("out"),
+        &target,
+        &args,
+    ));
+    (rec, proxy, server)
+}
+
 fn event<'a>(events: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json::Value> {
     events.iter().filter(|e| e["event"] == name).collect()
 }
@@ -57,25 +85,7 @@ fn event<'a>(events: &'a [serde_json::Value], name: &str) -> Vec<&'a serde_json:
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_uplink_lowers_the_bitrate_and_keeps_stop_to_link_short() {
     let dir = tempfile::tempdir().unwrap();
-    let input = high_motion(dir.path());
-    // Upload URLs point at the proxy, so every byte crosses the slow link.
-    let proxy = FaultProxy::start_unconnected(Faults {
-        throttle_bps: Some(LINK_BPS),
-        ..Faults::default()
-    })
-    .await;
-    let public = proxy.url();
-    let server = SpoolServer::start(&dir.path().join("data"), 0, &["--public-url", &public]);
-    proxy.set_upstream(server.addr);
-    let target = server_args(&proxy.url());
-    let target: Vec<&str> = target.iter().map(String::as_str).collect();
-    let source = format!("file:{}", input.display());
-    let rec = Proc::spawn(spool_record(
-        &dir.path().join("state"),
-        &dir.path().join("out"),
-        &target,
-        &["--source", &source, "--fps", "30", "--duration", "16"],
-    ));
+    let (rec, _proxy, _server) = record_on_slow_link(dir.path(), &["--duration", "16"]).await;
     let (status, lines) = rec.finish(Duration::from_secs(120));
     assert!(status.success(), "{lines:?}");
     let events = json_lines(&lines);
@@ -122,33 +132,8 @@ async fn a_slow_uplink_lowers_the_bitrate_and_keeps_stop_to_link_short() {
 #[tokio::test(flavor = "multi_thread")]
 async fn quality_first_keeps_the_bitrate_on_a_slow_uplink() {
     let dir = tempfile::tempdir().unwrap();
-    let input = high_motion(dir.path());
-    // Upload URLs point at the proxy, so every byte crosses the slow link.
-    let proxy = FaultProxy::start_unconnected(Faults {
-        throttle_bps: Some(LINK_BPS),
-        ..Faults::default()
-    })
-    .await;
-    let public = proxy.url();
-    let server = SpoolServer::start(&dir.path().join("data"), 0, &["--public-url", &public]);
-    proxy.set_upstream(server.addr);
-    let target = server_args(&proxy.url());
-    let target: Vec<&str> = target.iter().map(String::as_str).collect();
-    let source = format!("file:{}", input.display());
-    let mut rec = Proc::spawn(spool_record(
-        &dir.path().join("state"),
-        &dir.path().join("out"),
-        &target,
-        &[
-            "--source",
-            &source,
-            "--fps",
-            "30",
-            "--duration",
-            "6",
-            "--quality-first",
-        ],
-    ));
+    let (mut rec, proxy, _server) =
+        record_on_slow_link(dir.path(), &["--duration", "6", "--quality-first"]).await;
     let mut early = Vec::new();
     rec.wait_line(Duration::from_secs(60), |l| {
         early.push(l.to_owned());
