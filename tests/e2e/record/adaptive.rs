@@ -116,14 +116,15 @@ async fn a_slow_uplink_lowers_the_bitrate_and_keeps_stop_to_link_short() {
     assert!(kbps < 2000, "the last fragments run at {kbps} kbit/s");
     let c = complete(&events);
     let stop_to_complete = c["stop_to_complete_ms"].as_u64().unwrap();
-    // At the link's rate 16 s of 5 Mbit/s video would need ~25 s more
-    // after Stop (measured: 27-30 s); with the cap, the last chunk and
-    // what backlog remains from before the first step, which comes later
-    // when the suite's other recordings share the two cores (1.6 s alone,
-    // up to 6 s in `make test`). The figure itself is the shaped-link
-    // benchmark's; this checks that the cap bounds it.
+    // At the link's rate 16 s of 5.5 Mbit/s video would need ~28 s more
+    // after Stop (44 s to send, 16 of them during the recording); with the
+    // cap, the last chunk and what backlog remains from before the first
+    // step, which comes later when the suite's other recordings share the
+    // two cores (1.6 s alone, up to 12.8 s in `make test`). The figure
+    // itself is the shaped-link benchmark's; this checks that the cap
+    // bounds it.
     assert!(
-        stop_to_complete < 12_000,
+        stop_to_complete < 20_000,
         "Stop → complete took {stop_to_complete} ms: {changes:?}"
     );
     eprintln!("bitrate changes {changes:?}; Stop → complete {stop_to_complete} ms");
