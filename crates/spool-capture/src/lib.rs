@@ -5,13 +5,17 @@
 //! frame is dropped and counted, so memory stays bounded and the timestamps
 //! keep the video's timing right. Backends: X11 through x11rb with MIT-SHM
 //! (cursor drawn in through XFixes), Wayland through the xdg-desktop-portal
-//! ScreenCast portal and PipeWire, a synthetic test pattern, and a video
-//! file played as if it were the screen ([`FileSource`]). [`audio`]
-//! records the microphone and the system's sound on the same clock.
+//! ScreenCast portal and PipeWire, ScreenCaptureKit on macOS and
+//! Windows.Graphics.Capture on Windows (`screen[:N]`; compiled there only,
+//! unverified), a synthetic test pattern, and a video file played as if it
+//! were the screen ([`FileSource`]). [`audio`] records the microphone and
+//! the system's sound on the same clock.
 
 pub mod audio;
 mod clock;
 mod file;
+#[cfg(any(target_os = "macos", target_os = "windows"))]
+mod native;
 mod pace;
 #[cfg(target_os = "linux")]
 mod portal;
@@ -90,7 +94,9 @@ pub fn open(spec: &SourceSpec) -> Result<Box<dyn Source>, CaptureError> {
         )),
         #[cfg(target_os = "linux")]
         SourceSpec::Screen(n) => Ok(Box::new(portal::PortalSource::open(*n)?)),
-        #[cfg(not(target_os = "linux"))]
+        #[cfg(any(target_os = "macos", target_os = "windows"))]
+        SourceSpec::Screen(n) => Ok(Box::new(native::NativeSource::open(*n)?)),
+        #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
         SourceSpec::Screen(n) => Err(screen_unavailable(*n)),
         // The tick rate is the recording's, which `start` hands over
         // (`Source::set_tick_rate`) before the first grab.
@@ -99,10 +105,10 @@ pub fn open(spec: &SourceSpec) -> Result<Box<dyn Source>, CaptureError> {
 }
 
 /// What `screen[:N]` means where this build has no platform capture.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
 fn screen_unavailable(n: u32) -> CaptureError {
     CaptureError::Unsupported(format!(
-        "screen:{n}: platform capture (ScreenCaptureKit / Windows Graphics Capture through scap) is not built into this version"
+        "screen:{n}: this platform has no screen capture in this build (Linux, macOS and Windows do)"
     ))
 }
 
@@ -125,8 +131,14 @@ pub fn list(display: Option<&str>) -> Result<Vec<Target>, CaptureError> {
     x11::list(display)
 }
 
+/// Lists what can be captured: the displays, as `screen:N`.
+#[cfg(any(target_os = "macos", target_os = "windows"))]
+pub fn list(_display: Option<&str>) -> Result<Vec<Target>, CaptureError> {
+    native::list()
+}
+
 /// Lists what can be captured.
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
 pub fn list(_display: Option<&str>) -> Result<Vec<Target>, CaptureError> {
     Ok(Vec::new())
 }
