@@ -12,7 +12,7 @@ TAURI := ui/node_modules/.bin/tauri
 # only in the recipes that run a binary.
 RELEASE = $(shell CARGO=$(CARGO) scripts/target-dir.sh release)
 
-.PHONY: run test setup ui web lint build desktop bundle serve demo bench clean
+.PHONY: run test setup ui web lint build desktop bundle dist serve demo bench clean
 
 setup:
 	@scripts/setup.sh all
@@ -42,6 +42,17 @@ bundle:
 	@scripts/setup.sh system
 	@scripts/setup.sh ui
 	$(TAURI) build --bundles deb -- -p spool-desktop
+
+## Everything a team ships, signed with its keys, in target/dist/: the .deb
+## and .rpm (the `spool` CLI inside both), their updater signatures,
+## latest.json, SHA256SUMS(.asc) and a signed APT repository. Keys from the
+## environment (TAURI_SIGNING_PRIVATE_KEY, SPOOL_UPDATER_PUBKEY, SPOOL_GPG_KEY,
+## …; see scripts/dist.sh), else development keys in .spool/keys/.
+## DIST_PROFILE=debug reuses the debug build (the tests do).
+dist:
+	@scripts/setup.sh system
+	@scripts/setup.sh ui
+	scripts/dist.sh
 
 ## The main job: the desktop app with its embedded server where a display is
 ## available; without one, the headless demo (a virtual display recorded with

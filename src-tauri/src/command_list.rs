@@ -32,6 +32,9 @@ macro_rules! app_commands {
             reveal_file [tauri::Wry],
             copy_text [tauri::Wry],
             open_link [tauri::Wry],
+            get_update,
+            check_for_updates,
+            install_update,
         }
     };
 }

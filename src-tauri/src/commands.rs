@@ -13,6 +13,7 @@ use crate::models::{
     RecordingView, Renamed, SettingsInput, SettingsView, SourceInfo, SourceKind,
 };
 use crate::state::AppState;
+use crate::updates::{UpdateChanged, UpdateView, Updates};
 use crate::{recording, uploads};
 
 #[tauri::command]
@@ -186,6 +187,28 @@ fn open_link<R: Runtime>(app: AppHandle<R>, url: String) -> IpcResult<()> {
         .map_err(|e| IpcError::new(ErrorCode::Desktop, format!("cannot open a browser: {e}")))
 }
 
+/// Where updates stand now (then `UpdateChanged` events).
+#[tauri::command]
+#[specta::specta]
+fn get_update(updates: State<'_, Updates>) -> UpdateView {
+    updates.view()
+}
+
+/// Asks the update server now.
+#[tauri::command]
+#[specta::specta]
+fn check_for_updates(updates: State<'_, Updates>) -> UpdateView {
+    updates.check_now();
+    updates.view()
+}
+
+/// Installs the verified update — once nothing is recorded or uploaded.
+#[tauri::command]
+#[specta::specta]
+fn install_update(updates: State<'_, Updates>) -> IpcResult<UpdateView> {
+    updates.ask_install()
+}
+
 /// Every command and event of the window, for the invoke handler and the
 /// TypeScript bindings.
 pub fn builder<R: Runtime>() -> tauri_specta::Builder<R> {
@@ -200,6 +223,7 @@ pub fn builder<R: Runtime>() -> tauri_specta::Builder<R> {
         .commands(crate::app_commands!(collect))
         .events(tauri_specta::collect_events![
             HistoryChanged,
-            RecordingToggled
+            RecordingToggled,
+            UpdateChanged
         ])
 }

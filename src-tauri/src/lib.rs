@@ -3,8 +3,8 @@
 //! spool-record / spool-client; the embedded upload server is spool-server
 //! running in-process on localhost. The modules depend only downward:
 //! `error` ← `models` ← `settings` ← `state` ← (`audio`, `controls`,
-//! `uploads`, `deleting`) ← `recording` ← `desktop` (tray, shortcuts,
-//! notifications) ← `commands` ← [`build`] / [`run`], generic over the
+//! `uploads`, `deleting`, `policy`, `updates`) ← `recording` ← `desktop`
+//! (tray, shortcuts, notifications) ← `commands` ← [`build`] / [`run`], generic over the
 //! Tauri runtime so unit tests drive the commands on Tauri's mock runtime.
 
 mod audio;
@@ -18,11 +18,13 @@ pub mod error;
 mod logging;
 pub mod models;
 mod paths;
+mod policy;
 mod recording;
 mod settings;
 pub mod single;
 pub mod state;
 mod sync;
+mod updates;
 mod uploads;
 mod window;
 
@@ -86,7 +88,8 @@ pub fn build<R: Runtime>(builder: tauri::Builder<R>, launch: Launch) -> tauri::B
         builder = builder
             .plugin(tauri_plugin_clipboard_manager::init())
             .plugin(tauri_plugin_opener::init())
-            .plugin(tauri_plugin_global_shortcut::Builder::new().build());
+            .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+            .plugin(tauri_plugin_updater::Builder::new().build());
     }
     let Launch {
         data,
@@ -97,6 +100,10 @@ pub fn build<R: Runtime>(builder: tauri::Builder<R>, launch: Launch) -> tauri::B
     builder.setup(move |app| {
         bindings.mount_events(app);
         let state = state::AppState::open(app.handle(), data, isolated)?;
+        app.manage(updates::Updates::new(
+            &state.managed,
+            app.package_info().version.to_string(),
+        ));
         app.manage(state);
         app.manage(deleting::Deletions::new()?);
         if let Some(answerer) = answerer {
@@ -109,6 +116,9 @@ pub fn build<R: Runtime>(builder: tauri::Builder<R>, launch: Launch) -> tauri::B
         }
         uploads::resume_unfinished(app.handle().clone());
         deleting::start(app.handle().clone());
+        if desktop {
+            updates::start(app.handle().clone());
+        }
         Ok(())
     })
 }
@@ -116,9 +126,16 @@ pub fn build<R: Runtime>(builder: tauri::Builder<R>, launch: Launch) -> tauri::B
 /// Builds and runs the app until it quits.
 pub fn run<R: Runtime>(
     builder: tauri::Builder<R>,
-    context: tauri::Context<R>,
+    mut context: tauri::Context<R>,
     launch: Launch,
 ) -> ExitCode {
+    // The updater's configuration is decided at run time (its key may come
+    // from the environment in debug builds; see updates.rs).
+    context
+        .config_mut()
+        .plugins
+        .0
+        .insert("updater".into(), updates::plugin_config());
     let app = match build(builder, launch).build(context) {
         Ok(app) => app,
         Err(e) => {

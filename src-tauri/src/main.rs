@@ -10,6 +10,15 @@ use spool_desktop_lib::{Launch, single, state};
 
 fn main() -> ExitCode {
     std::sync::LazyLock::force(&spool_desktop_lib::STARTED);
+    // Before any display, lock or runtime: a package's smoke test and a
+    // fleet's inventory ask this on machines without a session.
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "--version" || a == "-V")
+    {
+        println!("spool-desktop {}", env!("CARGO_PKG_VERSION"));
+        return ExitCode::SUCCESS;
+    }
     let context = tauri::generate_context!();
     let data = match state::data_dir(&context.config().identifier) {
         Ok(d) => d,

@@ -200,6 +200,8 @@ pub enum NoticeKind {
     JournalSetAside,
     /// The embedded server did not start.
     EmbeddedServer,
+    /// The managed policy file is malformed and was ignored.
+    Policy,
 }
 
 /// Where the remote token secret is kept.
@@ -404,6 +406,21 @@ pub struct SettingsView {
     pub data_dir: String,
     pub recordings_dir: String,
     pub log_dir: String,
+    /// The managed policy in force, if a policy file was read.
+    pub managed: Option<ManagedView>,
+}
+
+/// What the settings dialog shows of the managed policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct ManagedView {
+    /// The policy file.
+    pub path: String,
+    /// The destination is the policy's: shown read-only.
+    pub lock_destination: bool,
+    /// The built-in server may be chosen.
+    pub allow_embedded: bool,
+    /// Updates are turned off.
+    pub updates_off: bool,
 }
 
 /// An input or output, as the pickers show it.

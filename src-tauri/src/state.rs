@@ -24,6 +24,7 @@ use crate::models::{
     HistoryChanged, Notice, NoticeKind, RecordingState, RecordingView, SecretStorage,
 };
 pub use crate::paths::{EnvServer, Paths, data_dir, isolated_data_dir};
+use crate::policy::Managed;
 use crate::settings::{Destination, Secrets, Settings, SettingsInput, SettingsView, http_url};
 pub use crate::sync::lock;
 
@@ -59,6 +60,8 @@ pub struct AppState {
     pub settings: Mutex<Settings>,
     pub secrets: Secrets,
     pub env: Option<EnvServer>,
+    /// The managed policy in force (read once at launch).
+    pub managed: Managed,
     /// The embedded server; replaced when the local-network setting changes.
     pub embedded: Mutex<Option<Embedded>>,
     pub embedded_error: Mutex<Option<String>>,
@@ -98,17 +101,33 @@ impl AppState {
             });
         }
         let client = Client::open(&paths.journal)?;
-        let settings = Settings::load(&paths.settings);
-        let env = EnvServer::from_env();
-        let (embedded, embedded_error) = match tauri::async_runtime::block_on(Embedded::start(
-            &paths.server,
-            settings.share_on_lan,
-        )) {
+        let managed = Managed::load();
+        if let Some(error) = &managed.error {
+            notices.push(Notice {
+                kind: NoticeKind::Policy,
+                message: error.clone(),
+            });
+        }
+        let fresh = !paths.settings.exists();
+        let settings = managed.apply(Settings::load(&paths.settings), fresh);
+        let env = EnvServer::from_env().filter(|e| managed.permits_env(e));
+        let started = if managed.allows_embedded() {
+            tauri::async_runtime::block_on(Embedded::start(&paths.server, settings.share_on_lan))
+        } else {
+            tracing::info!("the embedded server is off: the managed policy does not allow it");
+            Err(anyhow::anyhow!(
+                "your organization's policy does not allow the built-in server"
+            ))
+        };
+        let (embedded, embedded_error) = match started {
             Ok(e) => (Some(e), None),
             Err(e) => {
                 let e = format!("{e:#}");
                 tracing::error!(error = %e, "the embedded server did not start");
-                if env.is_none() && settings.destination == Destination::Embedded {
+                if env.is_none()
+                    && settings.destination == Destination::Embedded
+                    && managed.allows_embedded()
+                {
                     notices.push(Notice {
                             kind: NoticeKind::EmbeddedServer,
                             message: format!(
@@ -126,6 +145,7 @@ impl AppState {
             settings: Mutex::new(settings),
             secrets: Secrets::new(),
             env,
+            managed,
             embedded: Mutex::new(embedded),
             embedded_error: Mutex::new(embedded_error),
             recording: Mutex::new(None),
@@ -271,6 +291,7 @@ impl AppState {
             data_dir: self.paths.data.display().to_string(),
             recordings_dir: self.paths.recordings.display().to_string(),
             log_dir: self.paths.logs.display().to_string(),
+            managed: self.managed.view(),
             settings,
         }
     }
@@ -348,7 +369,8 @@ impl AppState {
     }
 
     pub async fn save_settings(&self, input: SettingsInput) -> Result<SettingsView, IpcError> {
-        let mut s = input.settings;
+        // A locked destination stays the policy's whatever the window sent.
+        let mut s = self.managed.enforce(input.settings)?;
         if let Some(url) = http_url(&s.server_url) {
             s.server_url = url;
         }

@@ -6,7 +6,8 @@
 //! a time: each records 1280×720 in real time on a two-core machine. The
 //! modules under `desktop/` hold the suites about sound (a private
 //! PulseAudio server), deleting recordings (here and on the server),
-//! launching (one app per data folder, a damaged journal) and notifications.
+//! launching (one app per data folder, a damaged journal), notifications,
+//! and verified updates with the managed policy.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -26,6 +27,8 @@ mod network;
 mod notifications;
 #[path = "desktop/sharing.rs"]
 mod sharing;
+#[path = "desktop/updates.rs"]
+mod updates;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -47,12 +47,19 @@ export const commands = {
 	copyText: (text: string) => typedError<null, IpcError>(__TAURI_INVOKE("copy_text", { text })),
 	/**  Opens a share link in the default browser (never inside the app's window). */
 	openLink: (url: string) => typedError<null, IpcError>(__TAURI_INVOKE("open_link", { url })),
+	/**  Where updates stand now (then `UpdateChanged` events). */
+	getUpdate: () => __TAURI_INVOKE<UpdateView>("get_update"),
+	/**  Asks the update server now. */
+	checkForUpdates: () => __TAURI_INVOKE<UpdateView>("check_for_updates"),
+	/**  Installs the verified update — once nothing is recorded or uploaded. */
+	installUpdate: () => typedError<UpdateView, IpcError>(__TAURI_INVOKE("install_update")),
 };
 
 /** Events */
 export const events = {
 	historyChanged: makeEvent<HistoryChanged, HistoryChanged>("history-changed"),
 	recordingToggled: makeEvent<RecordingToggled, RecordingToggled>("recording-toggled"),
+	updateChanged: makeEvent<UpdateChanged, UpdateChanged>("update-changed"),
 };
 
 /* Types */
@@ -219,7 +226,15 @@ export type ErrorCode =
 /** The upload failed with an answer that has no code of its own (e.g. a proxy's error page). */
 "ERR_UPLOAD" | 
 /** Stopped by the user (Ctrl-C, SIGTERM) before it was done; what was done is kept. */
-"ERR_INTERRUPTED";
+"ERR_INTERRUPTED" | 
+/** An update's signature is missing, bad, made with another key or for another version: nothing of it was installed. */
+"ERR_UPDATE_SIGNATURE" | 
+/** The update server cannot be reached or has no update for this app; the app stays as it is and checks again later. */
+"ERR_UPDATE_UNAVAILABLE" | 
+/** A verified update could not be installed (the package manager refused); the app stays as it is. */
+"ERR_UPDATE_INSTALL" | 
+/** The managed policy file is malformed; it is ignored and the app runs on its own settings. */
+"ERR_INVALID_POLICY";
 
 /**  The history changed (a state, a new recording, a deletion). */
 export type HistoryChanged = null;
@@ -252,6 +267,18 @@ export type IpcError = {
 	message: string,
 };
 
+/**  What the settings dialog shows of the managed policy. */
+export type ManagedView = {
+	/**  The policy file. */
+	path: string,
+	/**  The destination is the policy's: shown read-only. */
+	lock_destination: boolean,
+	/**  The built-in server may be chosen. */
+	allow_embedded: boolean,
+	/**  Updates are turned off. */
+	updates_off: boolean,
+};
+
 /**  Something the user must be told once (on the launch it happened). */
 export type Notice = {
 	kind: NoticeKind,
@@ -263,7 +290,9 @@ export type NoticeKind =
 /**  The journal was unreadable: kept under another name, a new one started. */
 "journal-set-aside" | 
 /**  The embedded server did not start. */
-"embedded-server";
+"embedded-server" | 
+/**  The managed policy file is malformed and was ignored. */
+"policy";
 
 /**  A recording's state, as the main view shows it. */
 export type RecordingState = "idle" | "countdown" | "recording" | "paused" | "uploading" | "reconnecting" | "stalled" | "complete" | "failed" | 
@@ -430,6 +459,8 @@ export type SettingsView = {
 	data_dir: string,
 	recordings_dir: string,
 	log_dir: string,
+	/**  The managed policy in force, if a policy file was read. */
+	managed: ManagedView | null,
 };
 
 /**  A sound source's state while recording. */
@@ -451,6 +482,42 @@ export type SourceInfo = {
 
 /**  What kind of thing a source is. */
 export type SourceKind = "display" | "window";
+
+/**  The update view changed. */
+export type UpdateChanged = UpdateView;
+
+/**  Where an update stands; the words the status line starts with. */
+export type UpdateState = 
+/**  Updates are off (the managed policy says `updates: false`). */
+"disabled" | "checking" | "up-to-date" | 
+/**  A newer version is announced; it downloads when the app is idle. */
+"available" | "downloading" | 
+/**  Downloaded and its signature checked: ready to install. */
+"verified" | 
+/**  Install asked for; waits for the recording and uploads to finish. */
+"waiting" | "installing" | "failed";
+
+/**  What the window shows about updates. */
+export type UpdateView = {
+	state: UpdateState,
+	/**  The version running now. */
+	current_version: string,
+	/**  The newer version announced (from `available` on). */
+	version: string | null,
+	/**  Its release notes. */
+	notes: string | null,
+	/**
+	 *  Why it is as it is: an unreachable endpoint (`up-to-date`), a bad
+	 *  signature or failed install (`failed`).
+	 */
+	code: ErrorCode | null,
+	message: string | null,
+	/**  Bytes downloaded / expected (`downloading`). */
+	downloaded: number | null,
+	total: number | null,
+	/**  SPOOL_UPDATE_DRY_RUN: stops at `verified` instead of installing. */
+	dry_run: boolean,
+};
 
 /**  An upload's own state (while capturing, beside the recording's). */
 export type UploadPhase = "uploading" | "reconnecting" | "stalled" | "complete" | "failed";

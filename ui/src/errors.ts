@@ -69,6 +69,10 @@ const HEADLINES: Record<ErrorCode, string | null> = {
   ERR_NOT_RECORDING: null,
   ERR_DESKTOP: null,
   ERR_INTERRUPTED: null,
+  ERR_UPDATE_SIGNATURE: null,
+  ERR_UPDATE_UNAVAILABLE: null,
+  ERR_UPDATE_INSTALL: null,
+  ERR_INVALID_POLICY: null,
 };
 
 /** The error as shown: its class's headline, then its own message. */

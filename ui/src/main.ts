@@ -7,6 +7,7 @@ import { Channel } from "@tauri-apps/api/core";
 import { commands, events, type Notice, type RecordingView, type Settings, type SettingsView } from "./bindings";
 import { audioSettings, loadAudio, renderAudio } from "./audio";
 import { refreshHistory } from "./history";
+import { startUpdates } from "./updates";
 import { $, bytes, call, clock, setAttr, setStyleWidth, setText, showError } from "./util";
 
 const ui = {
@@ -44,6 +45,7 @@ const ui = {
   shareLan: $<HTMLInputElement>("settings-share-lan"),
   lanAddress: $("settings-lan-address"),
   envNote: $("settings-env"),
+  managed: $("settings-managed"),
   fps: $<HTMLSelectElement>("settings-fps"),
   fragmentSecs: $<HTMLInputElement>("settings-fragment-secs"),
   crf: $<HTMLSelectElement>("settings-crf"),
@@ -367,7 +369,21 @@ function fillSettings(v: SettingsView) {
     ? `SPOOL_SERVER_URL sends this run's uploads to ${v.env_override}.`
     : "";
   ui.paths.textContent = `Recordings: ${v.recordings_dir} · Logs: ${v.log_dir}`;
+  showManaged(v);
   showDestination();
+}
+
+/** A destination locked by the managed policy is shown read-only; the token
+ *  secret stays the user's to enter. */
+function showManaged(v: SettingsView) {
+  const locked = v.managed?.lock_destination ?? false;
+  ui.managed.hidden = !locked;
+  ui.managed.title = v.managed ? `Set by ${v.managed.path}` : "";
+  for (const el of [ui.destination, ui.serverUrl, ui.tokenId, ui.endpointUrl]) {
+    el.disabled = locked;
+  }
+  const embedded = ui.destination.querySelector<HTMLOptionElement>('option[value="embedded"]');
+  if (embedded) embedded.disabled = v.managed ? !v.managed.allow_embedded : false;
 }
 
 function readSettings(): Settings {
@@ -438,7 +454,7 @@ async function main() {
   refreshDefaultTitle();
   window.setInterval(refreshDefaultTitle, 30_000);
   showNotices(await commands.takeNotices());
-  await Promise.all([loadSources(), refreshHistory(), loadAudio()]);
+  await Promise.all([loadSources(), refreshHistory(), loadAudio(), startUpdates()]);
   document.body.dataset.ready = "true";
 }
 

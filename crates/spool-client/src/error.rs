@@ -287,6 +287,10 @@ impl FailureClass {
             C::AlreadyRecording | C::NotRecording => FailureClass::Conflict,
             C::Interrupted => FailureClass::Stopped,
             C::Upload => FailureClass::Server,
+            // The desktop app's updater and policy: local matters.
+            C::UpdateSignature | C::UpdateUnavailable | C::UpdateInstall | C::InvalidPolicy => {
+                FailureClass::Local
+            }
             #[allow(unreachable_patterns)]
             other => FailureClass::of_status(other.status()),
         }
@@ -387,6 +391,8 @@ mod tests {
             ErrorCode::Desktop,
             ErrorCode::DiskFull,
             ErrorCode::ServerUnreachable,
+            ErrorCode::UpdateUnavailable,
+            ErrorCode::UpdateInstall,
         ];
         for &code in ErrorCode::ALL {
             let class = FailureClass::of_code(code);

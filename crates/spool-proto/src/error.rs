@@ -103,6 +103,10 @@ error_codes! {
     ServerUnreachable = ("ERR_SERVER_UNREACHABLE", 502, "The server cannot be reached (connection refused, no network, DNS); what was recorded is kept and the upload resumes."),
     Upload = ("ERR_UPLOAD", 502, "The upload failed with an answer that has no code of its own (e.g. a proxy's error page)."),
     Interrupted = ("ERR_INTERRUPTED", 499, "Stopped by the user (Ctrl-C, SIGTERM) before it was done; what was done is kept."),
+    UpdateSignature = ("ERR_UPDATE_SIGNATURE", 403, "An update's signature is missing, bad, made with another key or for another version: nothing of it was installed."),
+    UpdateUnavailable = ("ERR_UPDATE_UNAVAILABLE", 503, "The update server cannot be reached or has no update for this app; the app stays as it is and checks again later."),
+    UpdateInstall = ("ERR_UPDATE_INSTALL", 500, "A verified update could not be installed (the package manager refused); the app stays as it is."),
+    InvalidPolicy = ("ERR_INVALID_POLICY", 400, "The managed policy file is malformed; it is ignored and the app runs on its own settings."),
 }
 
 impl ErrorCode {
