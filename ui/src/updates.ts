@@ -46,7 +46,12 @@ function bannerText(v: UpdateView): string | null {
     case "installing":
       return `Installing ${ver}…`;
     case "failed":
-      return v.version ? `${ver} was refused: ${v.message ?? v.code ?? "it could not be installed"}` : null;
+      // The status line has the details; the banner says what it means.
+      return v.version
+        ? v.code === "ERR_UPDATE_SIGNATURE"
+          ? `${ver} was refused: its signature does not verify (${v.code}). Nothing was installed.`
+          : `${ver} could not be installed${v.code ? ` (${v.code})` : ""}; Spool tries again later.`
+        : null;
     default:
       return null;
   }
