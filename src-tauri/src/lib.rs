@@ -24,6 +24,7 @@ mod settings;
 pub mod single;
 pub mod state;
 mod sync;
+mod update_source;
 mod updates;
 mod uploads;
 mod window;

@@ -73,6 +73,17 @@ impl Managed {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Managed::default(),
             Err(e) => return Managed::ignored(path, format!("it cannot be read: {e}")),
         };
+        // A file any user may change would let anyone redirect a fleet's
+        // uploads or turn its updates off.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            if let Ok(meta) = std::fs::metadata(path)
+                && meta.permissions().mode() & 0o002 != 0
+            {
+                return Managed::ignored(path, "every user may write to it".into());
+            }
+        }
         match parse(&bytes) {
             Ok(policy) => {
                 tracing::info!(path = %path.display(), locked = policy.lock_destination, "managed policy in force");
@@ -287,6 +298,28 @@ mod tests {
             read(r#"{"server_url":"https://spool.corp","token_id":"f","allow_embedded":false}"#);
         let s = m.apply(Settings::default(), false);
         assert_eq!(s.destination, Destination::Remote);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_policy_every_user_may_write_is_ignored() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.json");
+        std::fs::write(
+            &path,
+            r#"{"server_url":"https://evil.example","token_id":"x"}"#,
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let m = Managed::read(&path);
+        assert!(
+            m.error.as_deref().unwrap().contains("every user may write"),
+            "{m:?}"
+        );
+        assert_eq!(m.policy, Policy::default());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(Managed::read(&path).error, None);
     }
 
     #[test]
