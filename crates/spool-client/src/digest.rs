@@ -3,7 +3,11 @@
 //! are sent (on resume, before a re-created upload), so new pieces carry a
 //! fast non-cryptographic XXH3-128 (`xxh3-128:<hex>`, [`piece_digest`]); a
 //! digest without a prefix is the SHA-256 hex earlier versions journaled,
-//! and still verifies ([`verify_piece`]). The whole upload's SHA-256, which
+//! and still verifies ([`verify_piece`]). A slice of a durable file is
+//! queued [`UNREAD`] instead of being read twice: its XXH3 is taken as its
+//! bytes are first read for sending and journaled once they are
+//! acknowledged (until then the file's length, and for a whole-file upload
+//! its size and mtime, stand for it). The whole upload's SHA-256, which
 //! the completion reports, is a [`WholeHash`] fed by the PATCH body as it
 //! reads the bytes for sending — each byte once, in order, however often it
 //! is sent — and whatever this process never read (the server had it
@@ -22,6 +26,12 @@ use crate::journal::Piece;
 /// The prefix of the digests this version journals.
 const XXH3_128: &str = "xxh3-128:";
 
+/// The digest of a piece whose bytes were not read yet: an XXH3-128 is
+/// taken when they are first read for sending (see [`WholeHash::expect`]).
+/// Its colon makes an earlier version refuse it as "queued by a newer
+/// Spool" rather than take it for SHA-256 hex.
+pub const UNREAD: &str = "unread:xxh3-128";
+
 /// Block size of the hashing reads: small enough to stay in the CPU's L2
 /// cache between the read and the hash.
 const HASH_BLOCK: usize = 256 * 1024;
@@ -33,13 +43,6 @@ fn xxh3_hex(h: u128) -> String {
 /// The journaled digest of a piece whose bytes are `data`.
 pub fn piece_digest(data: &[u8]) -> String {
     xxh3_hex(xxh3_128(data))
-}
-
-/// The journaled digest of `[offset, offset+len)` of the file at `path`.
-pub(crate) fn file_piece_digest(path: &Path, offset: u64, len: u64) -> Result<String> {
-    let mut h = Xxh3Default::new();
-    read_range(path, offset, len, |b| h.update(b))?;
-    Ok(xxh3_hex(h.digest128()))
 }
 
 /// Reads `[offset, offset+len)` of `path`, feeding it to `f` block by block.
@@ -103,6 +106,17 @@ impl PieceHasher {
 /// each block to `also` with its offset in the upload on the way.
 /// [`ClientError::LocalDataChanged`] when they differ or cannot be read.
 pub(crate) fn verify_piece(p: &Piece, mut also: impl FnMut(u64, &[u8])) -> Result<()> {
+    if p.digest == UNREAD {
+        // Nothing to compare with: the bytes are taken as they are now.
+        let mut at = p.start;
+        return read_range(&p.path, p.file_offset, p.len, |b| {
+            also(at, b);
+            at += b.len() as u64;
+        })
+        .map_err(|e| {
+            ClientError::LocalDataChanged(format!("piece {} ({}): {e}", p.seq, p.path.display()))
+        });
+    }
     let Some(mut h) = PieceHasher::for_digest(&p.digest) else {
         return Err(ClientError::LocalDataChanged(format!(
             "piece {} of {} has a digest of an unknown kind ({}); it was queued by a newer Spool",
@@ -130,6 +144,26 @@ pub(crate) fn verify_piece(p: &Piece, mut also: impl FnMut(u64, &[u8])) -> Resul
     Ok(())
 }
 
+/// Whether a piece's bytes are still on disk as queued, as far as can be
+/// told without reading more than needed: a hashed piece is read and
+/// compared, an [`UNREAD`] one only has to be there in full.
+pub(crate) fn check_piece(p: &Piece) -> Result<()> {
+    if p.digest != UNREAD {
+        return verify_piece(p, |_, _| {});
+    }
+    let meta = std::fs::metadata(&p.path).map_err(|e| {
+        ClientError::LocalDataChanged(format!("piece {} ({}): {e}", p.seq, p.path.display()))
+    })?;
+    if meta.len() < p.file_offset + p.len {
+        return Err(ClientError::LocalDataChanged(format!(
+            "{} is shorter than when piece {} was queued",
+            p.path.display(),
+            p.seq
+        )));
+    }
+    Ok(())
+}
+
 /// The running SHA-256 of the upload's bytes `[0, hashed)`. Cloning shares
 /// it. Every reader of the upload's bytes may [`WholeHash::feed`] what it
 /// read; only the bytes that continue the hash are taken, so a byte sent
@@ -142,6 +176,50 @@ pub struct WholeHash(Arc<Mutex<Running>>);
 struct Running {
     sha: Sha256,
     hashed: u64,
+    /// [`UNREAD`] pieces at or past `hashed`, in order: their XXH3 is
+    /// taken on the way.
+    unread: std::collections::VecDeque<Unread>,
+    /// Digests taken and not yet collected by [`WholeHash::take_digests`].
+    taken: Vec<(u64, String)>,
+}
+
+struct Unread {
+    seq: u64,
+    start: u64,
+    end: u64,
+    /// How far its hash reaches.
+    at: u64,
+    h: Box<Xxh3Default>,
+}
+
+impl Running {
+    /// Hashes `data`, the upload's bytes from `hashed` on.
+    fn advance(&mut self, data: &[u8]) {
+        let (start, end) = (self.hashed, self.hashed + data.len() as u64);
+        self.sha.update(data);
+        while let Some(u) = self.unread.front_mut() {
+            if u.start >= end {
+                break;
+            }
+            let (from, to) = (u.start.max(start), u.end.min(end));
+            if u.at != from {
+                // Its first bytes were hashed before it was expected
+                // (cannot happen for a piece queued at the end): it stays
+                // unread.
+                self.unread.pop_front();
+                continue;
+            }
+            u.h.update(&data[(from - start) as usize..(to - start) as usize]);
+            u.at = to;
+            if to < u.end {
+                break;
+            }
+            if let Some(u) = self.unread.pop_front() {
+                self.taken.push((u.seq, xxh3_hex(u.h.digest128())));
+            }
+        }
+        self.hashed = end;
+    }
 }
 
 impl WholeHash {
@@ -153,6 +231,31 @@ impl WholeHash {
         // A hasher is only ever updated whole, so a panic elsewhere while
         // it was held leaves nothing half-done.
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the XXH3 of `p`, an [`UNREAD`] piece, as its bytes are hashed
+    /// (pieces are expected in order, each before any of its bytes).
+    pub fn expect(&self, p: &Piece) {
+        if p.digest != UNREAD || p.len == 0 {
+            return;
+        }
+        let mut r = self.lock();
+        if p.start < r.hashed {
+            return;
+        }
+        r.unread.push_back(Unread {
+            seq: p.seq,
+            start: p.start,
+            end: p.end(),
+            at: p.start,
+            h: Box::new(Xxh3Default::new()),
+        });
+    }
+
+    /// The digests of [`UNREAD`] pieces taken since the last call, as
+    /// (seq, digest), to journal.
+    pub fn take_digests(&self) -> Vec<(u64, String)> {
+        std::mem::take(&mut self.lock().taken)
     }
 
     /// How many of the upload's first bytes are hashed.
@@ -168,8 +271,7 @@ impl WholeHash {
         let end = offset + data.len() as u64;
         if offset <= r.hashed && r.hashed < end {
             let from = (r.hashed - offset) as usize;
-            r.sha.update(&data[from..]);
-            r.hashed = end;
+            r.advance(&data[from..]);
         }
     }
 
@@ -192,8 +294,7 @@ impl WholeHash {
                     let from = (r.hashed - at) as usize;
                     let to = (end.min(block_end) - at) as usize;
                     if from < to {
-                        r.sha.update(&b[from..to]);
-                        r.hashed = at + to as u64;
+                        r.advance(&b[from..to]);
                     }
                 }
             })?;
@@ -237,18 +338,75 @@ mod tests {
     }
 
     #[test]
-    fn a_streamed_digest_is_the_one_shot_digest() {
+    fn unread_pieces_get_the_digest_of_the_bytes_read_for_sending() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         let bytes = data(HASH_BLOCK * 2 + 12_345);
         std::fs::write(&path, &bytes).unwrap();
-        let len = bytes.len() as u64 - 100;
+        // Three unread pieces of the file, the middle one off the file's start.
+        let cuts = [0u64, 100_000, 400_001, bytes.len() as u64];
+        let pieces: Vec<Piece> = cuts
+            .windows(2)
+            .enumerate()
+            .map(|(i, w)| Piece {
+                seq: i as u64,
+                path: path.clone(),
+                file_offset: w[0],
+                len: w[1] - w[0],
+                start: w[0],
+                digest: UNREAD.into(),
+            })
+            .collect();
+        let whole = WholeHash::new();
+        pieces.iter().for_each(|p| whole.expect(p));
+        // Blocks of an odd size, one of them sent twice (a cut PATCH).
+        let mut at = 0usize;
+        while at < 300_000 {
+            let end = (at + 77_777).min(bytes.len());
+            whole.feed(at as u64, &bytes[at..end]);
+            whole.feed(at as u64, &bytes[at..end]);
+            at = end;
+        }
+        let taken = whole.take_digests();
+        assert_eq!(taken, vec![(0, piece_digest(&bytes[..100_000]))]);
+        assert!(whole.take_digests().is_empty(), "taken once");
+        // The rest is read at completion: the pieces' digests on the way.
+        let sha = whole.finish(&pieces, bytes.len() as u64).unwrap();
+        assert_eq!(sha, sha256_hex(&bytes));
         assert_eq!(
-            file_piece_digest(&path, 100, len).unwrap(),
-            piece_digest(&bytes[100..])
+            whole.take_digests(),
+            vec![
+                (1, piece_digest(&bytes[100_000..400_001])),
+                (2, piece_digest(&bytes[400_001..])),
+            ]
         );
         assert!(piece_digest(b"").starts_with("xxh3-128:"));
         assert_eq!(piece_digest(b"abc").len(), "xxh3-128:".len() + 32);
+    }
+
+    #[test]
+    fn an_unread_piece_is_checked_by_its_length_and_not_taken_for_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, data(1000)).unwrap();
+        let mut p = Piece {
+            seq: 0,
+            path: path.clone(),
+            file_offset: 200,
+            len: 800,
+            start: 0,
+            digest: UNREAD.into(),
+        };
+        check_piece(&p).unwrap();
+        p.len = 801;
+        assert!(matches!(
+            check_piece(&p),
+            Err(ClientError::LocalDataChanged(_))
+        ));
+        assert!(
+            PieceHasher::for_digest(UNREAD).is_none(),
+            "an earlier version refuses it rather than taking it for SHA-256"
+        );
     }
 
     #[test]

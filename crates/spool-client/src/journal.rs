@@ -395,15 +395,30 @@ impl Journal {
         .await
     }
 
-    /// Records the server's acknowledged offset (and whether it now knows the length).
-    pub async fn set_acked(&self, id: &str, acked: u64, length_declared: bool) -> Result<()> {
+    /// Records the server's acknowledged offset (and whether it now knows
+    /// the length), with the digests of pieces taken as they were read for
+    /// sending (`(seq, digest)`; see `digest::UNREAD`), in one transaction.
+    pub async fn set_acked(
+        &self,
+        id: &str,
+        acked: u64,
+        length_declared: bool,
+        digests: Vec<(u64, String)>,
+    ) -> Result<()> {
         let id = id.to_owned();
         self.call(move |c| {
-            c.execute(
+            let tx = c.unchecked_transaction()?;
+            tx.execute(
                 "UPDATE uploads SET acked = ?2, length_declared = ?3, updated_at = ?4 WHERE id = ?1",
                 params![id, acked, length_declared, now_ms()],
-            )
-            .map(|_| ())
+            )?;
+            for (seq, digest) in &digests {
+                tx.prepare_cached(
+                    "UPDATE pieces SET sha256 = ?3 WHERE upload_id = ?1 AND seq = ?2",
+                )?
+                .execute(params![id, seq, digest])?;
+            }
+            tx.commit()
         })
         .await
     }
@@ -465,7 +480,7 @@ mod tests {
             digest: "xxh3-128:00".into(),
         };
         j.add_piece("u1", &p).await.unwrap();
-        j.set_acked("u1", 7, false).await.unwrap();
+        j.set_acked("u1", 7, false, Vec::new()).await.unwrap();
         drop(j);
         let j = Journal::open(dir.path()).unwrap();
         let r = j.get("u1").await.unwrap().unwrap();

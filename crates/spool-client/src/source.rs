@@ -1,6 +1,6 @@
 //! Producers that feed a session. A whole file is queued as 16 MiB pieces
-//! of itself, so the upload starts after the first piece is hashed rather
-//! than after the whole file is; a resumed file upload goes on queueing from
+//! of itself, each hashed as it is read for sending (one read of the
+//! file); a resumed file upload goes on queueing from
 //! where the journal stopped, after checking the file did not change.
 
 use std::path::Path;
@@ -37,15 +37,17 @@ pub fn file_source(path: &Path) -> Result<SourceRecord> {
     })
 }
 
-/// Queues the rest of a file source into `session` and finishes it.
-pub async fn produce_file(session: &Session, source: &SourceRecord) -> Result<()> {
+/// A whole-file source must still be the file it was: same size, same
+/// mtime (its pieces are read when they are sent, so this is what stands
+/// for the bytes not yet read). Other sources pass.
+pub(crate) fn check_unchanged(source: &SourceRecord) -> Result<()> {
     let SourceRecord::File {
         path,
         size,
         modified_ms: mtime,
     } = source
     else {
-        return Err(ClientError::Invalid("not a file source".into()));
+        return Ok(());
     };
     let meta = std::fs::metadata(path)
         .map_err(|e| ClientError::LocalDataChanged(format!("{}: {e}", path.display())))?;
@@ -55,6 +57,15 @@ pub async fn produce_file(session: &Session, source: &SourceRecord) -> Result<()
             path.display()
         )));
     }
+    Ok(())
+}
+
+/// Queues the rest of a file source into `session` and finishes it.
+pub async fn produce_file(session: &Session, source: &SourceRecord) -> Result<()> {
+    let SourceRecord::File { path, size, .. } = source else {
+        return Err(ClientError::Invalid("not a file source".into()));
+    };
+    check_unchanged(source)?;
     let mut offset = session.produced().await;
     while offset < *size {
         let len = FILE_PIECE.min(size - offset);

@@ -15,7 +15,7 @@ mod worker;
 
 pub use types::{Checksum, Completed, Event, Options, State, Status, Target};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -150,6 +150,12 @@ impl Session {
             )));
         }
         let pieces = journal.pieces(id).await?;
+        if let Err(e) = crate::source::check_unchanged(&rec.source) {
+            journal
+                .set_state(id, UploadState::Failed, Some(&e.to_string()))
+                .await?;
+            return Err(e);
+        }
         // Every byte not yet acknowledged must still be the byte that was
         // queued. (The acknowledged ones are checked if and when they are
         // read for the upload's SHA-256, at completion.)
@@ -159,9 +165,7 @@ impl Session {
             .cloned()
             .collect();
         let checked = tokio::task::spawn_blocking(move || -> Result<()> {
-            unsent
-                .iter()
-                .try_for_each(|p| digest::verify_piece(p, |_, _| {}))
+            unsent.iter().try_for_each(digest::check_piece)
         })
         .await
         .map_err(|e| ClientError::Internal(e.to_string()))?;
@@ -203,6 +207,8 @@ impl Session {
         owner: OwnerLock,
     ) -> Result<Session> {
         let end = pieces.last().map(Piece::end).unwrap_or(0);
+        let whole = WholeHash::new();
+        pieces.iter().for_each(|p| whole.expect(p));
         let shared = Arc::new(Shared {
             id: rec.id.clone(),
             journal,
@@ -211,7 +217,7 @@ impl Session {
                 end,
                 finished: rec.finished,
             }),
-            whole: WholeHash::new(),
+            whole,
             changed: Notify::new(),
             cancel: CancellationToken::new(),
             finished: AtomicBool::new(rec.finished),
@@ -306,13 +312,10 @@ impl Session {
         if len == 0 {
             return Ok(());
         }
-        // Hashed before the queue is locked: the worker never waits for it.
-        let p: PathBuf = path.to_path_buf();
-        let digest =
-            tokio::task::spawn_blocking(move || digest::file_piece_digest(&p, offset, len))
-                .await
-                .map_err(|e| ClientError::Internal(e.to_string()))??;
-        self.queue(path, offset, len, digest).await
+        // Not read here: its digest is taken as it is read for sending, so
+        // each byte is read once (see `digest::UNREAD`).
+        self.queue(path, offset, len, digest::UNREAD.to_string())
+            .await
     }
 
     fn check_open(&self) -> Result<()> {
@@ -347,6 +350,7 @@ impl Session {
             .journal
             .add_piece(&self.shared.id, &piece)
             .await?;
+        self.shared.whole.expect(&piece);
         produced.end = piece.end();
         produced.pieces.push(piece);
         drop(produced);

@@ -287,9 +287,30 @@ impl Worker {
         }
         self.shared
             .journal
-            .set_acked(&self.shared.id, pos.acked, pos.declared)
+            .set_acked(
+                &self.shared.id,
+                pos.acked,
+                pos.declared,
+                self.digests().await,
+            )
             .await?;
         Ok(true)
+    }
+
+    /// The digests taken as pieces were read for sending since the last
+    /// call, also set on the pieces in memory (a re-created upload checks
+    /// them); journaled with the next acknowledged offset.
+    async fn digests(&self) -> Vec<(u64, String)> {
+        let taken = self.shared.whole.take_digests();
+        if !taken.is_empty() {
+            let mut produced = self.shared.produced.lock().await;
+            for (seq, digest) in &taken {
+                if let Some(p) = produced.pieces.get_mut(*seq as usize) {
+                    p.digest.clone_from(digest);
+                }
+            }
+        }
+        taken
     }
 
     fn show_position(&mut self, pos: &mut Position, queued: &Queued) {
@@ -470,7 +491,12 @@ impl Worker {
         }
         self.shared
             .journal
-            .set_acked(&self.shared.id, pos.acked, pos.declared)
+            .set_acked(
+                &self.shared.id,
+                pos.acked,
+                pos.declared,
+                self.digests().await,
+            )
             .await?;
         pos.sizer.record(chunk.size, took);
         if pos.failures.count > 0 || pos.failures.stalled {
