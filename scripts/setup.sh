@@ -7,6 +7,7 @@
 #   scripts/setup.sh ui       the desktop UI's npm packages (Vite, TypeScript, the Tauri CLI)
 #   scripts/setup.sh web      the share page's npm packages (hls.js), which the server's build embeds
 #   scripts/setup.sh driver   tauri-driver, for the desktop end-to-end suite
+#   scripts/setup.sh garage   Garage (S3-compatible store) for the S3 suites, cached outside the clone
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -118,6 +119,26 @@ install_driver() {
   echo "$TAURI_DRIVER_VERSION" > .spool/tools/.tauri-driver
 }
 
+# Garage, the S3-compatible object store the S3 suites run against, pinned.
+# A cold build takes ~15 minutes on two cores, so it is built once per
+# version into a cache outside the clone (SPOOL_TOOL_CACHE, default
+# ~/.cache/spool/tools) and linked into .spool/tools/bin; a warm run only
+# makes the link. Built without LTO (a test tool: build time matters more).
+GARAGE_VERSION=2.5.0
+install_garage() {
+  local cache="${SPOOL_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spool/tools}/garage-$GARAGE_VERSION"
+  if [ ! -x "$cache/bin/garage" ]; then
+    echo "setup: building Garage $GARAGE_VERSION into $cache (once per version; ~15 min on 2 cores)"
+    mkdir -p "$cache"
+    CARGO_TARGET_DIR="$cache/target" CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_DEBUG=0 \
+      cargo install --quiet --locked --root "$cache" garage --version "$GARAGE_VERSION" \
+        --no-default-features --features bundled-libs,lmdb
+    rm -rf "$cache/target"
+  fi
+  mkdir -p .spool/tools/bin
+  ln -sfn "$cache/bin/garage" .spool/tools/bin/garage
+}
+
 case "$what" in
   # Everything that builds the server needs hls.js, so `system` (what the
   # Makefile's build targets run) installs it too.
@@ -126,6 +147,7 @@ case "$what" in
   peers) install_peers ;;
   ui) install_ui ;;
   driver) install_driver ;;
-  all) install_system; install_web; install_peers; install_ui; install_driver ;;
-  *) echo "usage: $0 [all|system|web|peers|ui|driver]" >&2; exit 2 ;;
+  garage) install_garage ;;
+  all) install_system; install_web; install_peers; install_ui; install_driver; install_garage ;;
+  *) echo "usage: $0 [all|system|web|peers|ui|driver|garage]" >&2; exit 2 ;;
 esac

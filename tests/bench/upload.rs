@@ -21,8 +21,9 @@
 //! Environment: SPOOL_BENCH_MB (size of each upload, default 100),
 //! SPOOL_BENCH_CONCURRENCY (comma list, default 1,8,64),
 //! SPOOL_BENCH_CHUNK_MB (PATCH size, default 8), SPOOL_BENCH_ONLY (a comma
-//! list of `disk`, `spool`, `tus`, `sink`: run only those rows, e.g. while
-//! profiling).
+//! list of `disk`, `spool`, `tus`, `s3`, `sink`: run only those rows, e.g.
+//! while profiling). The `s3` rows are `spool serve --store s3` against a
+//! Garage on the same machine (Garage's own CPU and memory not counted).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -391,7 +392,13 @@ async fn main() {
     });
     let node_base = line.trim_start_matches("listening on ").to_owned();
 
-    let targets = [
+    // The same server on `--store s3`, against a local Garage (whose own
+    // CPU and memory the row does not count).
+    let s3 = runs("s3").then(Backend::s3);
+    let spool_s3 = s3
+        .as_ref()
+        .map(|b| SpoolServer::start_on(b, &dir.path().join("spool-s3"), 0, &[]));
+    let mut targets = vec![
         (
             "spool",
             Target {
@@ -411,6 +418,17 @@ async fn main() {
             },
         ),
     ];
+    if let Some(srv) = &spool_s3 {
+        targets.push((
+            "s3",
+            Target {
+                name: "spool serve --store s3 (Garage)",
+                endpoint: srv.endpoint(),
+                auth: Some(basic_auth()),
+                pid: srv.proc.child.id(),
+            },
+        ));
+    }
     let sink_target = Target {
         name: "sink: HTTP only, bytes dropped",
         endpoint: sink().await,

@@ -9,6 +9,8 @@
 mod draft;
 #[path = "client/faults.rs"]
 mod faults;
+#[path = "client/storage.rs"]
+mod storage;
 
 use std::path::Path;
 use std::process::Command;
@@ -59,9 +61,18 @@ fn check_events(lines: &[String]) -> serde_json::Value {
 /// `spool serve` behind a fault proxy: the upload URLs it hands out point
 /// at the proxy, so every request goes through it.
 async fn server_behind_proxy(dir: &Path, faults: Faults) -> (SpoolServer, FaultProxy) {
+    server_on_behind_proxy(&Backend::Fs, dir, faults).await
+}
+
+/// [`server_behind_proxy`] keeping uploads in `backend`.
+async fn server_on_behind_proxy(
+    backend: &Backend,
+    dir: &Path,
+    faults: Faults,
+) -> (SpoolServer, FaultProxy) {
     let proxy = FaultProxy::start_unconnected(faults).await;
     let public = proxy.url();
-    let server = SpoolServer::start(&dir.join("data"), 0, &["--public-url", &public]);
+    let server = SpoolServer::start_on(backend, &dir.join("data"), 0, &["--public-url", &public]);
     proxy.set_upstream(server.addr);
     (server, proxy)
 }

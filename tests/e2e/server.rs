@@ -44,8 +44,17 @@ fn run_tus_js(server: &SpoolServer, mode: &str, file: &std::path::Path, chunk: u
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tus_js_client_stream_deferred_and_parallel_uploads() {
+    tus_js_case(Backend::Fs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_tus_js_client_stream_deferred_and_parallel_uploads() {
+    tus_js_case(Backend::s3()).await;
+}
+
+async fn tus_js_case(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let server = SpoolServer::start_on(&backend, &dir.path().join("data"), 0, &[]);
     let file = dir.path().join("source.bin");
     let sha = random_file(&file, 12 * 1024 * 1024 + 4321, 1);
     // A file read as a Node stream, known length, 1 MiB chunks.
@@ -74,8 +83,17 @@ fn sha_len(path: &std::path::Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tuspy_with_checksums_resumes_after_being_killed() {
+    tuspy_case(Backend::Fs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_tuspy_with_checksums_resumes_after_being_killed() {
+    tuspy_case(Backend::s3()).await;
+}
+
+async fn tuspy_case(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = SpoolServer::start(&dir.path().join("data"), 0, &[]);
+    let server = SpoolServer::start_on(&backend, &dir.path().join("data"), 0, &[]);
     let file = dir.path().join("source.bin");
     let size = 16 * 1024 * 1024;
     let sha = random_file(&file, size, 2);
@@ -245,6 +263,15 @@ struct Delivery {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart() {
+    webhooks_case(Backend::Fs).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart() {
+    webhooks_case(Backend::s3()).await;
+}
+
+async fn webhooks_case(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -257,7 +284,7 @@ async fn webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart
         secret,
     ];
     let port = free_port();
-    let server = SpoolServer::start(&data, port, &args);
+    let server = SpoolServer::start_on(&backend, &data, port, &args);
     let tus = Tus::default();
 
     let mut expected: Vec<(String, Vec<&str>)> = Vec::new();
@@ -321,7 +348,7 @@ async fn webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart
     );
     server.proc.sigterm();
     server.proc.finish(Duration::from_secs(15));
-    let _server = SpoolServer::start(&data, port, &args);
+    let _server = SpoolServer::start_on(&backend, &data, port, &args);
     let out = dir.path().join("deliveries.jsonl");
     let mut receiver_cmd = python("webhook_receiver.py");
     receiver_cmd.args([&hook_port.to_string(), secret, out.to_str().unwrap()]);

@@ -240,6 +240,36 @@ impl Drop for Proc {
     }
 }
 
+/// Where a test's `spool serve` keeps uploaded bytes: files under its data
+/// folder (the default), or a private Garage (`--store s3`), so a suite can
+/// run the same test on both.
+pub enum Backend {
+    Fs,
+    S3(spool_testkit::garage::Garage),
+}
+
+impl Backend {
+    /// A fresh Garage node for the test.
+    pub fn s3() -> Backend {
+        Backend::S3(spool_testkit::garage::Garage::start_new())
+    }
+
+    /// The environment `spool serve` needs for it.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Backend::Fs => Vec::new(),
+            Backend::S3(g) => g.serve_env(),
+        }
+    }
+
+    pub fn garage(&mut self) -> Option<&mut spool_testkit::garage::Garage> {
+        match self {
+            Backend::Fs => None,
+            Backend::S3(g) => Some(g),
+        }
+    }
+}
+
 /// A running `spool serve`.
 pub struct SpoolServer {
     pub proc: Proc,
@@ -253,6 +283,13 @@ impl SpoolServer {
     /// credentials and `extra` arguments; returns once it is listening.
     pub fn start(data: &Path, port: u16, extra: &[&str]) -> SpoolServer {
         Self::start_with_env(data, port, extra, &[])
+    }
+
+    /// [`SpoolServer::start`] keeping uploads in `backend`.
+    pub fn start_on(backend: &Backend, data: &Path, port: u16, extra: &[&str]) -> SpoolServer {
+        let env = backend.env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Self::start_with_env(data, port, extra, &env)
     }
 
     /// [`SpoolServer::start`] with extra environment variables (e.g. a

@@ -234,7 +234,9 @@ export type ErrorCode =
 /** A verified update could not be installed (the package manager refused); the app stays as it is. */
 "ERR_UPDATE_INSTALL" | 
 /** The managed policy file is malformed; it is ignored and the app runs on its own settings. */
-"ERR_INVALID_POLICY";
+"ERR_INVALID_POLICY" | 
+/** The server cannot reach its storage (object store or database) right now; nothing of this request was acknowledged and the offset is unchanged. Retry. */
+"ERR_STORAGE_UNAVAILABLE";
 
 /**  The history changed (a state, a new recording, a deletion). */
 export type HistoryChanged = null;

@@ -73,6 +73,7 @@ const HEADLINES: Record<ErrorCode, string | null> = {
   ERR_UPDATE_UNAVAILABLE: null,
   ERR_UPDATE_INSTALL: null,
   ERR_INVALID_POLICY: null,
+  ERR_STORAGE_UNAVAILABLE: null,
 };
 
 /** The error as shown: its class's headline, then its own message. */

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use spool_proto::webhook::WebhookSecret;
-use spool_server::config::{FrameAncestors, defaults};
+use spool_server::config::{FrameAncestors, StoreConfig, defaults};
 use spool_server::{Config, CredentialSource, Credentials, Server, WebhookConfig};
 
 #[derive(Parser)]
@@ -175,9 +175,64 @@ struct ServeArgs {
     /// Processing jobs (remux, transcode, posters) run at once at most; default: half the CPUs.
     #[arg(long, env = "SPOOL_PROCESS_JOBS", default_value_t = defaults::process_jobs())]
     process_jobs: usize,
+    /// Where uploaded bytes live: fs (files under DATA/uploads) or s3 (an S3-compatible bucket; credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY).
+    #[arg(long, env = "SPOOL_STORE", default_value = "fs", value_parser = ["fs", "s3"])]
+    store: String,
+    /// The bucket of --store s3.
+    #[arg(long, env = "SPOOL_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// The S3 endpoint, for stores other than AWS (e.g. http://127.0.0.1:3900).
+    #[arg(long, env = "SPOOL_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The S3 region (for Garage: its s3_region).
+    #[arg(long, env = "SPOOL_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// Path-style requests (endpoint/bucket/key), which most self-hosted stores need: 1 or 0.
+    #[arg(long, env = "SPOOL_S3_PATH_STYLE", default_value = "0", value_parser = ["0", "1", "true", "false"])]
+    s3_path_style: String,
+    /// Prefix of every key, so deployments can share a bucket.
+    #[arg(long, env = "SPOOL_S3_PREFIX", default_value = "")]
+    s3_prefix: String,
+    /// Bytes per multipart part (at least 5 MiB; the last part may be smaller).
+    #[arg(long, env = "SPOOL_S3_PART_SIZE", default_value_t = 8 * 1024 * 1024)]
+    s3_part_size: u64,
 }
 
 impl ServeArgs {
+    /// `--store` and the `SPOOL_S3_*` settings, credentials from the
+    /// standard AWS variables.
+    fn store_config(&self) -> anyhow::Result<StoreConfig> {
+        if self.store == "fs" {
+            return Ok(StoreConfig::Fs);
+        }
+        let Some(bucket) = self.s3_bucket.clone().filter(|b| !b.is_empty()) else {
+            bail!("--store s3 needs a bucket: --s3-bucket or SPOOL_S3_BUCKET");
+        };
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let (Some(access_key), Some(secret_key)) =
+            (env("AWS_ACCESS_KEY_ID"), env("AWS_SECRET_ACCESS_KEY"))
+        else {
+            bail!("--store s3 needs credentials: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY");
+        };
+        if self.s3_part_size < spool_server::store::MIN_PART || self.s3_part_size > 5 << 30 {
+            bail!("--s3-part-size must be between 5 MiB and 5 GiB");
+        }
+        if let Some(ep) = &self.s3_endpoint {
+            url::Url::parse(ep).map_err(|e| anyhow::anyhow!("--s3-endpoint {ep}: {e}"))?;
+        }
+        Ok(StoreConfig::S3(spool_server::store::S3Config {
+            bucket,
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            path_style: matches!(self.s3_path_style.as_str(), "1" | "true"),
+            prefix: self.s3_prefix.clone(),
+            part_size: self.s3_part_size,
+            access_key,
+            secret_key,
+            session_token: env("AWS_SESSION_TOKEN"),
+        }))
+    }
+
     fn into_config(self) -> anyhow::Result<Config> {
         if self.max_size == 0 || self.max_size > i64::MAX as u64 {
             bail!("--max-size must be between 1 and {}", i64::MAX);
@@ -204,6 +259,7 @@ impl ServeArgs {
         if !(1..=64).contains(&self.process_jobs) {
             bail!("--process-jobs must be between 1 and 64");
         }
+        let store = self.store_config()?;
         let frame_ancestors =
             FrameAncestors::parse(&self.frame_ancestors).context("--frame-ancestors")?;
         let mut config = Config::new(self.data);
@@ -221,6 +277,7 @@ impl ServeArgs {
         config.webhook_max_age = Duration::from_secs(self.webhook_max_age);
         config.webhook_retention = Duration::from_secs(self.webhook_retention);
         config.process_jobs = self.process_jobs;
+        config.store = store;
         config.min_free_space = self.min_free_space;
         let (token_id, token_secret) = crate::secret::resolve(
             self.token_id,

@@ -107,6 +107,7 @@ error_codes! {
     UpdateUnavailable = ("ERR_UPDATE_UNAVAILABLE", 503, "The update server cannot be reached or has no update for this app; the app stays as it is and checks again later."),
     UpdateInstall = ("ERR_UPDATE_INSTALL", 500, "A verified update could not be installed (the package manager refused); the app stays as it is."),
     InvalidPolicy = ("ERR_INVALID_POLICY", 400, "The managed policy file is malformed; it is ignored and the app runs on its own settings."),
+    StorageUnavailable = ("ERR_STORAGE_UNAVAILABLE", 503, "The server cannot reach its storage (object store or database) right now; nothing of this request was acknowledged and the offset is unchanged. Retry."),
 }
 
 impl ErrorCode {
@@ -122,6 +123,7 @@ impl ErrorCode {
                 | ErrorCode::ShuttingDown
                 | ErrorCode::InsufficientStorage
                 | ErrorCode::ServerBusy
+                | ErrorCode::StorageUnavailable
                 | ErrorCode::Internal
         )
     }

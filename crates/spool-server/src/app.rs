@@ -15,7 +15,7 @@ use crate::db::Db;
 use crate::error::Error;
 use crate::locks::Locks;
 use crate::space::Reserve;
-use crate::store::{FsStore, Store};
+use crate::store::{FsStore, S3Store, Store};
 
 /// Signing keys for upload URLs: the current one signs, all verify.
 pub struct SigningKeys {
@@ -256,10 +256,21 @@ impl App {
         // Never sign with an empty key: the table always has one by now.
         let keys = SigningKeys::new(keys)
             .ok_or_else(|| Error::Db(crate::db::DbError::Corrupt("no signing key".into())))?;
-        let store: Arc<dyn Store> = Arc::new(
-            FsStore::open(config.data_dir.join("uploads"))
-                .map_err(Error::io("opening the upload store"))?,
-        );
+        let store: Arc<dyn Store> = match &config.store {
+            crate::config::StoreConfig::Fs => Arc::new(
+                FsStore::open(config.data_dir.join("uploads"))
+                    .map_err(Error::io("opening the upload store"))?,
+            ),
+            crate::config::StoreConfig::S3(s3) => {
+                let store = S3Store::open(s3, config.data_dir.join("cache"))
+                    .map_err(Error::io("opening the local cache of the bucket"))?;
+                store
+                    .check()
+                    .await
+                    .map_err(|e| Error::Store(e.to_string()))?;
+                Arc::new(store)
+            }
+        };
         let space = Reserve::open(store.clone(), config.min_free_space).await;
         let locks = Arc::new(Locks::new(config.clock.clone()));
         let app = App(Arc::new(AppInner {

@@ -93,6 +93,18 @@ pub struct Config {
     pub webhook_retention: Duration,
     /// Processing jobs (remux, transcode, posters) run at once at most.
     pub process_jobs: usize,
+    /// Where uploads' bytes live.
+    pub store: StoreConfig,
+}
+
+/// Where uploads' bytes live (`--store`).
+#[derive(Debug, Clone, Default)]
+pub enum StoreConfig {
+    /// Files under `DATA/uploads` (the default).
+    #[default]
+    Fs,
+    /// An S3-compatible bucket.
+    S3(crate::store::S3Config),
 }
 
 /// A configuration value that does not parse.
@@ -251,6 +263,7 @@ impl Config {
             webhook_max_age: defaults::WEBHOOK_MAX_AGE,
             webhook_retention: defaults::WEBHOOK_RETENTION,
             process_jobs: defaults::process_jobs(),
+            store: StoreConfig::Fs,
         }
     }
 }

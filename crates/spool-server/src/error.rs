@@ -67,7 +67,10 @@ impl From<crate::db::DbError> for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::internal(e)
+        match e {
+            crate::store::StoreError::Unavailable(_) => crate::space::store_error(e, None),
+            e => ApiError::internal(e),
+        }
     }
 }
 
@@ -137,6 +140,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The object store cannot be reached, or refuses the bucket.
+    #[error("the object store: {0}")]
+    Store(String),
     /// The credentials file exists but does not hold `id:secret`.
     #[error("{0} is not 'id:secret'")]
     Credentials(String),

@@ -117,7 +117,13 @@ async fn advance(
     offset: u64,
     complete: bool,
 ) -> Option<(Snapshot, usize, Option<u64>)> {
-    let path: PathBuf = app.store.local_path(upload_id)?;
+    let path: PathBuf = match app.store.local_copy(upload_id, offset).await {
+        Ok(p) => p?,
+        Err(e) => {
+            tracing::warn!(upload = %upload_id, error = %e, "no local copy for the live index");
+            return None;
+        }
+    };
     let entry = app.live.entry(upload_id, boundary);
     let id = upload_id.to_owned();
     tokio::task::spawn_blocking(move || {
@@ -215,7 +221,7 @@ pub async fn on_progress(app: &App, row: &UploadRow) {
         }
     }
     if let Some(at_ms) = poster {
-        crate::process::provisional_poster(app, &asset_id, &row.id, at_ms);
+        crate::process::provisional_poster(app, &asset_id, &row.id, row.offset, at_ms);
     }
 }
 

@@ -176,6 +176,7 @@ async fn run_job(app: &App, job: Job, worker: &str) {
     let aid = asset_id.clone();
     let now = now_ms();
     let attempt = job.attempt;
+    let retried = matches!(&result, Err(Failure::Transient(_)) if attempt < MAX_ATTEMPTS);
     let outcome = app
         .db
         .call(move |ops| match &result {
@@ -229,6 +230,14 @@ async fn run_job(app: &App, job: Job, worker: &str) {
             tracing::error!(asset = %asset_id, error = %e, "recording the end of a processing job")
         }
     }
+    if !retried {
+        // Processed (or given up): the local copy a bucket-backed store
+        // made for it is not needed any more.
+        let aid = asset_id.clone();
+        if let Ok(Some(a)) = app.db.call(move |ops| ops.asset(&aid)).await {
+            app.store.release_local_copy(&a.upload_id);
+        }
+    }
     app.events_enqueued();
 }
 
@@ -258,9 +267,10 @@ fn work(app: &App, asset_id: &str, cancel: &AtomicBool) -> Result<Playable, Fail
             "the asset is gone".into(),
         ));
     };
-    let path = app
-        .store
-        .local_path(&upload.id)
+    let (store, uid, upto) = (app.store.clone(), upload.id.clone(), upload.offset);
+    let path = tokio::runtime::Handle::current()
+        .block_on(async move { store.local_copy(&uid, upto).await })
+        .map_err(|e| Failure::Transient(e.to_string()))?
         .ok_or_else(|| Failure::Transient("the store keeps no local files to process".into()))?;
     let outputs = Outputs::new(&app.config.data_dir, asset_id);
     let len = upload.offset;
@@ -368,12 +378,13 @@ fn normalize(
 /// Makes a poster from what has been uploaded so far (the page's preview
 /// while the recording is live), in the background; the processor replaces
 /// it with one picked over the whole video.
-pub fn provisional_poster(app: &App, asset_id: &str, upload_id: &str, duration_ms: u64) {
-    let Some(path) = app.store.local_path(upload_id) else {
-        return;
-    };
-    let (app, aid) = (app.clone(), asset_id.to_owned());
-    tokio::task::spawn_blocking(move || {
+pub fn provisional_poster(app: &App, asset_id: &str, upload_id: &str, upto: u64, duration_ms: u64) {
+    let (app, aid, uid) = (app.clone(), asset_id.to_owned(), upload_id.to_owned());
+    tokio::spawn(async move {
+        let Ok(Some(path)) = app.store.local_copy(&uid, upto).await else {
+            return;
+        };
+        let _ = tokio::task::spawn_blocking(move || {
         let outputs = Outputs::new(&app.config.data_dir, &aid);
         let at = if duration_ms < 4_000 {
             vec![0]
@@ -403,6 +414,8 @@ pub fn provisional_poster(app: &App, asset_id: &str, upload_id: &str, duration_m
             Ok(_) => {}
             Err(e) => tracing::debug!(asset = %aid, error = %e, "no provisional poster yet"),
         }
+        })
+        .await;
     });
 }
 

@@ -108,7 +108,13 @@ async fn complete(app: &App) -> anyhow::Result<()> {
     let complete = app.db.call(|ops| ops.complete_uploads()).await?;
     for (id, len) in complete {
         match app.store.stored_len(&id).await? {
-            Some(stored) if stored >= len => {}
+            Some(stored) if stored >= len => {
+                // A crash (or an unreachable store) between the last byte
+                // and assembling it: finish it now.
+                if let Err(e) = app.store.complete(&id, len).await {
+                    tracing::warn!(upload = %id, error = %e, "assembling a complete upload in storage failed");
+                }
+            }
             stored => {
                 let message = match stored {
                     None => format!("the upload's {len} bytes are missing from storage"),

@@ -272,6 +272,18 @@ pub fn store_error(e: StoreError, offset: Option<u64>) -> ApiError {
         tracing::warn!(error = %e, "storage is full");
         return insufficient(offset);
     }
+    if let StoreError::Unavailable(reason) = &e {
+        tracing::warn!(%reason, "storage unavailable");
+        let e = ApiError::new(
+            ErrorCode::StorageUnavailable,
+            "the storage cannot be reached; nothing of this chunk was acknowledged; retry later",
+        )
+        .with_header("retry-after", RETRY_AFTER_SECS);
+        return match offset {
+            Some(o) => e.with_header(tus::UPLOAD_OFFSET, o),
+            None => e,
+        };
+    }
     ApiError::from(e)
 }
 

@@ -15,8 +15,10 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 mod fs;
+mod s3;
 
 pub use fs::FsStore;
+pub use s3::{MIN_PART, S3Config, S3Store};
 
 /// A storage failure; always an internal error to clients.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,10 @@ pub enum StoreError {
     Task(String),
     #[error("storage precondition failed on upload {id}: {reason}")]
     Precondition { id: String, reason: String },
+    /// The store cannot be reached (refused, timed out, its 5xx): nothing
+    /// was acknowledged; clients get 503 `ERR_STORAGE_UNAVAILABLE`.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A stream of stored bytes.
@@ -101,6 +107,25 @@ pub trait Store: Send + Sync + 'static {
     /// system call.
     async fn space(&self) -> Result<Option<crate::space::Space>, StoreError> {
         Ok(None)
+    }
+    /// Every byte of upload `id` (`length` of them) is acknowledged: a
+    /// store that assembles uploads does it now (idempotent; on failure the
+    /// bytes stay readable and a later call finishes it).
+    async fn complete(&self, id: &str, length: u64) -> Result<(), StoreError> {
+        let _ = (id, length);
+        Ok(())
+    }
+    /// A local file holding at least the first `len` bytes of upload `id`,
+    /// for readers of files (the processor, the live index): the store's
+    /// own file where it has one, else a copy it keeps up to date.
+    async fn local_copy(&self, id: &str, len: u64) -> Result<Option<PathBuf>, StoreError> {
+        let _ = len;
+        Ok(self.local_path(id))
+    }
+    /// Upload `id`'s local copy ([`Store::local_copy`]) is not needed any
+    /// more (its processing is done); a store that made one may drop it.
+    fn release_local_copy(&self, id: &str) {
+        let _ = id;
     }
     /// The local file holding an upload's bytes, for stores that keep them
     /// on this machine's filesystem: the live index and the processor read

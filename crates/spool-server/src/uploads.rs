@@ -77,6 +77,19 @@ pub async fn create_upload(
 
 /// Ends an upload (termination, asset deletion, expiry): interrupts any
 /// writer, removes the bytes, and records the end with its webhook.
+/// A complete upload is assembled by its store (one object in a bucket)
+/// before the client hears it is complete. A failure is logged, not
+/// answered: every byte is already acknowledged and readable where it is,
+/// and startup assembles what is left ([`crate::repair`]).
+pub async fn assemble(app: &App, row: &UploadRow) {
+    if !row.is_complete() {
+        return;
+    }
+    if let Err(e) = app.store.complete(&row.id, row.offset).await {
+        tracing::warn!(upload = %row.id, error = %e, "assembling the complete upload in storage failed; retried at startup");
+    }
+}
+
 pub async fn end_upload(app: &App, id: &str, state: UploadState) -> ApiResult<()> {
     let _guard = lock(app, id, Mode::Force).await?;
     // The end state is committed before any byte goes: a crash in between

@@ -2,12 +2,14 @@
 //! depending on no Spool crate (so no crate's tests depend on the crates
 //! they test through a detour): a virtual X display ([`Xvfb`]), ffprobe
 //! queries on a recording ([`ffprobe`], [`keyframe_times`], [`frame_count`],
-//! [`duration_s`]) and the analysis of its decoded sound ([`audio`]).
+//! [`duration_s`]), the analysis of its decoded sound ([`audio`]) and a
+//! private S3-compatible store ([`garage`]).
 //! `spool-e2e` re-exports all of it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod audio;
+pub mod garage;
 
 use std::io::Read;
 use std::path::Path;

@@ -15,16 +15,22 @@ use super::*;
 /// returns the upload's stdout lines.
 async fn fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) -> Vec<String> {
     let extra = [&["--protocol", "tus"], extra].concat();
-    let (lines, seen) = fault_run(faults, expected_faults, &extra).await;
+    let (lines, seen) = fault_run(&Backend::Fs, faults, expected_faults, &extra).await;
     assert!(seen.iter().all(|r| r.interop.is_none()), "{seen:?}");
     lines
+}
+
+/// [`fault_case`] against `spool serve --store s3`.
+async fn s3_fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
+    let extra = [&["--protocol", "tus"], extra].concat();
+    fault_run(&Backend::s3(), faults, expected_faults, &extra).await;
 }
 
 /// [`fault_case`] with `--protocol ietf`, which checks instead that every
 /// request (the retried ones included) spoke the draft.
 async fn draft_fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) -> Vec<String> {
     let extra = [&["--protocol", "ietf"], extra].concat();
-    let (lines, seen) = fault_run(faults, expected_faults, &extra).await;
+    let (lines, seen) = fault_run(&Backend::Fs, faults, expected_faults, &extra).await;
     // The on-demand POST is Spool's API, not the upload protocol.
     let upload: Vec<&Seen> = seen.iter().filter(|r| r.method != "POST").collect();
     assert!(upload.iter().any(|r| r.method == "PATCH"), "{seen:?}");
@@ -34,12 +40,13 @@ async fn draft_fault_case(faults: Faults, expected_faults: usize, extra: &[&str]
 
 /// [`fault_case`]'s run; also returns every request the proxy saw.
 async fn fault_run(
+    backend: &Backend,
     faults: Faults,
     expected_faults: usize,
     extra: &[&str],
 ) -> (Vec<String>, Vec<Seen>) {
     let dir = tempfile::tempdir().unwrap();
-    let (server, proxy) = server_behind_proxy(dir.path(), faults).await;
+    let (server, proxy) = server_on_behind_proxy(backend, dir.path(), faults).await;
     let file = dir.path().join("source.bin");
     let sha = random_file(&file, SIZE, 7);
     let target = server_args(&proxy.url());
@@ -98,6 +105,19 @@ async fn fault_run(
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_closed_mid_body_costs_one_chunk_each() {
     fault_case(
+        Faults {
+            triggers: vec![(30_000_000, Action::Close), (70_000_000, Action::Close)],
+            ..Faults::default()
+        },
+        2,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_connection_closed_mid_body_costs_one_chunk_each() {
+    s3_fault_case(
         Faults {
             triggers: vec![(30_000_000, Action::Close), (70_000_000, Action::Close)],
             ..Faults::default()
@@ -189,6 +209,21 @@ async fn a_body_buffering_proxy_cut_mid_chunk_costs_that_chunk() {
         },
         1,
         &[],
+    )
+    .await;
+}
+
+/// On S3 a checksummed chunk is staged in memory and written only once
+/// verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_a_corrupted_byte_is_caught_by_the_checksum_and_resent() {
+    s3_fault_case(
+        Faults {
+            triggers: vec![(40_000_000, Action::Corrupt)],
+            ..Faults::default()
+        },
+        1,
+        &["--checksum", "sha256"],
     )
     .await;
 }

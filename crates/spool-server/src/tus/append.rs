@@ -77,7 +77,11 @@ pub(crate) async fn append(
     } else {
         WriteMode::Direct
     };
-    let mut writer = app.store.writer(&row.id, row.offset, mode).await?;
+    let mut writer = app
+        .store
+        .writer(&row.id, row.offset, mode)
+        .await
+        .map_err(|e| space::store_error(e, Some(row.offset)))?;
     let mut hasher = checksum.as_ref().map(|c| Hasher::new(c.algorithm));
     let mut received: u64 = 0;
     let mut stream = body.into_data_stream();
@@ -198,6 +202,7 @@ async fn record(app: &App, row: &UploadRow, added: u64) -> ApiResult<UploadRow> 
     // Committed with the offsets of the other PATCHes finishing now, and
     // durable when this returns.
     let row = app.db.record_progress(&id, new_offset, now, expiry).await?;
+    crate::uploads::assemble(app, &row).await;
     // Before the client hears the new offset, so a fragment it was told is
     // stored is already in the live playlist.
     crate::live::on_progress(app, &row).await;

@@ -212,6 +212,7 @@ pub(crate) async fn declare_length(app: &App, row: &UploadRow, len: u64) -> ApiR
             ops.record_progress(&id, offset, now, expiry)
         })
         .await?;
+    crate::uploads::assemble(app, &row).await;
     crate::live::on_progress(app, &row).await;
     app.events_enqueued();
     Ok(row)

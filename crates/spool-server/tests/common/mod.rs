@@ -20,6 +20,34 @@ pub struct T {
     pub app: App,
     pub router: Router,
     pub dir: tempfile::TempDir,
+    /// The bucket's store, when the suite runs on S3 ([`on_s3`]).
+    pub garage: Option<spool_testkit::garage::Garage>,
+}
+
+/// Whether the suite runs with `--store s3` (a private Garage per test):
+/// the `*_s3` test targets compile the same tests a second time (see the
+/// crate's Cargo.toml), and their binaries are named so.
+pub fn on_s3() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .is_some_and(|n| n.contains("_s3-") || n.ends_with("_s3"))
+}
+
+/// The S3 store configuration of `garage` (parts of the minimum size, so
+/// that tests cross part boundaries with few bytes).
+pub fn s3_config(g: &spool_testkit::garage::Garage) -> spool_server::store::S3Config {
+    spool_server::store::S3Config {
+        bucket: g.bucket.clone(),
+        endpoint: Some(g.endpoint.clone()),
+        region: g.region.clone(),
+        path_style: true,
+        prefix: String::new(),
+        part_size: spool_server::store::MIN_PART,
+        access_key: g.access_key.clone(),
+        secret_key: g.secret_key.clone(),
+        session_token: None,
+    }
 }
 
 pub struct Resp {
@@ -81,7 +109,19 @@ impl T {
 
     /// A server on `dir` (a fresh one, or one a previous `T` used: a restart).
     pub async fn with_dir(dir: tempfile::TempDir, f: impl FnOnce(&mut Config)) -> T {
+        let garage = on_s3().then(spool_testkit::garage::Garage::start_new);
+        T::with_parts(dir, garage, f).await
+    }
+
+    async fn with_parts(
+        dir: tempfile::TempDir,
+        garage: Option<spool_testkit::garage::Garage>,
+        f: impl FnOnce(&mut Config),
+    ) -> T {
         let mut cfg = Config::new(dir.path().join("data"));
+        if let Some(g) = &garage {
+            cfg.store = spool_server::config::StoreConfig::S3(s3_config(g));
+        }
         cfg.credentials = Some(Credentials {
             token_id: ID.into(),
             token_secret: SECRET.into(),
@@ -89,15 +129,25 @@ impl T {
         f(&mut cfg);
         let (app, _) = App::open(cfg, "http://spool.test").await.unwrap();
         let router = spool_server::router(app.clone());
-        T { app, router, dir }
+        T {
+            app,
+            router,
+            dir,
+            garage,
+        }
     }
 
     /// The same data folder served afresh, as after a restart.
     pub async fn reopen(self, f: impl FnOnce(&mut Config)) -> T {
-        let T { app, router, dir } = self;
+        let T {
+            app,
+            router,
+            dir,
+            garage,
+        } = self;
         drop(router);
         drop(app);
-        T::with_dir(dir, f).await
+        T::with_parts(dir, garage, f).await
     }
 
     pub async fn send(&self, req: Request<Body>) -> Resp {
