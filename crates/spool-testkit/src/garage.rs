@@ -67,6 +67,7 @@ db_engine = "lmdb"
 replication_factor = 1
 metadata_fsync = true
 data_fsync = true
+compression_level = "none"
 rpc_bind_addr = "127.0.0.1:{rpc_port}"
 rpc_public_addr = "127.0.0.1:{rpc_port}"
 rpc_secret = "{secret}"
