@@ -372,7 +372,18 @@ async fn a_locked_destination_is_read_only_and_used_for_uploads() {
     std::fs::write(&settings, saved.to_string()).unwrap();
     let (driver, s) = app.launch(2).await;
     s.click(&s.testid("settings-button").await).await;
-    let url = s.testid("settings-server-url").await;
-    assert_eq!(s.prop(&url, "value").await, server.base.as_str());
+    // The dialog fills its fields once the settings arrive over IPC.
+    let shown = s
+        .wait_for(
+            "the settings dialog's server URL",
+            Duration::from_secs(10),
+            async |s| {
+                let url = s.testid("settings-server-url").await;
+                let v = s.prop(&url, "value").await;
+                v.as_str().filter(|v| !v.is_empty()).map(str::to_owned)
+            },
+        )
+        .await;
+    assert_eq!(shown, server.base.as_str());
     app.quit(driver, s).await;
 }
