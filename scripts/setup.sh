@@ -33,12 +33,15 @@ what="${1:-all}"
 # Packaging (`make dist`): minisign checks the updater signatures, rpm signs
 # and checks the .rpm (rpmsign, rpm -K), apt-utils builds the APT
 # repository's indexes (apt-ftparchive), gnupg signs it.
+# Scale-out suites: postgresql-15 (a private cluster a test, spool-testkit's
+# postgres.rs) and nginx-light (the load balancer in front of several servers).
 APT_PACKAGES=(build-essential pkg-config ca-certificates clang libclang-dev
   libavcodec-dev libavformat-dev libavutil-dev libavfilter-dev libavdevice-dev
   libswscale-dev libswresample-dev libpipewire-0.3-dev xvfb x11-xserver-utils x11-utils ffmpeg
   libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
   libdbus-1-dev webkit2gtk-driver dbus-daemon dbus-bin dunst xdotool chromium chromium-driver
-  libpulse-dev pulseaudio pulseaudio-utils sox espeak-ng minisign rpm apt-utils gnupg)
+  libpulse-dev pulseaudio pulseaudio-utils sox espeak-ng minisign rpm apt-utils gnupg
+  postgresql-15 nginx-light)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else

@@ -16,7 +16,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use spool_proto::webhook::WebhookSecret;
 use spool_server::config::{FrameAncestors, StoreConfig, defaults};
-use spool_server::{Config, CredentialSource, Credentials, Server, WebhookConfig};
+use spool_server::{Config, CredentialSource, Credentials, DatabaseConfig, Server, WebhookConfig};
 
 #[derive(Parser)]
 #[command(
@@ -196,6 +196,9 @@ struct ServeArgs {
     /// Bytes per multipart part (at least 5 MiB; the last part may be smaller).
     #[arg(long, env = "SPOOL_S3_PART_SIZE", default_value_t = 8 * 1024 * 1024)]
     s3_part_size: u64,
+    /// Metadata in PostgreSQL (postgres://user:password@host:port/db), which several nodes share; default: SQLite in --data.
+    #[arg(long, env = "SPOOL_DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -260,6 +263,14 @@ impl ServeArgs {
             bail!("--process-jobs must be between 1 and 64");
         }
         let store = self.store_config()?;
+        let database = match self.database_url.as_deref().filter(|u| !u.is_empty()) {
+            None => DatabaseConfig::Sqlite,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                DatabaseConfig::Postgres(url.to_owned())
+            }
+            // Never echo the value: it may hold a password.
+            Some(_) => bail!("--database-url must be a postgres:// (or postgresql://) URL"),
+        };
         let frame_ancestors =
             FrameAncestors::parse(&self.frame_ancestors).context("--frame-ancestors")?;
         let mut config = Config::new(self.data);
@@ -278,6 +289,7 @@ impl ServeArgs {
         config.webhook_retention = Duration::from_secs(self.webhook_retention);
         config.process_jobs = self.process_jobs;
         config.store = store;
+        config.database = database;
         config.min_free_space = self.min_free_space;
         let (token_id, token_secret) = crate::secret::resolve(
             self.token_id,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Credentials};
+use crate::config::{Config, Credentials, DatabaseConfig};
 use crate::db::Db;
 use crate::error::Error;
 use crate::locks::Locks;
@@ -60,6 +60,9 @@ pub struct AppInner {
     pub credentials: Credentials,
     pub keys: SigningKeys,
     pub db: Db,
+    /// This node's name in leases and job claims: kept in the data folder,
+    /// so a restarted node releases what its previous life held.
+    pub node: String,
     pub store: Arc<dyn Store>,
     /// The free-space reserve every stored chunk is checked against.
     pub space: Reserve,
@@ -90,6 +93,73 @@ impl std::ops::Deref for App {
 const CREDENTIALS_FILE: &str = "credentials";
 const LOCK_FILE: &str = "server.lock";
 const DB_FILE: &str = "spool.db";
+const NODE_FILE: &str = "node-id";
+
+/// Advisory-lock key under which nodes sharing a database create the
+/// shared secrets, so two starting together agree on one set.
+const SECRETS_LOCK: i64 = 0x5350_4f4f_4c02;
+
+/// This data folder's node name, made on first start.
+fn node_id(dir: &Path) -> Result<String, Error> {
+    let path = dir.join(NODE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) if crate::ids::is_valid_node(s.trim()) => Ok(s.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let id = format!("n{}", crate::ids::random_hex(6));
+            write_private(&path, &format!("{id}\n"))
+                .map_err(Error::io(format!("writing {}", path.display())))?;
+            Ok(id)
+        }
+    }
+}
+
+/// The API credentials on a database other nodes share: those stored in
+/// it, or (first node) new ones stored there, so every node accepts the
+/// same; also written to this node's credentials file, for its operator.
+async fn shared_credentials(
+    config: &Config,
+    db: &Db,
+) -> Result<(Credentials, CredentialSource), Error> {
+    if let Some(c) = &config.credentials {
+        return Ok((c.clone(), CredentialSource::Configured));
+    }
+    let (creds, generated) = db
+        .call(|ops| {
+            ops.serialize(SECRETS_LOCK)?;
+            if let (Some(id), Some(secret)) = (
+                ops.setting("api_token_id")?,
+                ops.setting("api_token_secret")?,
+            ) {
+                return Ok((
+                    Credentials {
+                        token_id: id,
+                        token_secret: secret,
+                    },
+                    false,
+                ));
+            }
+            let creds = Credentials {
+                token_id: format!("spool_{}", crate::ids::random_hex(8)),
+                token_secret: crate::ids::random_hex(24),
+            };
+            ops.set_setting("api_token_id", &creds.token_id)?;
+            ops.set_setting("api_token_secret", &creds.token_secret)?;
+            Ok((creds, true))
+        })
+        .await?;
+    let path = config.data_dir.join(CREDENTIALS_FILE);
+    write_private(
+        &path,
+        &format!("{}:{}\n", creds.token_id, creds.token_secret),
+    )
+    .map_err(Error::io(format!("writing {}", path.display())))?;
+    let source = if generated {
+        CredentialSource::Generated(path)
+    } else {
+        CredentialSource::Loaded(path)
+    };
+    Ok((creds, source))
+}
 
 /// Why the data folder cannot be opened by this server.
 #[derive(Debug, thiserror::Error)]
@@ -230,19 +300,32 @@ impl App {
             "making the database in {} private",
             config.data_dir.display()
         )))?;
-        let (credentials, source) = resolve_credentials(&config)?;
+        let node = node_id(&config.data_dir)?;
         let share_base = config
             .share_url
             .as_ref()
             .map(|u| u.as_str().trim_end_matches('/').to_owned())
             .unwrap_or_else(|| public_url.to_owned());
-        let db = Db::open(
-            &config.data_dir.join(DB_FILE),
-            &share_base,
-            config.webhook.is_some(),
-        )?;
+        let webhooks = config.webhook.is_some();
+        let db = match &config.database {
+            DatabaseConfig::Sqlite => {
+                Db::open(&config.data_dir.join(DB_FILE), &share_base, webhooks)?
+            }
+            DatabaseConfig::Postgres(url) => {
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || Db::open_postgres(&url, &share_base, webhooks))
+                    .await
+                    .map_err(|e| Error::Db(crate::db::DbError::Task(e.to_string())))??
+            }
+        };
+        let (credentials, source) = if db.is_shared() {
+            shared_credentials(&config, &db).await?
+        } else {
+            resolve_credentials(&config)?
+        };
         let keys = db
             .call(|ops| {
+                ops.serialize(SECRETS_LOCK)?;
                 let mut keys = ops.signing_keys()?;
                 if keys.is_empty() {
                     let kid = format!("k{}", crate::ids::random_hex(4));
@@ -252,6 +335,11 @@ impl App {
                 }
                 Ok(keys)
             })
+            .await?;
+        // What this node's previous life held is free now (the data-folder
+        // lock proves it is gone); on SQLite, everything is.
+        let previous = db.is_shared().then(|| node.clone());
+        db.call(move |ops| ops.release_node_leases(previous.as_deref()))
             .await?;
         // Never sign with an empty key: the table always has one by now.
         let keys = SigningKeys::new(keys)
@@ -279,6 +367,7 @@ impl App {
             credentials,
             keys,
             db,
+            node,
             store,
             space,
             locks,

@@ -95,6 +95,28 @@ pub struct Config {
     pub process_jobs: usize,
     /// Where uploads' bytes live.
     pub store: StoreConfig,
+    /// Where the metadata lives.
+    pub database: DatabaseConfig,
+}
+
+/// Where the metadata lives (`--database-url`).
+#[derive(Clone, Default)]
+pub enum DatabaseConfig {
+    /// SQLite in the data directory (the default): one node.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`postgres://…`), which several nodes share.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for DatabaseConfig {
+    // The URL may carry a password: never in a log or a debug print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseConfig::Sqlite => f.write_str("Sqlite"),
+            DatabaseConfig::Postgres(_) => f.write_str("Postgres(<url>)"),
+        }
+    }
 }
 
 /// Where uploads' bytes live (`--store`).
@@ -264,6 +286,7 @@ impl Config {
             webhook_retention: defaults::WEBHOOK_RETENTION,
             process_jobs: defaults::process_jobs(),
             store: StoreConfig::Fs,
+            database: DatabaseConfig::Sqlite,
         }
     }
 }

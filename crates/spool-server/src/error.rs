@@ -61,6 +61,17 @@ impl ApiError {
 
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
+        if e.is_unavailable() {
+            // A database restart or outage: retried by clients, like an
+            // unreachable store (nothing of the request was recorded).
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::new(
+                ErrorCode::StorageUnavailable,
+                "the database cannot be reached; nothing of this request was recorded; retry later",
+            )
+            // Short: a restarting database is back in seconds.
+            .with_header("retry-after", 2);
+        }
         ApiError::internal(e)
     }
 }

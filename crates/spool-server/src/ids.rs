@@ -28,6 +28,16 @@ pub fn is_valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Whether `s` is a node name as [`crate::app`] makes them (`n` and hex).
+pub fn is_valid_node(s: &str) -> bool {
+    s.len() > 1
+        && s.len() <= 32
+        && s.starts_with('n')
+        && s[1..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

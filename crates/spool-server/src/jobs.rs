@@ -9,7 +9,9 @@
 //! are the whole seam a processor on another machine needs (see the README's
 //! "Processing" section).
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
+
+use crate::db::sql::{OptionalExtension, params};
 
 use crate::db::{DbError, Ops};
 
@@ -73,7 +75,7 @@ impl Ops<'_> {
             .query_row(
                 "SELECT asset_id, event_id, attempts FROM jobs
                  WHERE done_at IS NULL AND next_attempt_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-                 ORDER BY next_attempt_at LIMIT 1",
+                 ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED",
                 [now],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
@@ -94,11 +96,11 @@ impl Ops<'_> {
 
     /// When the next job becomes claimable, if any is pending.
     pub fn next_job_at(&self) -> Result<Option<i64>, DbError> {
-        Ok(self.tx.query_row(
-            "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM jobs WHERE done_at IS NULL",
-            [],
+        self.tx.query_row(
+            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(lease_until, 0))) FROM jobs WHERE done_at IS NULL",
+            (),
             |r| r.get(0),
-        )?)
+        )
     }
 
     /// Extends a lease `worker` holds; false if it no longer holds it.
@@ -127,13 +129,21 @@ impl Ops<'_> {
         Ok(())
     }
 
-    /// Startup on a single node: no worker of this data folder can be alive,
-    /// so every lease is released and the interrupted jobs run at once.
-    pub fn release_job_leases(&self) -> Result<usize, DbError> {
-        Ok(self.tx.execute(
-            "UPDATE jobs SET lease_until = NULL, worker = NULL WHERE done_at IS NULL AND lease_until IS NOT NULL",
-            [],
-        )?)
+    /// Startup: no worker of this data folder can be alive, so its leases
+    /// (`worker` given: the database is shared with other nodes, whose
+    /// leases stay) or every lease (one node) are released and the
+    /// interrupted jobs run at once.
+    pub fn release_job_leases(&self, worker: Option<&str>) -> Result<usize, DbError> {
+        match worker {
+            Some(w) => self.tx.execute(
+                "UPDATE jobs SET lease_until = NULL, worker = NULL WHERE done_at IS NULL AND lease_until IS NOT NULL AND worker = ?1",
+                [w],
+            ),
+            None => self.tx.execute(
+                "UPDATE jobs SET lease_until = NULL, worker = NULL WHERE done_at IS NULL AND lease_until IS NOT NULL",
+                (),
+            ),
+        }
     }
 
     /// Drops an asset's job (the asset was deleted).

@@ -22,6 +22,7 @@ pub mod http_util;
 pub mod ids;
 pub mod ietf;
 pub mod jobs;
+pub mod lease;
 pub mod listener;
 pub mod live;
 pub mod locks;
@@ -49,7 +50,7 @@ use axum::routing::{any, get};
 use tokio_util::task::TaskTracker;
 
 pub use app::{App, CredentialSource};
-pub use config::{Config, Credentials, WebhookConfig};
+pub use config::{Config, Credentials, DatabaseConfig, WebhookConfig};
 pub use error::Error;
 
 async fn not_found() -> error::ApiError {

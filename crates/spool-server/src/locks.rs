@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 
-struct Holder {
+pub(crate) struct Holder {
     /// Cancelled to ask the holder to save what it has and release.
     interrupt: CancellationToken,
     /// Cancelled by the guard when it is dropped.
@@ -49,17 +49,38 @@ pub enum LockError {
     Poisoned,
 }
 
+impl Holder {
+    /// Asks the holder to save what it has and release.
+    pub(crate) fn interrupt(&self) {
+        self.interrupt.cancel();
+    }
+
+    /// Unix ms of the last byte it received (or of acquisition).
+    pub(crate) fn last_progress_ms(&self) -> i64 {
+        self.last_progress.load(Ordering::Relaxed)
+    }
+}
+
 /// Held while writing; releases on drop.
 pub struct WriteGuard {
     locks: Arc<Locks>,
     id: String,
     holder: Arc<Holder>,
+    /// The upload's lease in a database other nodes share, released with
+    /// the guard (see [`crate::lease`]).
+    pub(crate) lease: Option<crate::lease::Lease>,
 }
 
 impl WriteGuard {
     /// Resolves when a newer request (or termination) asks this writer to stop.
     pub async fn interrupted(&self) {
         self.holder.interrupt.cancelled().await;
+    }
+
+    /// The holder, for what watches it from beside the request (the lease's
+    /// heartbeat).
+    pub(crate) fn holder(&self) -> Arc<Holder> {
+        self.holder.clone()
     }
 
     /// Notes that bytes arrived, so this writer is not considered stalled.
@@ -95,7 +116,7 @@ pub enum Mode {
 }
 
 /// How long to wait for an interrupted holder to save and release.
-const RELEASE_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 impl Locks {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
@@ -130,6 +151,7 @@ impl Locks {
                             locks: self.clone(),
                             id: id.to_owned(),
                             holder,
+                            lease: None,
                         });
                     }
                     Some(h) => h.clone(),

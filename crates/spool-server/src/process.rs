@@ -29,6 +29,9 @@ use crate::outputs::{Index, Outputs, POSTER, PROCESSED, Source};
 const LEASE: Duration = Duration::from_secs(60);
 /// The longest nap with nothing due.
 const IDLE_POLL: Duration = Duration::from_secs(30);
+/// The same on a database other nodes share, whose work (and whose
+/// deaths, which free their jobs) no wake-up announces here.
+pub(crate) const SHARED_POLL: Duration = Duration::from_secs(2);
 /// Posters are at most this wide.
 const POSTER_WIDTH: u32 = 1280;
 
@@ -79,9 +82,20 @@ fn candidates(duration_ms: u64) -> Vec<u64> {
 /// The worker loop; returns when the server shuts down. Jobs in flight at
 /// shutdown are abandoned with their lease (startup releases it).
 pub async fn run(app: App) {
-    let worker = format!("node-{}", std::process::id());
+    let worker = app.node.clone();
     let permits = Arc::new(Semaphore::new(app.config.process_jobs.max(1)));
-    match app.db.call(|ops| ops.release_job_leases()).await {
+    let mine = app.db.is_shared().then(|| worker.clone());
+    // Other nodes' jobs finish (or run out) without this node hearing of it.
+    let idle_poll = if app.db.is_shared() {
+        SHARED_POLL
+    } else {
+        IDLE_POLL
+    };
+    match app
+        .db
+        .call(move |ops| ops.release_job_leases(mine.as_deref()))
+        .await
+    {
         Ok(n) if n > 0 => tracing::info!(
             jobs = n,
             "processing jobs interrupted by a restart run again"
@@ -121,8 +135,8 @@ pub async fn run(app: App) {
                 drop(permit);
                 let wait = next
                     .map(|t| Duration::from_millis((t - now_ms()).max(0) as u64))
-                    .unwrap_or(IDLE_POLL)
-                    .min(IDLE_POLL);
+                    .unwrap_or(idle_poll)
+                    .min(idle_poll);
                 tokio::select! {
                     _ = app.shutdown.cancelled() => return,
                     _ = app.process_wake.notified() => {}

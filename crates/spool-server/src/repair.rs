@@ -19,6 +19,25 @@ use anyhow::Context as _;
 use crate::app::App;
 use crate::db::{UploadState, now_ms};
 
+/// The upload's lock, if no writer on any node holds it.
+async fn try_lock(app: &App, id: &str) -> anyhow::Result<Option<crate::locks::WriteGuard>> {
+    crate::uploads::try_lock(app, id)
+        .await
+        .map_err(|e| anyhow::anyhow!("locking upload {id}: {} ({})", e.message, e.code.as_str()))
+}
+
+/// Upload `id` again, if it is still in `state` (another node may have
+/// moved it on between the listing and the lock).
+async fn reload(
+    app: &App,
+    id: &str,
+    state: UploadState,
+) -> anyhow::Result<Option<crate::db::UploadRow>> {
+    let rid = id.to_owned();
+    let row = app.db.call(move |ops| ops.upload(&rid)).await?;
+    Ok(row.filter(|r| r.state == state))
+}
+
 async fn mark_damaged(app: &App, id: &str, message: String) -> anyhow::Result<()> {
     tracing::error!(upload = %id, %message, "upload damaged: acknowledged bytes are missing from storage");
     let rid = id.to_owned();
@@ -75,6 +94,14 @@ async fn orphan_outputs(app: &App) -> anyhow::Result<()> {
 async fn unfinished(app: &App) -> anyhow::Result<()> {
     let active = app.db.call(|ops| ops.active_uploads()).await?;
     for row in active {
+        // Another node may be writing it: only an upload no one holds is
+        // repaired, under its lock (on one node, nothing else runs yet).
+        let Some(_guard) = try_lock(app, &row.id).await? else {
+            continue;
+        };
+        let Some(row) = reload(app, &row.id, UploadState::Active).await? else {
+            continue;
+        };
         let valid = app.store.recover(&row.id, row.offset, row.length).await?;
         if valid < row.offset {
             let message = format!(
@@ -107,6 +134,10 @@ async fn unfinished(app: &App) -> anyhow::Result<()> {
 async fn complete(app: &App) -> anyhow::Result<()> {
     let complete = app.db.call(|ops| ops.complete_uploads()).await?;
     for (id, len) in complete {
+        // A node may be assembling it right now.
+        let Some(_guard) = try_lock(app, &id).await? else {
+            continue;
+        };
         match app.store.stored_len(&id).await? {
             Some(stored) if stored >= len => {
                 // A crash (or an unreachable store) between the last byte
@@ -141,7 +172,9 @@ async fn orphans(app: &App) -> anyhow::Result<()> {
         .collect();
     for id in stored {
         let orphan = match known.get(&id) {
-            None => true,
+            // On a shared database an unknown upload may be one another
+            // node is creating (storage first, then its row): left alone.
+            None => !app.db.is_shared(),
             Some(UploadState::Expired | UploadState::Terminated) => true,
             Some(UploadState::Active | UploadState::Complete | UploadState::Damaged) => false,
         };

@@ -9,7 +9,7 @@ use spool_proto::ErrorCode;
 use crate::app::App;
 use crate::db::{ConcatKind, NewAsset, NewUpload, UploadRow, UploadState};
 use crate::error::{ApiError, ApiResult};
-use crate::locks::{LockError, Mode, WriteGuard};
+use crate::locks::{Mode, WriteGuard};
 use crate::space;
 
 /// Loads an upload by id; an id that is malformed or unknown is 404.
@@ -27,8 +27,22 @@ pub(crate) async fn load(app: &App, id: &str) -> ApiResult<UploadRow> {
 
 /// Takes the upload's one-writer lock in `mode`; a lock held by another
 /// writer is 423 with `Retry-After`.
+/// On a database other nodes share, the lock includes the upload's lease
+/// there ([`crate::lease`]).
 pub(crate) async fn lock(app: &App, id: &str, mode: Mode) -> ApiResult<WriteGuard> {
-    Ok(app.locks.acquire(id, mode).await?)
+    let mut guard = app.locks.acquire(id, mode).await?;
+    crate::lease::attach(app, id, mode, &mut guard).await?;
+    Ok(guard)
+}
+
+/// The lock if no writer (on any node) holds it now, for background work
+/// that leaves live uploads alone.
+pub(crate) async fn try_lock(app: &App, id: &str) -> ApiResult<Option<WriteGuard>> {
+    match lock(app, id, Mode::Try).await {
+        Ok(g) => Ok(Some(g)),
+        Err(e) if e.code == ErrorCode::UploadLocked => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates an upload (and its asset) in the database and the store.
@@ -130,10 +144,8 @@ pub async fn sweep_expired(app: &App) -> ApiResult<usize> {
     let mut expired = 0;
     for id in candidates {
         // A live writer keeps its upload alive; look again next round.
-        let guard = match app.locks.acquire(&id, Mode::Try).await {
-            Ok(g) => g,
-            Err(LockError::Locked) => continue,
-            Err(e) => return Err(e.into()),
+        let Some(guard) = try_lock(app, &id).await? else {
+            continue;
         };
         let row = load(app, &id).await?;
         if row.state == UploadState::Active && row.expires_at < app.now_ms() {

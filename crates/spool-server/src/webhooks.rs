@@ -125,6 +125,13 @@ pub async fn run(app: App) {
         }
     };
     let max_age = app.config.webhook_max_age;
+    // A claim outlasts the deliveries it covers, so one node sends each.
+    let lease_ms = (REQUEST_TIMEOUT * 2).as_millis() as i64;
+    let idle_poll = if app.db.is_shared() {
+        crate::process::SHARED_POLL
+    } else {
+        IDLE_POLL
+    };
     let retention = app.config.webhook_retention;
     let mut next_prune = tokio::time::Instant::now();
     loop {
@@ -136,11 +143,12 @@ pub async fn run(app: App) {
             next_prune = tokio::time::Instant::now() + prune_period(retention);
         }
         let now = now_ms();
+        let node = app.node.clone();
         // Both in one transaction: "next due" is only asked when nothing is.
         let batch = app
             .db
             .call(move |ops| {
-                let due = ops.due_events(now, BATCH)?;
+                let due = ops.due_events(now, BATCH, &node, now + lease_ms)?;
                 let next = if due.is_empty() {
                     ops.next_event_due(now)?
                 } else {
@@ -159,8 +167,8 @@ pub async fn run(app: App) {
         if due.is_empty() {
             let wait = next
                 .map(|t| Duration::from_millis((t - now_ms()).max(0) as u64))
-                .unwrap_or(IDLE_POLL)
-                .min(IDLE_POLL);
+                .unwrap_or(idle_poll)
+                .min(idle_poll);
             let wake = (tokio::time::Instant::now() + wait).min(next_prune);
             tokio::select! {
                 _ = app.shutdown.cancelled() => return,

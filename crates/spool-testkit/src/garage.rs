@@ -24,14 +24,14 @@ pub struct Garage {
     pub secret_key: String,
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
 }
 
-fn hex(n: usize) -> String {
+pub(crate) fn hex(n: usize) -> String {
     let mut buf = vec![0u8; n];
     let mut f = std::fs::File::open("/dev/urandom").expect("/dev/urandom");
     std::io::Read::read_exact(&mut f, &mut buf).expect("random bytes");

@@ -2,14 +2,18 @@
 //! depending on no Spool crate (so no crate's tests depend on the crates
 //! they test through a detour): a virtual X display ([`Xvfb`]), ffprobe
 //! queries on a recording ([`ffprobe`], [`keyframe_times`], [`frame_count`],
-//! [`duration_s`]), the analysis of its decoded sound ([`audio`]) and a
-//! private S3-compatible store ([`garage`]).
+//! [`duration_s`]), the analysis of its decoded sound ([`audio`]), a
+//! private S3-compatible store ([`garage`]), and for the scale-out suites
+//! a private PostgreSQL cluster ([`postgres`]) and a load balancer in front
+//! of several servers ([`nginx`]).
 //! `spool-e2e` re-exports all of it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod audio;
 pub mod garage;
+pub mod nginx;
+pub mod postgres;
 
 use std::io::Read;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Assets: their status, the view the API, the share page and webhooks
 //! show, and reading one back with what its upload knows.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::view::AssetRow;

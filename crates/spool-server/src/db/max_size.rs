@@ -3,7 +3,9 @@
 //! column is added to a database created before it existed by [`migrate`],
 //! which runs on every open and does nothing once the column is there.
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
+
+use super::sql::params;
 
 use super::{DbError, Ops, UploadRow};
 

@@ -4,7 +4,7 @@
 //! Each emits its webhook in the same transaction; each is idempotent, so a
 //! job that runs again after a crash changes nothing twice.
 
-use rusqlite::params;
+use super::sql::{OptionalExtension, params};
 
 use super::{AssetStatus, DbError, Ops};
 
@@ -20,7 +20,6 @@ pub struct Playable {
 
 impl Ops<'_> {
     fn asset_status(&self, asset_id: &str) -> Result<Option<AssetStatus>, DbError> {
-        use rusqlite::OptionalExtension as _;
         let s: Option<String> = self
             .tx
             .query_row("SELECT status FROM assets WHERE id = ?1", [asset_id], |r| {
@@ -105,14 +104,12 @@ impl Ops<'_> {
 
     /// The asset of an upload, if it has one.
     pub fn asset_of_upload(&self, upload_id: &str) -> Result<Option<String>, DbError> {
-        use rusqlite::OptionalExtension as _;
-        Ok(self
-            .tx
+        self.tx
             .query_row(
                 "SELECT id FROM assets WHERE upload_id = ?1",
                 [upload_id],
                 |r| r.get(0),
             )
-            .optional()?)
+            .optional()
     }
 }

@@ -5,7 +5,7 @@
 //! metadata that was committed and keeps its place among the asset's other
 //! events.
 
-use rusqlite::{OptionalExtension as _, params};
+use super::sql::{OptionalExtension as _, params};
 
 use super::{AssetStatus, AssetView, DbError, Ops};
 

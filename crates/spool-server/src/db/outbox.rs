@@ -14,7 +14,9 @@
 
 use std::sync::LazyLock;
 
-use rusqlite::{Connection, params};
+use rusqlite::Connection;
+
+use crate::db::sql::params;
 
 use crate::db::{DbError, Ops, ms_to_rfc3339, now_ms};
 
@@ -56,8 +58,9 @@ const IS_HEAD: &str = "NOT EXISTS (SELECT 1 FROM outbox p
 static DUE_SQL: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT o.seq, o.id, o.asset_id, o.type, o.body, o.attempts, o.created_at FROM outbox o
-         WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= ?1 AND {IS_HEAD}
-         ORDER BY o.next_attempt_at, o.seq LIMIT ?2"
+         WHERE o.delivered_at IS NULL AND o.dead_at IS NULL AND o.next_attempt_at <= ?1
+           AND (o.lease_until IS NULL OR o.lease_until <= ?1) AND {IS_HEAD}
+         ORDER BY o.next_attempt_at, o.seq LIMIT ?2 FOR UPDATE SKIP LOCKED"
     )
 });
 
@@ -154,9 +157,29 @@ impl Ops<'_> {
         Ok(())
     }
 
-    /// The oldest pending event of each asset, if it is due by `now`, so
-    /// that events of one asset go out strictly in order.
-    pub fn due_events(&self, now: i64, limit: usize) -> Result<Vec<PendingEvent>, DbError> {
+    /// Claims the oldest pending event of each asset, if it is due by `now`
+    /// and no other worker's lease holds it, for `worker` until
+    /// `lease_until`: events of one asset go out strictly in order, and
+    /// each is sent by one node at a time (the lease runs out if that node
+    /// dies, and the event is claimed again).
+    pub fn due_events(
+        &self,
+        now: i64,
+        limit: usize,
+        worker: &str,
+        lease_until: i64,
+    ) -> Result<Vec<PendingEvent>, DbError> {
+        let due = self.due_rows(now, limit)?;
+        for e in &due {
+            self.tx.execute(
+                "UPDATE outbox SET lease_until = ?2, worker = ?3 WHERE seq = ?1",
+                params![e.seq, lease_until, worker],
+            )?;
+        }
+        Ok(due)
+    }
+
+    fn due_rows(&self, now: i64, limit: usize) -> Result<Vec<PendingEvent>, DbError> {
         let mut stmt = self.tx.prepare_cached(&DUE_SQL)?;
         let rows = stmt.query_map(params![now, limit as i64], |r| {
             Ok(PendingEvent {
@@ -169,7 +192,7 @@ impl Ops<'_> {
                 created_at: r.get(6)?,
             })
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.collect::<Result<_, _>>()
     }
 
     /// When the next head-of-line event becomes due, given that none is due
@@ -177,17 +200,17 @@ impl Ops<'_> {
     pub fn next_event_due(&self, now: i64) -> Result<Option<i64>, DbError> {
         let mut stmt = self.tx.prepare_cached(&NEXT_DUE_SQL)?;
         let mut rows = stmt.query_map([now], |r| r.get(0))?;
-        Ok(rows.next().transpose()?)
+        rows.next().transpose()
     }
 
     pub fn event_delivered(&self, seq: i64, now: i64) -> Result<(), DbError> {
-        self.tx.execute("UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE seq = ?1", params![seq, now])?;
+        self.tx.execute("UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL, lease_until = NULL, worker = NULL WHERE seq = ?1", params![seq, now])?;
         Ok(())
     }
 
     pub fn event_failed(&self, seq: i64, next_attempt_at: i64, error: &str) -> Result<(), DbError> {
         self.tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE seq = ?1",
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3, lease_until = NULL, worker = NULL WHERE seq = ?1",
             params![seq, next_attempt_at, error],
         )?;
         Ok(())
@@ -197,7 +220,7 @@ impl Ops<'_> {
     /// the next event of its asset becomes due.
     pub fn event_dead(&self, seq: i64, now: i64, error: &str) -> Result<(), DbError> {
         self.tx.execute(
-            "UPDATE outbox SET attempts = attempts + 1, dead_at = ?2, last_error = ?3 WHERE seq = ?1",
+            "UPDATE outbox SET attempts = attempts + 1, dead_at = ?2, last_error = ?3, lease_until = NULL, worker = NULL WHERE seq = ?1",
             params![seq, now, error],
         )?;
         Ok(())
@@ -248,8 +271,8 @@ mod tests {
     #[test]
     fn outbox_queries_search_indexes() {
         let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("spool.db")).unwrap();
-        migrate(&conn).unwrap();
+        let mut conn = Connection::open(dir.path().join("spool.db")).unwrap();
+        crate::db::schema::migrate(&mut conn).unwrap();
         for (name, sql, index) in [
             ("due events", DUE_SQL.clone(), "outbox_due"),
             ("next due", NEXT_DUE_SQL.clone(), "outbox_due"),
@@ -260,7 +283,7 @@ mod tests {
             ),
             ("prune dead", PRUNE_DEAD_SQL.to_owned(), "outbox_dead"),
         ] {
-            let steps = plan(&conn, &sql);
+            let steps = plan(&conn, &crate::db::sql::for_sqlite(&sql));
             println!("{name}: {steps:?}");
             assert!(
                 steps.iter().all(|s| !s.starts_with("SCAN")),

@@ -78,71 +78,68 @@ impl Leader {
         let db = self.db.clone();
         // The connection first, then the batch: whatever queued while the
         // previous commit held the connection joins this one.
-        let conn = db.conn.lock();
-        let batch = db.progress.take();
+        let mut batch = None;
+        let outcome = db.transaction(false, |ops| {
+            let taken = batch.insert(db.progress.take());
+            commit(ops, taken)
+        });
+        let batch = batch.unwrap_or_default();
         if batch.is_empty() {
             return;
         }
-        let Ok(mut conn) = conn else {
-            for p in batch {
-                let _ = p
-                    .reply
-                    .send(Err(DbError::Task("connection mutex poisoned".into())));
-            }
-            return;
-        };
-        let (replies, results) = match commit(&mut conn, &db, &batch) {
-            Ok(results) => (batch, results),
+        let results = match outcome {
+            Ok(results) => results,
+            // Alone in its batch: its own error, as without group commit.
+            Err(e) if batch.len() == 1 => vec![Err(e)],
             Err(e) => {
                 tracing::error!(error = %e, uploads = batch.len(), "committing offsets");
-                let results = batch
+                let unavailable = e.is_unavailable();
+                batch
                     .iter()
-                    .map(|_| Err(DbError::Task(format!("committing the offset: {e}"))))
-                    .collect();
-                (batch, results)
+                    .map(|_| {
+                        Err(if unavailable {
+                            DbError::Unavailable(e.to_string())
+                        } else {
+                            DbError::Task(format!("committing the offset: {e}"))
+                        })
+                    })
+                    .collect()
             }
         };
-        drop(conn);
-        for (p, result) in replies.into_iter().zip(results) {
+        for (p, result) in batch.into_iter().zip(results) {
             let _ = p.reply.send(result);
         }
     }
 }
 
-/// One transaction for `batch`; the result of each, once committed.
+/// Records `batch` in the transaction of `ops`; the result of each, once
+/// committed. One failing alone fails the transaction (its own error, as
+/// without group commit); in a batch, each runs in its own savepoint.
 fn commit(
-    conn: &mut rusqlite::Connection,
-    db: &Db,
+    ops: &mut Ops<'_>,
     batch: &[Pending],
 ) -> Result<Vec<Result<UploadRow, DbError>>, DbError> {
-    let tx = conn.transaction()?;
-    let ops = Ops { tx: &tx, db };
-    // Alone in its batch, a failure rolls the whole transaction back.
-    let alone = batch.len() == 1;
+    if let [p] = batch {
+        return ops
+            .record_progress(&p.id, p.offset, p.now, p.expiry_ms)
+            .map(|row| vec![Ok(row)]);
+    }
     let mut results = Vec::with_capacity(batch.len());
     for p in batch {
-        if alone {
-            match ops.record_progress(&p.id, p.offset, p.now, p.expiry_ms) {
-                Ok(row) => results.push(Ok(row)),
-                // Its own error, as without group commit (the transaction
-                // rolls back when dropped).
-                Err(e) => return Ok(vec![Err(e)]),
-            }
-            continue;
-        }
-        tx.execute_batch("SAVEPOINT progress")?;
+        ops.tx.execute_batch("SAVEPOINT progress")?;
         match ops.record_progress(&p.id, p.offset, p.now, p.expiry_ms) {
             Ok(row) => {
-                tx.execute_batch("RELEASE progress")?;
+                ops.tx.execute_batch("RELEASE progress")?;
                 results.push(Ok(row));
             }
+            Err(e) if e.is_unavailable() => return Err(e),
             Err(e) => {
-                tx.execute_batch("ROLLBACK TO progress; RELEASE progress")?;
+                ops.tx
+                    .execute_batch("ROLLBACK TO progress; RELEASE progress")?;
                 results.push(Err(e));
             }
         }
     }
-    tx.commit()?;
     Ok(results)
 }
 

@@ -68,8 +68,26 @@ const ADDED_ASSET_COLUMNS: &[(&str, &str)] = &[
 /// has had, so editing a released one would leave databases that ran the
 /// old text behind.
 fn migration_list() -> Vec<M<'static>> {
-    vec![M::up_with_hook("", baseline_hook)]
+    vec![M::up_with_hook("", baseline_hook), M::up(SHARED)]
 }
+
+/// Migration 2 (issue 14): what several nodes sharing one database need,
+/// kept on SQLite too so both engines have one schema — a lease on each
+/// webhook delivery (`lease_until`, `worker`: one node sends it at a time)
+/// and on each upload's writer (`upload_leases`), and the index that finds
+/// an upload's asset.
+const SHARED: &str = r#"
+ALTER TABLE outbox ADD COLUMN lease_until INTEGER;
+ALTER TABLE outbox ADD COLUMN worker TEXT;
+CREATE TABLE upload_leases (
+    upload_id TEXT PRIMARY KEY,
+    node TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    last_progress INTEGER NOT NULL,
+    interrupt INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS assets_upload ON assets(upload_id);
+"#;
 
 static MIGRATIONS: LazyLock<Migrations<'static>> =
     LazyLock::new(|| Migrations::new(migration_list()));

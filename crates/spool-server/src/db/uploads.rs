@@ -3,7 +3,7 @@
 //! length, the offset found at startup, and its end), each emitting the
 //! asset's webhook in the same transaction.
 
-use rusqlite::{OptionalExtension, params};
+use super::sql::{OptionalExtension, Row, params};
 
 use super::assets::{AssetStatus, NewAsset};
 use super::{DbError, Ops};
@@ -96,9 +96,7 @@ pub struct NewUpload {
     pub sig_exp: u64,
 }
 
-fn upload_from_row(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<(UploadRow, String, Option<String>)> {
+fn upload_from_row(row: &Row) -> Result<(UploadRow, String, Option<String>), DbError> {
     let parts: Option<String> = row.get("parts")?;
     Ok((
         UploadRow {
@@ -184,7 +182,7 @@ impl Ops<'_> {
             .tx
             .prepare("SELECT * FROM uploads WHERE state = 'active'")?;
         let rows = stmt
-            .query_map([], upload_from_row)?
+            .query_map((), upload_from_row)?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter().map(finish_upload_row).collect()
     }
@@ -195,8 +193,8 @@ impl Ops<'_> {
         let mut stmt = self
             .tx
             .prepare(r#"SELECT id, "offset" FROM uploads WHERE state = 'complete'"#)?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let rows = stmt.query_map((), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()
     }
 
     /// The state of every upload id in `ids` that has a row (orphan check).
@@ -217,7 +215,7 @@ impl Ops<'_> {
             "SELECT id FROM uploads WHERE state = 'active' AND expires_at < ?1 LIMIT 256",
         )?;
         let rows = stmt.query_map([now], |r| r.get(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.collect::<Result<_, _>>()
     }
 
     /// Declares the length of a deferred upload.
@@ -282,7 +280,7 @@ impl Ops<'_> {
     /// Sets the offset found on disk at startup (never lower than recorded).
     pub fn reconcile_offset(&self, id: &str, offset: u64) -> Result<(), DbError> {
         self.tx.execute(
-            r#"UPDATE uploads SET "offset" = MAX("offset", ?2) WHERE id = ?1"#,
+            r#"UPDATE uploads SET "offset" = GREATEST("offset", ?2) WHERE id = ?1"#,
             params![id, offset],
         )?;
         Ok(())

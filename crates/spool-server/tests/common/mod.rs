@@ -22,16 +22,30 @@ pub struct T {
     pub dir: tempfile::TempDir,
     /// The bucket's store, when the suite runs on S3 ([`on_s3`]).
     pub garage: Option<spool_testkit::garage::Garage>,
+    /// The metadata database, when the suite runs on PostgreSQL ([`on_postgres`]).
+    pub postgres: Option<std::sync::Arc<spool_testkit::postgres::Postgres>>,
+}
+
+fn exe_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default()
+}
+
+/// Whether the suite runs with `--database-url postgres://…` (a private
+/// PostgreSQL per test): the `*_pg` test targets.
+pub fn on_postgres() -> bool {
+    let n = exe_name();
+    n.contains("_pg-") || n.ends_with("_pg")
 }
 
 /// Whether the suite runs with `--store s3` (a private Garage per test):
 /// the `*_s3` test targets compile the same tests a second time (see the
 /// crate's Cargo.toml), and their binaries are named so.
 pub fn on_s3() -> bool {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .is_some_and(|n| n.contains("_s3-") || n.ends_with("_s3"))
+    let n = exe_name();
+    n.contains("_s3-") || n.contains("_s3_") || n.ends_with("_s3")
 }
 
 /// The S3 store configuration of `garage` (parts of the minimum size, so
@@ -110,17 +124,23 @@ impl T {
     /// A server on `dir` (a fresh one, or one a previous `T` used: a restart).
     pub async fn with_dir(dir: tempfile::TempDir, f: impl FnOnce(&mut Config)) -> T {
         let garage = on_s3().then(spool_testkit::garage::Garage::start_new);
-        T::with_parts(dir, garage, f).await
+        let postgres = on_postgres()
+            .then(|| std::sync::Arc::new(spool_testkit::postgres::Postgres::start_new()));
+        T::with_parts(dir, garage, postgres, f).await
     }
 
     async fn with_parts(
         dir: tempfile::TempDir,
         garage: Option<spool_testkit::garage::Garage>,
+        postgres: Option<std::sync::Arc<spool_testkit::postgres::Postgres>>,
         f: impl FnOnce(&mut Config),
     ) -> T {
         let mut cfg = Config::new(dir.path().join("data"));
         if let Some(g) = &garage {
             cfg.store = spool_server::config::StoreConfig::S3(s3_config(g));
+        }
+        if let Some(pg) = &postgres {
+            cfg.database = spool_server::DatabaseConfig::Postgres(pg.url.clone());
         }
         cfg.credentials = Some(Credentials {
             token_id: ID.into(),
@@ -134,6 +154,7 @@ impl T {
             router,
             dir,
             garage,
+            postgres,
         }
     }
 
@@ -144,10 +165,11 @@ impl T {
             router,
             dir,
             garage,
+            postgres,
         } = self;
         drop(router);
         drop(app);
-        T::with_parts(dir, garage, f).await
+        T::with_parts(dir, garage, postgres, f).await
     }
 
     pub async fn send(&self, req: Request<Body>) -> Resp {
