@@ -87,6 +87,12 @@ async fn on_s3_a_recording_plays_live_while_it_uploads_and_is_ready_within_a_sec
     live_then_ready(Backend::s3()).await;
 }
 
+/// The same with the metadata in PostgreSQL.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_pg_a_recording_plays_live_while_it_uploads_and_is_ready_within_a_second() {
+    live_then_ready(Backend::s3_pg()).await;
+}
+
 async fn live_then_ready(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let hooks = Hooks::start(dir.path());

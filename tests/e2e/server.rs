@@ -52,6 +52,11 @@ async fn on_s3_tus_js_client_stream_deferred_and_parallel_uploads() {
     tus_js_case(Backend::s3()).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_pg_tus_js_client_stream_deferred_and_parallel_uploads() {
+    tus_js_case(Backend::s3_pg()).await;
+}
+
 async fn tus_js_case(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let server = SpoolServer::start_on(&backend, &dir.path().join("data"), 0, &[]);
@@ -89,6 +94,11 @@ async fn tuspy_with_checksums_resumes_after_being_killed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn on_s3_tuspy_with_checksums_resumes_after_being_killed() {
     tuspy_case(Backend::s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_pg_tuspy_with_checksums_resumes_after_being_killed() {
+    tuspy_case(Backend::s3_pg()).await;
 }
 
 async fn tuspy_case(backend: Backend) {
@@ -269,6 +279,11 @@ async fn webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart
 #[tokio::test(flavor = "multi_thread")]
 async fn on_s3_webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart() {
     webhooks_case(Backend::s3()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_pg_webhooks_are_signed_ordered_and_survive_a_receiver_outage_and_a_restart() {
+    webhooks_case(Backend::s3_pg()).await;
 }
 
 async fn webhooks_case(backend: Backend) {

@@ -246,6 +246,12 @@ impl Drop for Proc {
 pub enum Backend {
     Fs,
     S3(spool_testkit::garage::Garage),
+    /// `--store s3` with `--database-url postgres://…`: the engines
+    /// several nodes share.
+    S3Pg(
+        spool_testkit::garage::Garage,
+        spool_testkit::postgres::Postgres,
+    ),
 }
 
 impl Backend {
@@ -254,18 +260,42 @@ impl Backend {
         Backend::S3(spool_testkit::garage::Garage::start_new())
     }
 
+    /// A fresh Garage node and PostgreSQL cluster for the test.
+    pub fn s3_pg() -> Backend {
+        let (garage, postgres) = std::thread::scope(|s| {
+            let pg = s.spawn(spool_testkit::postgres::Postgres::start_new);
+            (
+                spool_testkit::garage::Garage::start_new(),
+                pg.join().expect("starting PostgreSQL"),
+            )
+        });
+        Backend::S3Pg(garage, postgres)
+    }
+
     /// The environment `spool serve` needs for it.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         match self {
             Backend::Fs => Vec::new(),
             Backend::S3(g) => g.serve_env(),
+            Backend::S3Pg(g, pg) => {
+                let mut env = g.serve_env();
+                env.push(("SPOOL_DATABASE_URL", pg.url.clone()));
+                env
+            }
         }
     }
 
     pub fn garage(&mut self) -> Option<&mut spool_testkit::garage::Garage> {
         match self {
             Backend::Fs => None,
-            Backend::S3(g) => Some(g),
+            Backend::S3(g) | Backend::S3Pg(g, _) => Some(g),
+        }
+    }
+
+    pub fn postgres(&mut self) -> Option<&mut spool_testkit::postgres::Postgres> {
+        match self {
+            Backend::S3Pg(_, pg) => Some(pg),
+            _ => None,
         }
     }
 }

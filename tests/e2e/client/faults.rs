@@ -26,6 +26,12 @@ async fn s3_fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
     fault_run(&Backend::s3(), faults, expected_faults, &extra).await;
 }
 
+/// [`fault_case`] against `--store s3 --database-url postgres://…`.
+async fn s3_pg_fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) {
+    let extra = [&["--protocol", "tus"], extra].concat();
+    fault_run(&Backend::s3_pg(), faults, expected_faults, &extra).await;
+}
+
 /// [`fault_case`] with `--protocol ietf`, which checks instead that every
 /// request (the retried ones included) spoke the draft.
 async fn draft_fault_case(faults: Faults, expected_faults: usize, extra: &[&str]) -> Vec<String> {
@@ -105,6 +111,19 @@ async fn fault_run(
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_closed_mid_body_costs_one_chunk_each() {
     fault_case(
+        Faults {
+            triggers: vec![(30_000_000, Action::Close), (70_000_000, Action::Close)],
+            ..Faults::default()
+        },
+        2,
+        &[],
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_s3_pg_connection_closed_mid_body_costs_one_chunk_each() {
+    s3_pg_fault_case(
         Faults {
             triggers: vec![(30_000_000, Action::Close), (70_000_000, Action::Close)],
             ..Faults::default()
