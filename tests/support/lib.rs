@@ -7,6 +7,7 @@
 
 pub mod audio;
 pub mod chromium;
+pub mod cluster;
 pub mod media;
 pub mod proxy;
 pub mod timeline;
@@ -338,7 +339,11 @@ impl SpoolServer {
             .arg(data)
             .args(["--token-id", TOKEN_ID, "--token-secret", TOKEN_SECRET])
             .args(extra)
-            .env("SPOOL_LOG", "info");
+            // A test run may ask for more (SPOOL_TEST_SERVER_LOG=debug).
+            .env(
+                "SPOOL_LOG",
+                std::env::var("SPOOL_TEST_SERVER_LOG").unwrap_or_else(|_| "info".into()),
+            );
         // The server's log goes beside its data directory, for post-mortems.
         let log = data.with_extension("log");
         if let Ok(f) = std::fs::OpenOptions::new()

@@ -148,11 +148,17 @@ async fn shared_credentials(
         })
         .await?;
     let path = config.data_dir.join(CREDENTIALS_FILE);
-    write_private(
-        &path,
-        &format!("{}:{}\n", creds.token_id, creds.token_secret),
-    )
-    .map_err(Error::io(format!("writing {}", path.display())))?;
+    let line = format!("{}:{}\n", creds.token_id, creds.token_secret);
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(line.as_str()) {
+        // The database's, replacing whatever this folder had (it may have
+        // served alone before joining the cluster): written beside, then
+        // moved over it, so the file is never half written.
+        let tmp = path.with_extension("new");
+        let _ = std::fs::remove_file(&tmp);
+        write_private(&tmp, &line)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(Error::io(format!("writing {}", path.display())))?;
+    }
     let source = if generated {
         CredentialSource::Generated(path)
     } else {

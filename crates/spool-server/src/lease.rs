@@ -20,7 +20,11 @@ use tokio_util::sync::CancellationToken;
 use crate::app::App;
 use crate::db::{LeaseTake, now_ms};
 use crate::error::ApiResult;
-use crate::locks::{LockError, Mode, RELEASE_WAIT, WriteGuard};
+use crate::locks::{LockError, Mode, WriteGuard};
+
+/// How long a newcomer waits for a lease held elsewhere to be given back
+/// or to run out: past one lease and a renewal.
+const RELEASE_WAIT: Duration = Duration::from_secs(6);
 
 /// How often a holder renews its lease.
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
@@ -58,6 +62,15 @@ pub async fn attach(app: &App, id: &str, mode: Mode, guard: &mut WriteGuard) -> 
     };
     let deadline = tokio::time::Instant::now() + RELEASE_WAIT;
     let mut asked = false;
+    // The holder as first seen: answering 423 at once would be wrong as
+    // often as right (a writer killed a moment ago looks alive until its
+    // next renewal is missed; a request that just ended on another node
+    // is still giving its lease back), and a 423 costs the client every
+    // byte it had in flight. So a newcomer waits, its body unread, until
+    // the lease is free or has run out — unless the holder renews it
+    // having received more bytes: a live writer, which gets 423.
+    let mut first_seen: Option<(i64, i64)> = None;
+    let mut pause = Duration::from_millis(10);
     loop {
         let (rid, h, progress) = (id.to_owned(), holder.clone(), app.now_ms());
         let took = app
@@ -68,18 +81,31 @@ pub async fn attach(app: &App, id: &str, mode: Mode, guard: &mut WriteGuard) -> 
             .await?;
         match took {
             LeaseTake::Taken => break,
-            LeaseTake::Held => return Err(LockError::Locked.into()),
+            LeaseTake::Held {
+                expires_at,
+                last_progress,
+            } => {
+                if interrupt_after.is_none() {
+                    return Err(LockError::Locked.into());
+                }
+                let (first_expiry, first_progress) =
+                    *first_seen.get_or_insert((expires_at, last_progress));
+                if expires_at > first_expiry && last_progress > first_progress {
+                    return Err(LockError::Locked.into());
+                }
+            }
             LeaseTake::Asked => {
                 if !asked {
                     tracing::info!(upload = id, "asking the writer on another node to stop");
                     asked = true;
                 }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(LockError::Locked.into());
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(LockError::Locked.into());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(100));
     }
     let stop = CancellationToken::new();
     tokio::spawn(heartbeat(

@@ -116,7 +116,7 @@ pub enum Mode {
 }
 
 /// How long to wait for an interrupted holder to save and release.
-pub(crate) const RELEASE_WAIT: Duration = Duration::from_secs(10);
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
 
 impl Locks {
     pub fn new(clock: Arc<dyn Clock>) -> Self {

@@ -13,9 +13,10 @@ use super::{DbError, Ops};
 pub enum LeaseTake {
     /// This holder has it now.
     Taken,
-    /// A live writer on another node holds it (and is not stalled, or the
-    /// request may not interrupt it).
-    Held,
+    /// A writer on another node holds it (and is not stalled, or the
+    /// request may not interrupt it): its lease runs to `expires_at`, and
+    /// it last reported bytes at `last_progress`.
+    Held { expires_at: i64, last_progress: i64 },
     /// The holder was asked to stop (or the row just changed hands): ask
     /// again shortly.
     Asked,
@@ -67,7 +68,7 @@ impl Ops<'_> {
                 )?;
                 Ok(LeaseTake::Taken)
             }
-            Some((_, _, their_progress)) => match interrupt_after {
+            Some(their @ (_, _, their_progress)) => match interrupt_after {
                 Some(after) if now - their_progress >= after => {
                     self.tx.execute(
                         "UPDATE upload_leases SET interrupt = 1 WHERE upload_id = ?1",
@@ -75,7 +76,10 @@ impl Ops<'_> {
                     )?;
                     Ok(LeaseTake::Asked)
                 }
-                _ => Ok(LeaseTake::Held),
+                _ => Ok(LeaseTake::Held {
+                    expires_at: their.1,
+                    last_progress: their_progress,
+                }),
             },
         }
     }

@@ -83,7 +83,10 @@ impl Leader {
             let taken = batch.insert(db.progress.take());
             commit(ops, taken)
         });
-        let batch = batch.unwrap_or_default();
+        // No transaction at all (the database unreachable): the batch is
+        // taken anyway, so its waiters hear the error and the next arrival
+        // sends a new leader.
+        let batch = batch.unwrap_or_else(|| db.progress.take());
         if batch.is_empty() {
             return;
         }
