@@ -158,6 +158,15 @@ impl T {
         }
     }
 
+    /// A node of its own data folder on `postgres`, a database other `T`s
+    /// may share (several nodes), with the filesystem store.
+    pub async fn on_database(
+        postgres: std::sync::Arc<spool_testkit::postgres::Postgres>,
+        f: impl FnOnce(&mut Config),
+    ) -> T {
+        T::with_parts(tempfile::tempdir().unwrap(), None, Some(postgres), f).await
+    }
+
     /// The same data folder served afresh, as after a restart.
     pub async fn reopen(self, f: impl FnOnce(&mut Config)) -> T {
         let T {
