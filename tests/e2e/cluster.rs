@@ -1,7 +1,8 @@
 //! Several `spool serve` nodes behind nginx on one Garage bucket and one
 //! PostgreSQL database (`spool_e2e::cluster`): a node killed with -9 in the
-//! middle of a PATCH, twice, and the database restarted mid-upload, cost
-//! the upload at most a chunk each and nothing else — byte-identical
+//! middle of a PATCH, twice, the database restarted mid-upload, and the
+//! bucket's store stopped mid-upload, cost the upload at most a chunk each
+//! and nothing else — byte-identical
 //! result, webhooks created → uploaded → ready delivered in order, the
 //! video processed exactly once.
 
@@ -303,5 +304,53 @@ async fn a_database_restart_mid_upload_is_503_then_resumed_losing_nothing() {
     assert!(
         logs.contains("database unavailable"),
         "no node noticed the database was gone: {logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bucket_stopped_mid_upload_through_the_cluster_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = Cluster::start(dir.path(), 2, &[]).await;
+    let file = dir.path().join("source.bin");
+    let size: u64 = 80 << 20;
+    let sha = random_file(&file, size as usize, 13);
+    cluster.proxy.set_throttle(Some(30 << 20));
+    let mut upload = Proc::spawn(spool_upload(
+        &file,
+        &dir.path().join("state"),
+        &cluster.url(),
+    ));
+    upload.wait_line(Duration::from_secs(120), |l| {
+        confirmed(l).is_some_and(|c| c >= size / 3)
+    });
+    cluster.backend.garage().unwrap().stop();
+    upload.wait_line(Duration::from_secs(60), |l| l.contains("\"reconnecting\""));
+    cluster.backend.garage().unwrap().start();
+    let (status, lines) = finish(upload, &cluster, Duration::from_secs(180));
+    assert!(
+        status.success(),
+        "spool upload failed: {lines:?}\n{}",
+        cluster.logs()
+    );
+    let complete = complete(&json_lines(&lines));
+    let resent = cluster
+        .proxy
+        .stats
+        .body_bytes
+        .load(Ordering::Relaxed)
+        .saturating_sub(size);
+    println!("re-sent {resent} bytes across a store outage");
+    assert!(resent <= CHUNK, "{resent} bytes sent twice for one outage");
+    let stored = Tus::default()
+        .get(complete["upload_url"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        sha256_hex(&stored),
+        sha,
+        "stored bytes differ from the source"
+    );
+    assert!(
+        cluster.logs().contains("storage unavailable"),
+        "no node answered that the store was gone"
     );
 }
