@@ -21,9 +21,27 @@
 //! Environment: SPOOL_BENCH_MB (size of each upload, default 100),
 //! SPOOL_BENCH_CONCURRENCY (comma list, default 1,8,64),
 //! SPOOL_BENCH_CHUNK_MB (PATCH size, default 8), SPOOL_BENCH_ONLY (a comma
-//! list of `disk`, `spool`, `tus`, `s3`, `sink`: run only those rows, e.g.
-//! while profiling). The `s3` rows are `spool serve --store s3` against a
-//! Garage on the same machine (Garage's own CPU and memory not counted).
+//! list of `disk`, `spool`, `tus`, `s3`, `s3pg`, `cluster`, `sink`: run
+//! only those rows, e.g. while profiling). The `s3` rows are `spool serve
+//! --store s3` against a Garage on the same machine (Garage's own CPU and
+//! memory not counted).
+//!
+//! The scale-out rows, so that one run compares the single node on files
+//! and SQLite (`spool`) with what a deployment of several runs: `s3pg` is
+//! one `spool serve --store s3 --database-url postgres://…` on a private
+//! Garage and PostgreSQL, `cluster` two such nodes sharing one Garage and
+//! one PostgreSQL behind nginx balancing round robin, the client talking to
+//! nginx (so consecutive PATCHes of an upload land on alternate nodes, each
+//! taking the writer lease in turn, as behind a real balancer). Garage's,
+//! PostgreSQL's and nginx's CPU and memory are not counted, the bench
+//! starting them only to serve the rows; the cluster's RSS and CPU are both
+//! nodes' summed, what the deployment spends on Spool itself. After the
+//! tables, for every Spool row run, Stop → link: ten uploads one at a time,
+//! created with a deferred length like the recorder's, whose last 1.4 MB
+//! fragment declares the length; that PATCH's latency is how long a viewer
+//! waits after Stop. On files it ends in an fsync; on S3 it is the
+//! completion (the last tail copied into the multipart upload, completed,
+//! the pending objects removed), which PostgreSQL and nginx add little to.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -35,6 +53,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use spool_e2e::*;
+
+/// The scale-out rows' servers and the Stop → link figure.
+#[path = "upload/cluster.rs"]
+mod cluster;
 
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -77,7 +99,8 @@ struct Target {
     name: &'static str,
     endpoint: String,
     auth: Option<String>,
-    pid: u32,
+    /// The server's processes: their RSS and CPU are summed.
+    pids: Vec<u32>,
 }
 
 /// What one row measured.
@@ -150,23 +173,25 @@ async fn terminate(http: &reqwest::Client, t: &Target, url: &str) {
 
 /// Runs `n` concurrent uploads to `t`.
 async fn run(http: &reqwest::Client, t: &Target, data: &Bytes, n: usize, chunk: usize) -> Row {
-    let peak = Arc::new(AtomicU64::new(rss_kib(t.pid)));
+    let rss = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).sum::<u64>();
+    let cpu = |pids: &[u32]| pids.iter().map(|p| cpu_s(*p)).sum::<f64>();
+    let peak = Arc::new(AtomicU64::new(rss(&t.pids)));
     let done = Arc::new(AtomicBool::new(false));
     let sampler = {
-        let (peak, done, pid) = (peak.clone(), done.clone(), t.pid);
+        let (peak, done, pids) = (peak.clone(), done.clone(), t.pids.clone());
         std::thread::spawn(move || {
             while !done.load(Ordering::Relaxed) {
-                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                peak.fetch_max(rss(&pids), Ordering::Relaxed);
                 std::thread::sleep(Duration::from_millis(20));
             }
         })
     };
-    let cpu_before = cpu_s(t.pid);
+    let cpu_before = cpu(&t.pids);
     let start = Instant::now();
     let results =
         futures_util::future::join_all((0..n).map(|_| upload(http, t, data.clone(), chunk))).await;
     let elapsed = start.elapsed();
-    let cpu = cpu_s(t.pid) - cpu_before;
+    let cpu = cpu(&t.pids) - cpu_before;
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     // Check, then free the disk for the next round.
@@ -405,7 +430,7 @@ async fn main() {
                 name: "spool serve",
                 endpoint: spool.endpoint(),
                 auth: Some(basic_auth()),
-                pid: spool.proc.child.id(),
+                pids: vec![spool.proc.child.id()],
             },
         ),
         (
@@ -414,7 +439,7 @@ async fn main() {
                 name: "@tus/server 2.4.5 (file store)",
                 endpoint: format!("{node_base}/files"),
                 auth: None,
-                pid: node_srv.child.id(),
+                pids: vec![node_srv.child.id()],
             },
         ),
     ];
@@ -425,15 +450,35 @@ async fn main() {
                 name: "spool serve --store s3 (Garage)",
                 endpoint: srv.endpoint(),
                 auth: Some(basic_auth()),
-                pid: srv.proc.child.id(),
+                pids: vec![srv.proc.child.id()],
             },
         ));
+    }
+    let s3pg = runs("s3pg").then(|| cluster::s3pg(dir.path()));
+    if let Some((srv, _)) = &s3pg {
+        targets.push((
+            "s3pg",
+            Target {
+                name: "spool s3+PG, 1 node",
+                endpoint: srv.endpoint(),
+                auth: Some(basic_auth()),
+                pids: vec![srv.proc.child.id()],
+            },
+        ));
+    }
+    let nodes = if runs("cluster") {
+        Some(cluster::cluster(dir.path()).await)
+    } else {
+        None
+    };
+    if let Some(c) = &nodes {
+        targets.push(("cluster", cluster::cluster_target(c)));
     }
     let sink_target = Target {
         name: "sink: HTTP only, bytes dropped",
         endpoint: sink().await,
         auth: None,
-        pid: std::process::id(),
+        pids: vec![std::process::id()],
     };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
@@ -491,6 +536,16 @@ async fn main() {
         if let Some(row) = &sink_row {
             print_row(n, sink_target.name, row, None);
         }
+    }
+    let mut stops = Vec::new();
+    for (key, t) in &targets {
+        if t.auth.is_some() && runs(key) {
+            settle();
+            stops.push((t.name, cluster::stop_to_link(&http, t, 10).await));
+        }
+    }
+    if !stops.is_empty() {
+        cluster::print_stop(10, &mut stops);
     }
     node_srv.sigterm();
 }

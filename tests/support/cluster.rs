@@ -2,7 +2,7 @@
 //! it: a private Garage and PostgreSQL, `n` `spool serve` nodes each on its
 //! own data folder sharing them, and nginx balancing round robin in front,
 //! with a byte-counting proxy before nginx (so a test knows every byte the
-//! client sent). Nodes can be killed (kill -9) and restarted on the same
+//! client sent; a benchmark may leave it out). Nodes can be killed (kill -9) and restarted on the same
 //! port and folder; which node is writing an upload is read from the
 //! database's lease table.
 
@@ -17,17 +17,27 @@ use crate::{Backend, SpoolServer, free_port};
 pub struct Cluster {
     pub backend: Backend,
     pub nginx: Nginx,
-    /// What clients talk to: the proxy in front of nginx.
+    /// What clients talk to: the proxy in front of nginx (idle when the
+    /// cluster was started without it, [`Cluster::start_with`]).
     pub proxy: FaultProxy,
     pub nodes: Vec<Option<SpoolServer>>,
     ports: Vec<u16>,
     datas: Vec<PathBuf>,
     extra: Vec<String>,
+    /// What clients talk to: the proxy's URL, or nginx's.
+    url: String,
 }
 
 impl Cluster {
     /// `n` nodes under `dir` with `extra` arguments each.
     pub async fn start(dir: &Path, n: usize, extra: &[&str]) -> Cluster {
+        Self::start_with(dir, n, extra, true).await
+    }
+
+    /// [`Cluster::start`], the clients talking to nginx directly unless
+    /// `proxy`: a benchmark's, since the proxy, counting every byte, would
+    /// slow them. The proxy is started anyway (the field stays), unused.
+    pub async fn start_with(dir: &Path, n: usize, extra: &[&str], proxy: bool) -> Cluster {
         let backend = Backend::s3_pg();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let upstreams: Vec<std::net::SocketAddr> = ports
@@ -35,25 +45,31 @@ impl Cluster {
             .map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], *p)))
             .collect();
         let nginx = Nginx::start(&upstreams);
-        let proxy = FaultProxy::start_unconnected(Faults::default()).await;
-        proxy.set_upstream(
+        let fault_proxy = FaultProxy::start_unconnected(Faults::default()).await;
+        fault_proxy.set_upstream(
             nginx
                 .url
                 .trim_start_matches("http://")
                 .parse()
                 .expect("nginx address"),
         );
+        let url = if proxy {
+            fault_proxy.url()
+        } else {
+            nginx.url.clone()
+        };
         let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        extra.extend(["--public-url".to_owned(), proxy.url()]);
+        extra.extend(["--public-url".to_owned(), url.clone()]);
         let datas: Vec<PathBuf> = (0..n).map(|i| dir.join(format!("node{i}"))).collect();
         let mut cluster = Cluster {
             backend,
             nginx,
-            proxy,
+            proxy: fault_proxy,
             nodes: (0..n).map(|_| None).collect(),
             ports,
             datas,
             extra,
+            url,
         };
         // The first node migrates the schema; the others then start
         // together.
@@ -82,7 +98,7 @@ impl Cluster {
 
     /// The base URL clients use.
     pub fn url(&self) -> String {
-        self.proxy.url()
+        self.url.clone()
     }
 
     /// Starts node `i` (again), on its port and data folder.
