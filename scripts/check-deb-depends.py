@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Checks that a .deb declares every shared library its programs load.
 
-For each ELF program under usr/bin in the package, every NEEDED library is
+For each ELF program under usr/bin and usr/lib/spool in the package, every NEEDED library is
 resolved on this machine (ldconfig), mapped to the Debian package that ships
 it (dpkg -S), and looked up in the closure of the package's Depends (apt-cache
 depends --recurse): a library whose package is neither declared nor pulled in
@@ -77,7 +77,10 @@ def main() -> int:
     missing: dict[str, list[str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         run("dpkg-deb", "-x", deb, tmp)
-        programs = [p for p in (Path(tmp) / "usr" / "bin").iterdir() if p.read_bytes()[:4] == b"\x7fELF"]
+        dirs = [Path(tmp) / "usr" / "bin", Path(tmp) / "usr" / "lib" / "spool"]
+        programs = [
+            p for d in dirs if d.is_dir() for p in d.iterdir() if p.is_file() and p.read_bytes()[:4] == b"\x7fELF"
+        ]
         if not programs:
             print(f"{deb}: no programs under usr/bin", file=sys.stderr)
             return 1

@@ -2,7 +2,8 @@
 # `make dist`: everything a team ships Spool with, signed with its keys, in
 # one folder (target/dist/ under the cargo target folder):
 #   spool-desktop_<v>_amd64.deb, spool-desktop-<v>-1.x86_64.rpm  the app, with
-#       the `spool` CLI at /usr/bin/spool; the rpm GPG-signed (rpm -K)
+#       the `spool` CLI at /usr/bin/spool (and the spool-full it execs at
+#       /usr/lib/spool/); the rpm GPG-signed (rpm -K)
 #   *.deb.sig, *.rpm.sig  updater signatures (minisign, base64 as Tauri
 #       writes them; the trusted comment carries version:<v>)
 #   latest.json           the updater manifest (Tauri v2 static format)
@@ -151,20 +152,23 @@ gpg_sign() { gpg_ --yes -u "$fpr" --digest-algo SHA512 "$@"; }
 version=$(python3 -c 'import json; print(json.load(open("tauri.conf.json"))["version"])')
 say "building spool-cli ($profile)"
 ${CARGO:-cargo} build --locked "${cargo_profile[@]}" -p spool-cli
-spool_cli="$target/$profile/spool"
-[ -x "$spool_cli" ] || die "$spool_cli was not built"
-# Packaged without debug info (a copy: the build's own keeps it).
-objcopy --strip-debug "$spool_cli" "$work/spool"
+# The launcher and the program it execs for everything but uploads
+# (crates/spool-cli/src/launch.rs looks for it in ../lib/spool/), packaged
+# without debug info (copies: the build's own keep it).
+for bin in spool spool-full; do
+  [ -x "$target/$profile/$bin" ] || die "$target/$profile/$bin was not built"
+  objcopy --strip-debug "$target/$profile/$bin" "$work/$bin"
+done
 spool_cli="$work/spool"
 
 # What depends on this run: the CLI's path under the target folder, the
 # updater public key, and the artifacts. productName "Spool Desktop" makes
 # the bundler name both packages spool-desktop (it kebab-cases the product
 # name); the desktop entry still says Spool (packaging/spool.desktop).
-python3 - "$spool_cli" "$SPOOL_UPDATER_PUBKEY" >"$work/dist.conf.json" <<'EOF'
+python3 - "$spool_cli" "$work/spool-full" "$SPOOL_UPDATER_PUBKEY" >"$work/dist.conf.json" <<'EOF'
 import json, os, sys
-spool, pubkey = sys.argv[1], sys.argv[2]
-files = {"/usr/bin/spool": spool}
+spool, spool_full, pubkey = sys.argv[1], sys.argv[2], sys.argv[3]
+files = {"/usr/bin/spool": spool, "/usr/lib/spool/spool-full": spool_full}
 # The menu says Spool, whatever the package is called.
 template = os.path.abspath("packaging/spool.desktop")
 print(json.dumps({

@@ -423,4 +423,9 @@ fn make_dist_signs_every_artifact_with_the_teams_keys() {
     assert_eq!(v.trim(), format!("spool-desktop {version}"));
     let v = ok(Command::new(unpacked.join("usr/bin/spool")).arg("--version"));
     assert!(v.contains(&version), "{v}");
+    // The launcher finds the spool-full it execs in ../lib/spool/.
+    let v = ok(Command::new(unpacked.join("usr/lib/spool/spool-full")).arg("--version"));
+    assert!(v.contains(&version), "{v}");
+    let help = ok(Command::new(unpacked.join("usr/bin/spool")).args(["serve", "--help"]));
+    assert!(help.contains("--listen"), "{help}");
 }

@@ -41,25 +41,31 @@ pub fn coded(code: ErrorCode, message: impl std::fmt::Display) -> anyhow::Error 
 /// `spool record`'s status when the recording is kept but not uploaded.
 pub const KEPT_NOT_UPLOADED: u8 = 3;
 
-/// The code of an error: the first typed error in its chain that has one;
-/// an I/O error is a local file's (or a full disk); anything else the CLI
-/// raised is about its arguments.
-pub fn code_of(e: &anyhow::Error) -> ErrorCode {
+/// Names the code of one error of a chain, for the error types only
+/// `spool-full` links (the recorder's, the capture's); `None` otherwise.
+pub type Classify = fn(&(dyn std::error::Error + 'static)) -> Option<ErrorCode>;
+
+/// The launcher's classification: nothing beyond the client's own types.
+pub fn no_more(_: &(dyn std::error::Error + 'static)) -> Option<ErrorCode> {
+    None
+}
+
+/// The code of an error: the first typed error in its chain that has one
+/// (the CLI's own, `more`'s, the client's); an I/O error is a local file's
+/// (or a full disk); anything else the CLI raised is about its arguments.
+pub fn code_of(e: &anyhow::Error, more: Classify) -> ErrorCode {
     for cause in e.chain() {
         if let Some(c) = cause.downcast_ref::<Coded>() {
             return c.code;
         }
-        if let Some(r) = cause.downcast_ref::<spool_record::RecordError>() {
-            return r.error_code();
+        if let Some(code) = more(cause) {
+            return code;
         }
         if let Some(c) = cause.downcast_ref::<spool_client::ClientError>() {
             return c.error_code();
         }
-        if cause.is::<spool_capture::CaptureError>() {
-            return ErrorCode::Source;
-        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
-            return if spool_record::codes::is_disk_full(io) {
+            return if spool_proto::error::is_disk_full(io) {
                 ErrorCode::DiskFull
             } else {
                 ErrorCode::LocalFile
@@ -101,8 +107,8 @@ pub fn status(code: ErrorCode) -> u8 {
 }
 
 /// Prints `spool: ERR_…: message` and gives the exit status of its class.
-pub fn fail(e: &anyhow::Error) -> ExitCode {
-    let code = code_of(e);
+pub fn fail_with(e: &anyhow::Error, more: Classify) -> ExitCode {
+    let code = code_of(e, more);
     eprintln!("spool: {code}: {e:#}");
     ExitCode::from(status(code))
 }
@@ -141,16 +147,16 @@ mod tests {
             retry_after: None,
         })
         .context("uploading");
-        assert_eq!(code_of(&e), ErrorCode::Unauthorized);
+        assert_eq!(code_of(&e, no_more), ErrorCode::Unauthorized);
         let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
             .context("reading x");
-        assert_eq!(code_of(&e), ErrorCode::LocalFile);
+        assert_eq!(code_of(&e, no_more), ErrorCode::LocalFile);
         assert_eq!(
-            code_of(&anyhow::anyhow!("--fps must be positive")),
+            code_of(&anyhow::anyhow!("--fps must be positive"), no_more),
             ErrorCode::InvalidSettings
         );
         assert_eq!(
-            code_of(&coded(ErrorCode::Interrupted, "interrupted")),
+            code_of(&coded(ErrorCode::Interrupted, "interrupted"), no_more),
             ErrorCode::Interrupted
         );
     }

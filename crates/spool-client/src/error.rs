@@ -135,12 +135,10 @@ impl ClientError {
                 Some(rusqlite::ErrorCode::DiskFull) => FailureClass::DiskFull,
                 _ => FailureClass::Internal,
             },
-            ClientError::Io { source, .. } => match source.kind() {
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                    FailureClass::DiskFull
-                }
-                _ => FailureClass::Local,
-            },
+            ClientError::Io { source, .. } if spool_proto::error::is_disk_full(source) => {
+                FailureClass::DiskFull
+            }
+            ClientError::Io { .. } => FailureClass::Local,
             ClientError::LocalDataChanged(_) => FailureClass::Local,
             ClientError::Network(_) | ClientError::Unreachable(_) => FailureClass::Unreachable,
             ClientError::Protocol(_) => FailureClass::Server,

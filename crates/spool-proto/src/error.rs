@@ -165,6 +165,16 @@ impl ErrorBody {
     }
 }
 
+/// Whether a local I/O failure means the volume is full (ENOSPC, or its
+/// quota twin): the one test behind `ERR_DISK_FULL` on the client, the
+/// recorder and the server's 507.
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,13 +7,7 @@ use spool_proto::ErrorCode;
 
 use crate::RecordError;
 
-/// ENOSPC (and its quota twin): the disk is full.
-pub fn is_disk_full(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    )
-}
+pub use spool_proto::error::is_disk_full;
 
 impl RecordError {
     /// This error's stable code.

@@ -261,8 +261,7 @@ where
 
 /// Whether a storage failure means the volume is full (or a quota reached).
 pub fn is_out_of_space(e: &StoreError) -> bool {
-    matches!(e, StoreError::Io { source, .. }
-        if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
+    matches!(e, StoreError::Io { source, .. } if spool_proto::error::is_disk_full(source))
 }
 
 /// A storage failure as an answer: 507 (offset unchanged) when the volume is

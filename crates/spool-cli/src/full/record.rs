@@ -15,7 +15,7 @@ use clap::Args;
 use spool_client::{Client, Event};
 use spool_record::{Event as RecEvent, Recorder, Settings, Upload};
 
-use crate::upload::{StateArgs, TargetArgs, UploadOptions};
+use spool_cli::upload::{StateArgs, TargetArgs, UploadOptions};
 
 #[derive(Args, Debug)]
 pub struct RecordArgs {
@@ -79,7 +79,7 @@ pub struct RecordArgs {
     pub upload_patience: u64,
     /// Upload protocol: TUS 1.0, the IETF resumable-upload draft, or `auto`
     /// (the draft where the server says it speaks it, else TUS).
-    #[arg(long, default_value = "auto", value_parser = crate::upload::PROTOCOLS)]
+    #[arg(long, default_value = "auto", value_parser = spool_cli::upload::PROTOCOLS)]
     pub protocol: String,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -210,7 +210,7 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
         .ok();
     if args.countdown > 0 && !countdown(args.countdown, json).await {
         // Interrupted during the countdown: nothing was recorded.
-        return Err(crate::exit::coded(
+        return Err(spool_cli::exit::coded(
             spool_proto::ErrorCode::Interrupted,
             "cancelled before recording started",
         ));
@@ -272,7 +272,7 @@ pub async fn record(args: RecordArgs, matches: &clap::ArgMatches) -> anyhow::Res
                 path.display(),
                 upload_id.as_deref().unwrap_or("?")
             );
-            std::process::exit(i32::from(crate::exit::KEPT_NOT_UPLOADED));
+            std::process::exit(i32::from(spool_cli::exit::KEPT_NOT_UPLOADED));
         }
     };
     if let Some(p) = printer {
