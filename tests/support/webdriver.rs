@@ -256,20 +256,24 @@ impl Session {
         }
     }
 
-    async fn try_find(&self, css: &str) -> Option<Element> {
-        let v: Value = self
+    /// The element, or why there is none: the WebDriver's answer (no such
+    /// element) or that the driver did not answer at all (the app gone).
+    async fn try_find(&self, css: &str) -> Result<Element, String> {
+        let resp = self
             .http
             .post(format!("{}/element", self.url))
             .json(&json!({"using": "css selector", "value": css}))
             .send()
             .await
-            .ok()?
+            .map_err(|e| format!("the WebDriver did not answer: {e}"))?;
+        let v: Value = resp
             .json()
             .await
-            .ok()?;
+            .map_err(|e| format!("the WebDriver's answer is not JSON: {e}"))?;
         v["value"][ELEMENT_KEY]
             .as_str()
             .map(|s| Element(s.to_owned()))
+            .ok_or_else(|| format!("the WebDriver answered {}", v["value"]))
     }
 
     /// The element `[data-testid=…]`, waiting up to 30 s for it to exist.
@@ -280,10 +284,11 @@ impl Session {
     pub async fn find(&self, css: &str) -> Element {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Some(e) = self.try_find(css).await {
-                return e;
-            }
-            assert!(Instant::now() < deadline, "no element {css}");
+            let why = match self.try_find(css).await {
+                Ok(e) => return e,
+                Err(why) => why,
+            };
+            assert!(Instant::now() < deadline, "no element {css}: {why}");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
